@@ -1,0 +1,91 @@
+"""Command line: `python -m lupus_dash {import,validate,report,build-demo,bench,dictionary}`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Exit codes: 0 ok, 1 unexpected failure, 2 bad input (reported, nothing written).
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+
+DEFAULT_DB = "data/demo.duckdb"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lupus_dash", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    imp = sub.add_parser("import", help="import a cohort folder, .xlsx or .parquet files")
+    imp.add_argument("path")
+    imp.add_argument("--db", required=True)
+    mode = imp.add_mutually_exclusive_group()
+    mode.add_argument("--replace", action="store_true", help="replace cohorts with the same label")
+    mode.add_argument("--append", action="store_true", help="add cohorts, keep the others")
+    _ingest_options(imp)
+
+    val = sub.add_parser("validate", help="check cohort files without writing anything")
+    val.add_argument("path")
+    _ingest_options(val)
+
+    rep = sub.add_parser("report", help="the report JSON/CSV for one cohort and filter")
+    rep.add_argument("--db", default=DEFAULT_DB)
+    rep.add_argument("--cohort", required=True)
+    rep.add_argument("--filter", action="append", default=[], metavar="COL=VAL",
+                     help="repeatable; several values as COL=A,B")
+    rep.add_argument("--definitions", default="standard",
+                     choices=["standard", "seed_paper", "paediatric"])
+    rep.add_argument("--format", default="json", choices=["json", "csv", "markdown", "xlsx"])
+    rep.add_argument("--group-by", default=None)
+    rep.add_argument("--observed", action="store_true",
+                     help="observed-only remission rates instead of non-responder imputation")
+    rep.add_argument("--adjust", default="none", choices=["none", "bonferroni", "holm", "bh"])
+    rep.add_argument("--layout", default=None, choices=["table1", "table2", "table3"])
+    rep.add_argument("--no-mixed-model", action="store_true", help="skip the mixed model")
+    rep.add_argument("--output", "-o", default=None, help="write to a file instead of stdout")
+
+    demo = sub.add_parser("build-demo", help="build the synthetic demo cohorts")
+    demo.add_argument("--db", default=DEFAULT_DB)
+    demo.add_argument("--scale", type=int, default=None, help="N synthetic patients instead")
+    demo.add_argument("--seed", type=int, default=None)
+
+    bench = sub.add_parser("bench", help="time the page computations")
+    bench.add_argument("--patients", type=int, default=100_000)
+    bench.add_argument("--db", default=None)
+    bench.add_argument("--format", default="text", choices=["text", "json"])
+
+    dic = sub.add_parser("dictionary", help="print the data dictionary")
+    dic.add_argument("--format", default="markdown", choices=["markdown", "csv", "json"])
+    return p
+
+
+def _ingest_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--complement-unit", choices=["g/L", "mg/dL"], default=None,
+                   help="unit of c3/c4 columns when the file has no unit column")
+    p.add_argument("--creatinine-unit", choices=["umol/L", "mg/dL"], default=None)
+    p.add_argument("--week-windows", default=None,
+                   help="nominal week windows for dated visits, e.g. '0:-14:7,4:15:42'")
+    p.add_argument("--schedule", default=None,
+                   help="scheduled weeks of the cohort(s), e.g. '0,4,12,24,52'")
+
+
+_COMMANDS = {
+    "import": ("lupus_dash.ingest", "cli_import"),
+    "validate": ("lupus_dash.ingest", "cli_validate"),
+    "report": ("lupus_dash.report", "cli_report"),
+    "build-demo": ("lupus_dash.synth", "cli_build_demo"),
+    "bench": ("lupus_dash.bench", "cli_bench"),
+    "dictionary": ("lupus_dash.docs", "cli_dictionary"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    module, func = _COMMANDS[args.command]
+    from .db import DatabaseError
+
+    try:
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
+    except DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
