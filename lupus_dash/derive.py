@@ -1,0 +1,246 @@
+"""Patient and visit fact tables from validated input tables (calls endpoints.py).
+
+``build_facts`` is run on every database write; its output columns are exactly
+``schema.columns("patient_facts")`` and ``schema.columns("visit_facts")`` in
+that order, typed as pandas nullable dtypes that map 1:1 onto the DuckDB
+types (BOOLEAN → ``boolean``, INTEGER → ``Int64``, DOUBLE → ``float64``,
+VARCHAR → ``string``, DATE → ``datetime64``).
+
+Conventions documented here (see also endpoints.py):
+- Scheduled weeks of a cohort (``infer_schedule``): weeks attended by at least
+  50 % of the cohort's patients that have any visit, always including week 0.
+- ``completer``: has a visit at the cohort's final scheduled week.
+- ``is_last`` / ``last_week`` / ``n_visits``: every visit row counts as an
+  assessment (the importer drops nothing; a row is a visit that took place).
+- ``follow_up_months`` = last_week × 12/52 (52 weeks = 12 months).
+- Age at a visit (for eGFR) = age_at_baseline_years + visit_week / 52.
+- Height and weight: the visit's value, else the patient's baseline value.
+- ``sledai2k`` is filled from the descriptors only where it is missing and all
+  24 descriptors are recorded (a missing descriptor is unknown, not absent).
+- ``csledai`` is filled where it is known exactly: from the 22 clinical
+  descriptors, or from a total of 0 (then every descriptor is absent);
+  otherwise <NA>.
+- ``baseline_anti_dsdna``: the week-0 ``anti_dsdna_positive``, else the week-0
+  ``sledai_increased_dna_binding`` descriptor (the same finding), else
+  'unknown'. A titre without the lab's cut-off is not interpreted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lupus_dash import endpoints, schema
+
+SCHEDULE_MIN_ATTENDANCE = 0.5
+WEEKS_PER_MONTH = 52 / 12
+
+_PANDAS_DTYPES = {
+    schema.TEXT: "string",
+    schema.NUMBER: "float64",
+    schema.INTEGER: "Int64",
+    schema.BOOL: "boolean",
+    schema.DATE: "datetime64[ns]",
+}
+
+_PROLIFERATIVE = ("III", "IV", "III+V", "IV+V")
+_MEMBRANOUS = ("V",)
+_OTHER_CLASS = ("I", "II", "VI")
+
+
+def pandas_dtype(col: schema.Column) -> str:
+    """The pandas dtype a schema column is held in."""
+    return _PANDAS_DTYPES[col.dtype]
+
+
+def coerce(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Columns of ``table`` in schema order with schema dtypes; absent columns become missing."""
+    out = {}
+    n = len(df)
+    for c in schema.columns(table):
+        dt = pandas_dtype(c)
+        if c.name in df.columns:
+            s = df[c.name]
+            if c.dtype == schema.DATE:
+                s = pd.to_datetime(s, errors="coerce").astype(dt)
+            elif c.dtype in (schema.NUMBER, schema.INTEGER):
+                s = pd.to_numeric(s, errors="coerce").astype(dt)
+            else:
+                s = s.astype(dt)
+            out[c.name] = s.reset_index(drop=True)
+        else:
+            out[c.name] = pd.Series(
+                pd.array([None] * n, dtype=dt) if dt != "float64" else np.full(n, np.nan), dtype=dt
+            )
+    return pd.DataFrame(out, index=pd.RangeIndex(n))
+
+
+def infer_schedule(visits: pd.DataFrame) -> dict[str, list[int]]:
+    """Scheduled weeks per cohort: weeks attended by ≥ 50 % of its patients, always with 0."""
+    out: dict[str, list[int]] = {}
+    if len(visits) == 0:
+        return out
+    v = visits[["cohort", "patient_id", "visit_week"]].dropna().drop_duplicates()
+    n_pat = v.groupby("cohort")["patient_id"].nunique()
+    att = v.groupby(["cohort", "visit_week"])["patient_id"].nunique().reset_index()
+    att["share"] = att["patient_id"] / att["cohort"].map(n_pat)
+    for cohort, g in att.groupby("cohort", sort=True):
+        weeks = {int(w) for w in g.loc[g["share"] >= SCHEDULE_MIN_ATTENDANCE, "visit_week"]}
+        out[str(cohort)] = sorted(weeks | {0})
+    return out
+
+
+def _final_weeks(visits: pd.DataFrame, cohorts: pd.DataFrame | None) -> dict[str, int]:
+    final: dict[str, int] = {}
+    if cohorts is not None and len(cohorts):
+        for row in cohorts.itertuples(index=False):
+            fw = getattr(row, "final_week", None)
+            if fw is None or pd.isna(fw):
+                sw = getattr(row, "scheduled_weeks", None)
+                fw = max(sw) if sw is not None and len(sw) else None
+            if fw is not None:
+                final[str(row.cohort)] = int(fw)
+    missing = set(visits["cohort"].dropna().astype(str)) - set(final)
+    if missing:
+        inferred = infer_schedule(visits[visits["cohort"].astype(str).isin(missing)])
+        final.update({c: max(w) for c, w in inferred.items()})
+    return final
+
+
+def _age_band(age: pd.Series) -> pd.Series:
+    a = age.to_numpy(dtype="float64", na_value=np.nan)
+    band = np.select(
+        [np.isnan(a), a < 12, a < 18, a < 40, a < 60],
+        ["unknown", "<12", "12–17", "18–39", "40–59"],
+        default="≥60",
+    )
+    return pd.Series(band, index=age.index, dtype="string")
+
+
+def _class_group(cls: pd.Series) -> pd.Series:
+    s = cls.astype("string").str.strip().str.upper()
+    grp = np.select(
+        [
+            s.isna().to_numpy() | (s == "").fillna(True).to_numpy(dtype=bool),
+            s.isin(_PROLIFERATIVE).fillna(False).to_numpy(dtype=bool),
+            s.isin(_MEMBRANOUS).fillna(False).to_numpy(dtype=bool),
+            s.isin(_OTHER_CLASS).fillna(False).to_numpy(dtype=bool),
+        ],
+        ["not biopsied", "proliferative", "membranous", "other"],
+        default="other",
+    )
+    return pd.Series(grp, index=cls.index, dtype="string")
+
+
+def build_facts(
+    patients: pd.DataFrame, visits: pd.DataFrame, cohorts: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Patient and visit fact tables (schema order and dtypes), endpoints materialised."""
+    pat = coerce(patients, "patients")
+    vis_in = visits.drop(columns=["cohort"], errors="ignore")
+    vis = coerce(vis_in, "visits")
+    # Stable order: patient, week.
+    vis = vis.sort_values(["patient_id", "visit_week"], kind="stable").reset_index(drop=True)
+    n = len(vis)
+
+    pat_idx = pd.Index(pat["patient_id"])
+    pos = pat_idx.get_indexer(vis["patient_id"])
+    found = pos >= 0
+    posc = np.where(found, pos, 0)
+
+    def from_patient(col: str) -> np.ndarray:
+        s = pat[col]
+        arr = s.to_numpy(dtype=object) if s.dtype != "float64" else s.to_numpy()
+        out = arr[posc] if len(arr) else np.full(n, np.nan, dtype=arr.dtype)
+        if not found.all():
+            out = out.copy()
+            out[~found] = None if out.dtype == object else np.nan
+        return out
+
+    vis["cohort"] = pd.array(from_patient("cohort"), dtype="string")
+
+    # SLEDAI-2K and cSLEDAI: exact where known (endpoints.sledai_bounds).
+    lo, hi = endpoints.sledai_bounds(vis)
+    sl = endpoints.exact_or_na(lo, hi, vis.index, "sledai2k")
+    vis["sledai2k"] = vis["sledai2k"].fillna(sl)
+    clo, chi = endpoints.csledai_bounds(vis)
+    vis["csledai"] = endpoints.exact_or_na(clo, chi, vis.index, "csledai")
+
+    # eGFR where missing and inputs exist.
+    weight_fb = from_patient("weight_kg").astype("float64")
+    height = vis["height_cm"].to_numpy(dtype="float64", na_value=np.nan)
+    height = np.where(np.isnan(height), from_patient("height_cm").astype("float64"), height)
+    age = (
+        from_patient("age_at_baseline_years").astype("float64")
+        + vis["visit_week"].to_numpy(dtype="float64", na_value=np.nan) / 52.0
+    )
+    reported = vis["egfr_ml_min"].notna().to_numpy()
+    need = ~reported & vis["creatinine_umol_l"].notna().to_numpy()
+    src = np.where(reported, "reported", None).astype(object)
+    if need.any():
+        val, s = endpoints.egfr(
+            vis["creatinine_umol_l"].to_numpy(dtype="float64", na_value=np.nan)[need],
+            age[need],
+            from_patient("sex")[need],
+            height[need],
+        )
+        eg = vis["egfr_ml_min"].to_numpy(dtype="float64", na_value=np.nan).copy()
+        eg[need] = val
+        vis["egfr_ml_min"] = eg
+        src[need] = s
+    vis["egfr_source"] = pd.array(src, dtype="string")
+
+    week = vis["visit_week"]
+    vis["is_baseline"] = (week == 0).astype("boolean")
+    last_week = vis.groupby("patient_id", sort=False)["visit_week"].transform("max")
+    vis["is_last"] = (week == last_week).astype("boolean")
+
+    for p in schema.PRESETS:
+        for d, fn in (
+            ("lldas", endpoints.evaluate_lldas),
+            ("remission", endpoints.evaluate_remission),
+        ):
+            r = fn(vis, p, weight_fb)
+            vis[f"{d}_{p}"] = r["met"]
+            vis[f"{d}_{p}_why"] = r["why"]
+    for k in schema.RENAL_DEFINITIONS:
+        r = endpoints.evaluate_renal(vis, k)
+        vis[k] = r["met"]
+        vis[f"{k}_why"] = r["why"]
+
+    visit_facts = coerce(vis, "visit_facts")
+
+    # Patient facts.
+    pf = pat.copy()
+    g = vis.groupby("patient_id", sort=False)["visit_week"]
+    n_visits = g.size()
+    lw = g.max()
+    pf["n_visits"] = pd.array(
+        pf["patient_id"].map(n_visits).fillna(0).to_numpy(dtype="int64"), dtype="Int64"
+    )
+    pf["last_week"] = pd.array(pf["patient_id"].map(lw), dtype="Int64")
+    pf["follow_up_months"] = pf["last_week"].astype("float64") / WEEKS_PER_MONTH
+
+    final = _final_weeks(vis, cohorts)
+    fw = pf["cohort"].map(final)
+    key = vis["patient_id"].astype(str) + "\x00" + vis["visit_week"].astype(str)
+    pkey = pf["patient_id"].astype(str) + "\x00" + fw.astype("Int64").astype(str)
+    pf["completer"] = pd.array(pkey.isin(set(key)).to_numpy(dtype=bool), dtype="boolean")
+
+    base = vis.loc[vis["visit_week"] == 0].set_index("patient_id")
+    pos_flag = (
+        base["anti_dsdna_positive"]
+        .astype("boolean")
+        .fillna(base["sledai_increased_dna_binding"].astype("boolean"))
+    )
+    st = pf["patient_id"].map(pos_flag)
+    pf["baseline_anti_dsdna"] = pd.array(
+        np.where(
+            st.isna(), "unknown", np.where(st.fillna(False).astype(bool), "positive", "negative")
+        ),
+        dtype="string",
+    )
+    pf["age_band"] = _age_band(pf["age_at_baseline_years"])
+    pf["class_group"] = _class_group(pf["biopsy_class"])
+    patient_facts = coerce(pf, "patient_facts")
+    return patient_facts, visit_facts
