@@ -1,0 +1,761 @@
+"""Endpoint × visit computations shared by the pages and `report`.
+
+Every function takes a `Database` and a `Filter` and returns a tidy,
+unrounded DataFrame. Aggregates (counts, means, quartiles, rates) run in
+DuckDB; paired and group tests pull only the columns they need and run
+vectorised in `stats`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from . import schema, stats
+from .db import Database
+from .filters import Filter
+
+COMPARATORS = ("baseline", "previous")
+CONTINUOUS_METHODS = ("paired_t", "wilcoxon", "rm_anova_bonferroni")
+BINARY_METHODS = ("mcnemar_exact", "fisher")
+
+LONGITUDINAL_COLUMNS = [
+    "endpoint",
+    "visit_week",
+    "comparator",
+    "comparator_week",
+    "method",
+    "n",
+    "statistic",
+    "p_value",
+    "p_adjusted",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "effect",
+    "effect_name",
+    "reason",
+]
+
+
+# --- cohort and filter basics -------------------------------------------------
+
+
+def cohort_info(db: Database, cohort: str) -> dict:
+    """Scheduled weeks, final week and size of one cohort."""
+    df = db.query(
+        "SELECT scheduled_weeks, final_week, n_patients FROM cohorts WHERE cohort = ?", [cohort]
+    )
+    if df.empty:
+        raise ValueError(f"unknown cohort {cohort!r}")
+    row = df.iloc[0]
+    return {
+        "scheduled_weeks": [int(w) for w in row["scheduled_weeks"]],
+        "final_week": int(row["final_week"]),
+        "n_patients": int(row["n_patients"]),
+    }
+
+
+def count_patients(db: Database, flt: Filter) -> tuple[int, int]:
+    """(patients matching the filter, patients in the cohort)."""
+    cond, params = flt.where("p")
+    row = db.query(
+        f"SELECT count(*) FILTER (WHERE {cond}) AS k, count(*) AS n "
+        "FROM patient_facts p WHERE p.cohort = ?",
+        [*params, flt.cohort],
+    ).iloc[0]
+    return int(row["k"]), int(row["n"])
+
+
+def available_endpoints(db: Database, flt: Filter) -> list[schema.Endpoint]:
+    """Endpoints with at least one value in the cohort."""
+    cols = [e.column for e in schema.ENDPOINTS]
+    counts = db.query(
+        "SELECT " + ", ".join(f'count("{c}") AS "{c}"' for c in cols)
+        + " FROM visit_facts WHERE cohort = ?",
+        [flt.cohort],
+    ).iloc[0]
+    return [e for e in schema.ENDPOINTS if int(counts[e.column]) > 0]
+
+
+def _endpoints(db: Database, flt: Filter, endpoints: Sequence[str] | None) -> list[schema.Endpoint]:
+    avail = available_endpoints(db, flt)
+    if endpoints is None:
+        return avail
+    unknown = [e for e in endpoints if e not in schema.ENDPOINTS_BY_COLUMN]
+    if unknown:
+        raise ValueError(
+            f"unknown endpoint(s) {', '.join(unknown)}; choose from "
+            + ", ".join(schema.ENDPOINTS_BY_COLUMN)
+        )
+    names = {e.column for e in avail}
+    return [schema.ENDPOINTS_BY_COLUMN[e] for e in endpoints if e in names]
+
+
+def _visits_sql(flt: Filter, columns: Sequence[str], extra_where: str = "") -> tuple[str, list]:
+    """Visit rows of the filtered patients, only the named columns."""
+    cond, params = flt.where("p")
+    cols = ", ".join(f'v."{c}"' for c in columns)
+    sql = (
+        f"SELECT v.patient_id, v.visit_week, {cols} FROM visit_facts v "
+        "JOIN patient_facts p ON p.cohort = v.cohort AND p.patient_id = v.patient_id "
+        f"WHERE {cond} {extra_where}"
+    )
+    return sql, params
+
+
+def _spss_quantile(p: float, xs: str = "xs", n: str = "n") -> str:
+    """SQL for the SPSS (R type 6) quantile of a sorted 1-based list `xs` of length `n`."""
+    h = f"({p} * ({n} + 1))"
+    lo = f"CAST(floor({h}) AS BIGINT)"
+    return (
+        f"CASE WHEN {n} = 0 THEN NULL WHEN {lo} < 1 THEN {xs}[1] "
+        f"WHEN {lo} >= {n} THEN {xs}[{n}] "
+        f"ELSE {xs}[{lo}] + ({h} - {lo}) * ({xs}[{lo} + 1] - {xs}[{lo}]) END"
+    )
+
+
+# --- descriptive summaries ----------------------------------------------------
+
+
+def summary(
+    db: Database,
+    flt: Filter,
+    endpoints: Sequence[str] | None = None,
+    weeks: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """n, mean, SD, SE, 95 % CI, median and SPSS quartiles (or rate) per endpoint × visit."""
+    eps = _endpoints(db, flt, endpoints)
+    cols = [
+        "endpoint", "kind", "visit_week", "n", "mean", "sd", "se", "ci_low", "ci_high",
+        "median", "p25", "p75", "n_positive", "rate",
+    ]
+    if not eps:
+        return pd.DataFrame(columns=cols)
+    if weeks is None:
+        weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
+    base, params = _visits_sql(flt, [e.column for e in eps])
+    unpivot = " UNION ALL ".join(
+        f'SELECT ? AS endpoint, visit_week, CAST("{e.column}" AS DOUBLE) AS value FROM base'
+        for e in eps
+    )
+    sql = f"""
+        WITH base AS ({base} AND v.visit_week IN (SELECT unnest(?))),
+        long AS ({unpivot}),
+        agg AS (
+            SELECT endpoint, visit_week, count(value) AS n, avg(value) AS mean,
+                   stddev_samp(value) AS sd, sum(value) AS total,
+                   list_sort(list(value) FILTER (WHERE value IS NOT NULL)) AS xs
+            FROM long GROUP BY endpoint, visit_week
+        )
+        SELECT endpoint, visit_week, n, mean, sd, total,
+               {_spss_quantile(0.5)} AS median,
+               {_spss_quantile(0.25)} AS p25,
+               {_spss_quantile(0.75)} AS p75
+        FROM agg
+    """
+    df = db.query(sql, [*params, [int(w) for w in weeks], *(e.column for e in eps)])
+    # Every endpoint × scheduled week appears, with n = 0 where nobody has a value.
+    grid = pd.MultiIndex.from_product(
+        [[e.column for e in eps], [int(w) for w in weeks]], names=["endpoint", "visit_week"]
+    ).to_frame(index=False)
+    df = grid.merge(df, on=["endpoint", "visit_week"], how="left")
+    df["n"] = df["n"].fillna(0).astype(int)
+    kind = {e.column: e.kind for e in eps}
+    df["kind"] = df["endpoint"].map(kind)
+    n = df["n"].to_numpy(dtype=float)
+    sd = df["sd"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = sd / np.sqrt(n)
+        tcrit = np.where(n > 1, sps.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
+    df["se"] = se
+    df["ci_low"] = df["mean"] - tcrit * se
+    df["ci_high"] = df["mean"] + tcrit * se
+    binary = df["kind"] == "binary"
+    df["n_positive"] = np.where(binary, df["total"], np.nan)
+    df["rate"] = np.where(binary, df["mean"], np.nan)
+    for i in np.flatnonzero(binary.to_numpy()):
+        k_pos, n_i = df.at[i, "n_positive"], df.at[i, "n"]
+        _, lo, hi = stats.proportion_ci(int(k_pos) if n_i else 0, int(n_i))
+        df.at[i, "ci_low"], df.at[i, "ci_high"] = lo, hi
+    for c in ("mean", "sd", "se", "median", "p25", "p75"):
+        df.loc[binary, c] = np.nan
+    order = {e.column: i for i, e in enumerate(eps)}
+    df = df.sort_values(["endpoint", "visit_week"], key=lambda s: s.map(order) if s.name == "endpoint" else s)
+    return df[cols].reset_index(drop=True)
+
+
+# --- paired comparisons -------------------------------------------------------
+
+
+def wide_values(db: Database, flt: Filter, endpoint: str, weeks: Sequence[int]) -> pd.DataFrame:
+    """Patients × weeks array of one endpoint (NaN where missing)."""
+    base, params = _visits_sql(flt, [endpoint], "AND v.visit_week IN (SELECT unnest(?))")
+    df = db.query(base, [*params, [int(w) for w in weeks]])
+    if df.empty:
+        return pd.DataFrame(columns=list(weeks), dtype=float)
+    wide = df.pivot(index="patient_id", columns="visit_week", values=endpoint)
+    wide = wide.reindex(columns=list(weeks)).astype(float)
+    return wide
+
+
+def _comparator_week(weeks: list[int], w: int, comparator: str) -> int:
+    if comparator == "baseline":
+        return weeks[0]
+    return weeks[weeks.index(w) - 1]
+
+
+def _row(endpoint, week, comparator, cweek, res: stats.TestResult) -> dict:
+    return {
+        "endpoint": endpoint,
+        "visit_week": week,
+        "comparator": comparator,
+        "comparator_week": cweek,
+        "method": res.method,
+        "n": res.n,
+        "statistic": res.statistic,
+        "p_value": res.p_value,
+        "p_adjusted": None,
+        "mean_diff": res.mean_diff,
+        "ci_low": res.ci_low,
+        "ci_high": res.ci_high,
+        "effect": res.effect,
+        "effect_name": res.effect_name,
+        "reason": res.reason,
+    }
+
+
+def longitudinal(
+    db: Database,
+    flt: Filter,
+    endpoints: Sequence[str] | None = None,
+    comparators: Sequence[str] = COMPARATORS,
+    methods: Sequence[str] | None = None,
+    adjust: str = "none",
+    include_mixed: bool = False,
+    weeks: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """Every follow-up visit against baseline and the previous visit, by every method."""
+    for c in comparators:
+        if c not in COMPARATORS:
+            raise ValueError(f"comparator must be baseline or previous, not {c!r}")
+    weeks = list(weeks or cohort_info(db, flt.cohort)["scheduled_weeks"])
+    rows: list[dict] = []
+    for ep in _endpoints(db, flt, endpoints):
+        wide = wide_values(db, flt, ep.column, weeks)
+        arr = wide.to_numpy(dtype=float) if len(wide) else np.empty((0, len(weeks)))
+        if ep.kind == "binary":
+            wanted = [m for m in (methods or BINARY_METHODS) if m in BINARY_METHODS]
+        else:
+            wanted = [m for m in (methods or CONTINUOUS_METHODS) if m in CONTINUOUS_METHODS]
+        rows.extend(_paired_rows(ep.column, arr, weeks, comparators, wanted))
+        if include_mixed and ep.kind == "continuous" and "baseline" in comparators:
+            rows.extend(_mixed_rows(db, flt, ep.column, weeks))
+    df = pd.DataFrame(rows, columns=LONGITUDINAL_COLUMNS)
+    return adjust_longitudinal(df, adjust)
+
+
+def _paired_rows(endpoint, arr, weeks, comparators, methods) -> list[dict]:
+    rows = []
+    follow = weeks[1:]
+    for comparator in comparators:
+        for w in follow:
+            cw = _comparator_week(weeks, w, comparator)
+            x, y = arr[:, weeks.index(w)], arr[:, weeks.index(cw)]
+            for m in methods:
+                if m == "rm_anova_bonferroni":
+                    continue
+                if m in ("mcnemar_exact", "fisher"):
+                    xb = np.where(np.isnan(x), np.nan, x)
+                    fn = stats.mcnemar_exact if m == "mcnemar_exact" else stats.fisher_visits
+                    res = fn(xb, np.where(np.isnan(y), np.nan, y))
+                else:
+                    res = getattr(stats, m)(x, y)
+                rows.append(_row(endpoint, w, comparator, cw, res))
+        if "rm_anova_bonferroni" in methods and len(weeks) >= 2:
+            pairs = stats.rm_anova_bonferroni(arr, list(weeks))
+            by_pair = {(r.extra.get("a"), r.extra.get("b")): r for r in pairs}
+            for w in follow:
+                cw = _comparator_week(weeks, w, comparator)
+                res = by_pair.get((cw, w))
+                if res is None:
+                    res = stats.TestResult(
+                        "rm_anova_bonferroni", 0, reason=pairs[0].reason if pairs else "no data"
+                    )
+                rows.append(_row(endpoint, w, comparator, cw, res))
+    return rows
+
+
+def _mixed_rows(db, flt, endpoint, weeks) -> list[dict]:
+    base, params = _visits_sql(flt, [endpoint], "AND v.visit_week IN (SELECT unnest(?))")
+    long = db.query(base, [*params, [int(w) for w in weeks]]).rename(
+        columns={"patient_id": "subject", "visit_week": "visit", endpoint: "value"}
+    )
+    long = long.dropna(subset=["value"])
+    results = stats.mixed_model(long, baseline=weeks[0])
+    out = []
+    for res in results:
+        w = res.extra.get("visit")
+        out.append(_row(endpoint, w, "baseline", weeks[0], res))
+    if not results:
+        out.append(
+            _row(endpoint, None, "baseline", weeks[0],
+                 stats.TestResult("mixed_model", 0, reason="no observations"))
+        )
+    return out
+
+
+def adjust_longitudinal(df: pd.DataFrame, adjust: str) -> pd.DataFrame:
+    """Adjusted p beside the raw p, within endpoint × comparator × method across visits.
+
+    rm_anova_bonferroni p-values are already Bonferroni-adjusted for all k(k−1)/2
+    pairs (the SPSS convention), so they are copied, not adjusted again.
+    """
+    df = df.copy()
+    df["p_adjusted"] = df["p_value"]
+    if adjust == "none" or df.empty:
+        return df
+    for _, idx in df.groupby(["endpoint", "comparator", "method"]).groups.items():
+        if df.loc[idx[0], "method"] == "rm_anova_bonferroni":
+            continue
+        df.loc[idx, "p_adjusted"] = stats.adjust_p(df.loc[idx, "p_value"].tolist(), adjust)
+    return df
+
+
+def recommended_methods(
+    db: Database, flt: Filter, endpoint: str, comparator: str = "baseline"
+) -> pd.DataFrame:
+    """The method the dashboard shows by default per visit, with the reason (STATISTICS.md)."""
+    ep = schema.ENDPOINTS_BY_COLUMN[endpoint]
+    weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
+    wide = wide_values(db, flt, endpoint, weeks)
+    arr = wide.to_numpy(dtype=float) if len(wide) else np.empty((0, len(weeks)))
+    rows = []
+    for w in weeks[1:]:
+        cw = _comparator_week(weeks, w, comparator)
+        if ep.kind == "binary":
+            rows.append({"visit_week": w, "method": "mcnemar_exact",
+                         "reason": "binary endpoint: exact McNemar on the discordant pairs"})
+            continue
+        method, reason = stats.choose_paired_method(
+            arr[:, weeks.index(w)], arr[:, weeks.index(cw)]
+        )
+        rows.append({"visit_week": w, "method": method, "reason": reason})
+    return pd.DataFrame(rows, columns=["visit_week", "method", "reason"])
+
+
+def omnibus(db: Database, flt: Filter, endpoints: Sequence[str] | None = None) -> pd.DataFrame:
+    """Friedman and repeated-measures ANOVA over the scheduled visits (complete cases)."""
+    weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
+    rows = []
+    for ep in _endpoints(db, flt, endpoints):
+        if ep.kind != "continuous":
+            continue
+        wide = wide_values(db, flt, ep.column, weeks)
+        arr = wide.to_numpy(dtype=float) if len(wide) else np.empty((0, len(weeks)))
+        for res in (stats.friedman(arr), stats.rm_anova(arr)):
+            rows.append({"endpoint": ep.column, "method": res.method, "n": res.n,
+                         "statistic": res.statistic, "p_value": res.p_value, "df": res.df,
+                         "reason": res.reason})
+    return pd.DataFrame(rows, columns=["endpoint", "method", "n", "statistic", "p_value", "df",
+                                       "reason"])
+
+
+# --- remission ----------------------------------------------------------------
+
+# Outcome columns per definition; lldas/remission depend on the preset.
+EXTRA_OUTCOMES = {
+    # Seed paper (Wang 2022) reports these at the last follow-up.
+    "glucocorticoid_off": ("prednisone_mg_day", "= 0"),
+    "glucocorticoid_le_5": ("prednisone_mg_day", "<= 5"),
+}
+
+
+def _outcome_expr(definition: str, preset: str) -> str:
+    if definition in schema.PRESET_DEFINITIONS:
+        if preset not in schema.PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(schema.PRESETS)}")
+        return f'v."{definition}_{preset}"'
+    if definition in schema.RENAL_DEFINITIONS:
+        return f'v."{definition}"'
+    if definition in EXTRA_OUTCOMES:
+        col, op = EXTRA_OUTCOMES[definition]
+        return f'(v."{col}" {op})'
+    raise ValueError(f"unknown definition {definition!r}")
+
+
+def remission(
+    db: Database,
+    flt: Filter,
+    preset: str = "standard",
+    observed: bool = False,
+    ci: str = "wilson",
+    definitions: Sequence[str] = schema.REMISSION_DEFINITIONS,
+    extras: bool = True,
+) -> pd.DataFrame:
+    """Rates by scheduled visit and at each patient's last assessment (`visit_week="last"`).
+
+    Non-responder imputation by default: a patient with no assessment at a visit
+    (stopped, missed) or one that cannot be evaluated counts as not achieving it and
+    stays in the denominator. Renal definitions count only patients with active
+    nephritis at baseline (a renal response is undefined otherwise). `observed=True`
+    divides by the patients with an evaluable assessment at that visit.
+    """
+    defs = list(definitions) + (list(EXTRA_OUTCOMES) if extras else [])
+    weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
+    cond, params = flt.where("p")
+    exprs = ", ".join(f'{_outcome_expr(d, preset)} AS "{d}"' for d in defs)
+    rows_sql = f"""
+        SELECT p.patient_id, v.visit_week, v.is_last, {exprs}
+        FROM patient_facts p
+        LEFT JOIN visit_facts v ON v.cohort = p.cohort AND v.patient_id = p.patient_id
+        WHERE {cond}
+    """
+    renal_base = _renal_eligible_sql(flt)
+    sums = ", ".join(
+        f'count(*) FILTER (WHERE "{d}") AS "{d}__yes", count("{d}") AS "{d}__obs"'
+        + (f', count(*) FILTER (WHERE "{d}" AND patient_id IN (SELECT patient_id FROM renal)) '
+           f'AS "{d}__yes_r", count("{d}") FILTER (WHERE patient_id IN '
+           f'(SELECT patient_id FROM renal)) AS "{d}__obs_r"'
+           if d in schema.RENAL_DEFINITIONS else "")
+        for d in defs
+    )
+    sql = f"""
+        WITH r AS ({rows_sql}), renal AS ({renal_base[0]}),
+        by_week AS (SELECT CAST(visit_week AS VARCHAR) AS wk, {sums} FROM r
+                    WHERE visit_week IN (SELECT unnest(?)) GROUP BY visit_week),
+        last AS (SELECT 'last' AS wk, {sums} FROM r WHERE is_last)
+        SELECT * FROM by_week UNION ALL SELECT * FROM last
+    """
+    counts = db.query(sql, [*params, *renal_base[1], [int(w) for w in weeks]])
+    k, _ = count_patients(db, flt)
+    n_renal = int(db.scalar(f"SELECT count(*) FROM ({renal_base[0]})", renal_base[1]))
+    by_wk = {r["wk"]: r for _, r in counts.iterrows()}
+    out = []
+    for wk in [*(str(w) for w in weeks), "last"]:
+        r = by_wk.get(wk)
+        for d in defs:
+            renal = d in schema.RENAL_DEFINITIONS
+            yes = 0 if r is None else int(r[f"{d}__yes_r" if renal else f"{d}__yes"])
+            obs = 0 if r is None else int(r[f"{d}__obs_r" if renal else f"{d}__obs"])
+            denom = obs if observed else (n_renal if renal else k)
+            rate, lo, hi = stats.proportion_ci(yes, denom, method=ci)
+            out.append({
+                "visit_week": "last" if wk == "last" else int(wk),
+                "definition": d,
+                "n_achieved": yes,
+                "n_evaluable": denom,
+                "rate": rate,
+                "ci_low": lo,
+                "ci_high": hi,
+            })
+    return pd.DataFrame(out, columns=["visit_week", "definition", "n_achieved", "n_evaluable",
+                                      "rate", "ci_low", "ci_high"])
+
+
+def _renal_eligible_sql(flt: Filter) -> tuple[str, list]:
+    """Patients with active nephritis at baseline: proteinuria ≥ 0.5 g/g (or g/day).
+
+    KDIGO 2021 complete response is UPCR < 0.5 g/g; a patient already below it at
+    baseline cannot 'respond' (CLINICAL_DEFINITIONS.md §5).
+    """
+    cond, params = flt.where("p")
+    sql = (
+        "SELECT p.patient_id FROM patient_facts p JOIN visit_facts v "
+        "ON v.cohort = p.cohort AND v.patient_id = p.patient_id AND v.visit_week = 0 "
+        f"WHERE {cond} AND coalesce(v.upcr_g_g, v.urine_protein_g_24h) >= 0.5"
+    )
+    return sql, params
+
+
+def remission_states(db: Database, flt: Filter, preset: str = "standard") -> pd.DataFrame:
+    """Patients per visit in remission, LLDAS (not remission), active, not evaluable or no visit."""
+    weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
+    cond, params = flt.where("p")
+    lld, rem = f'v."lldas_{preset}"', f'v."remission_{preset}"'
+    if preset not in schema.PRESETS:
+        raise ValueError(f"unknown preset {preset!r}")
+    sql = f"""
+        WITH pts AS (SELECT p.cohort, p.patient_id FROM patient_facts p WHERE {cond}),
+        grid AS (SELECT pts.*, w.visit_week FROM pts, (SELECT unnest(?) AS visit_week) w)
+        SELECT g.visit_week,
+          CASE WHEN v.patient_id IS NULL THEN 'no visit'
+               WHEN {rem} THEN 'remission'
+               WHEN {lld} THEN 'LLDAS'
+               WHEN NOT {lld} THEN 'active'
+               ELSE 'not evaluable' END AS state,
+          count(*) AS n
+        FROM grid g LEFT JOIN visit_facts v
+          ON v.cohort = g.cohort AND v.patient_id = g.patient_id AND v.visit_week = g.visit_week
+        GROUP BY ALL ORDER BY 1
+    """
+    df = db.query(sql, [*params, [int(w) for w in weeks]])
+    total = df.groupby("visit_week")["n"].transform("sum")
+    df["pct"] = df["n"] / total * 100
+    order = {s: i for i, s in enumerate(["remission", "LLDAS", "active", "not evaluable",
+                                         "no visit"])}
+    df = df.sort_values(["visit_week", "state"], key=lambda s: s.map(order) if s.name == "state"
+                        else s)
+    return df.reset_index(drop=True)
+
+
+# --- table 1 ------------------------------------------------------------------
+
+TABLE1_NUMERIC = (
+    "age_at_onset_years", "age_at_baseline_years", "disease_duration_months",
+    "follow_up_months", "weight_kg", "height_cm",
+)
+TABLE1_CATEGORICAL = (
+    "sex", "age_band", "biopsy_class", "class_group", "immunosuppressant", "antimalarial",
+    "ana_positive", "baseline_anti_dsdna", "completer", *(f"organ_{o}" for o in schema.ORGANS),
+)
+TABLE1_BASELINE = (
+    "c3_g_l", "c4_g_l", "urine_protein_g_24h", "upcr_g_g", "cd19_pct", "anti_dsdna_positive",
+    "sledai2k", "pga", "prednisone_mg_day", "albumin_g_l", "creatinine_umol_l", "egfr_ml_min",
+)
+
+
+def _table1_frame(db: Database, flt: Filter, group_by: str | None) -> pd.DataFrame:
+    cond, params = flt.where("p")
+    base_cols = ", ".join(f'b."{c}" AS "{c}"' for c in TABLE1_BASELINE)
+    pcols = ", ".join(f'p."{c}"' for c in (*TABLE1_NUMERIC, *TABLE1_CATEGORICAL))
+    grp = f', p."{group_by}" AS "__group"' if group_by else ""
+    sql = (
+        f"SELECT p.patient_id, {pcols}, {base_cols}{grp} FROM patient_facts p "
+        "LEFT JOIN visit_facts b ON b.cohort = p.cohort AND b.patient_id = p.patient_id "
+        f"AND b.visit_week = 0 WHERE {cond}"
+    )
+    return db.query(sql, params)
+
+
+def table1(db: Database, flt: Filter, group_by: str | None = None) -> pd.DataFrame:
+    """Baseline characteristics, overall and per group (group = 'Overall' or a level)."""
+    if group_by is not None and group_by not in schema.GROUPING_COLUMNS:
+        raise ValueError(f"cannot group by {group_by!r}")
+    df = _table1_frame(db, flt, group_by)
+    avail = set(available_columns_in(df))
+    groups = [("Overall", df)]
+    if group_by:
+        for g, sub in df.groupby(df["__group"].astype("string").fillna("(missing)"), sort=True):
+            groups.append((str(g), sub))
+    labels = {c.name: c.label for c in schema.columns("patient_facts")}
+    labels.update({c.name: c.label for c in schema.VISIT_COLUMNS})
+    rows = []
+    for gname, sub in groups:
+        for var in TABLE1_NUMERIC + TABLE1_BASELINE + TABLE1_CATEGORICAL:
+            if var not in avail:
+                continue
+            kind = _var_kind(var)
+            label = labels.get(var, var) + (" (baseline)" if var in TABLE1_BASELINE else "")
+            s = sub[var]
+            if kind == "numeric":
+                d = stats.describe(s.to_numpy(dtype=float, na_value=np.nan))
+                rows.append({"variable": var, "label": label, "level": None, "group": gname,
+                             "n": d["n"], "count": None, "pct": None, "mean": d["mean"],
+                             "sd": d["sd"], "median": d["median"], "p25": d["p25"],
+                             "p75": d["p75"]})
+            else:
+                nn = int(s.notna().sum())
+                levels = _levels(df[var])
+                for lev in levels:
+                    cnt = int((s.dropna().astype(str) == lev).sum())
+                    rows.append({"variable": var, "label": label, "level": lev, "group": gname,
+                                 "n": nn, "count": cnt, "pct": cnt / nn * 100 if nn else None,
+                                 "mean": None, "sd": None, "median": None, "p25": None,
+                                 "p75": None})
+    return pd.DataFrame(rows, columns=["variable", "label", "level", "group", "n", "count", "pct",
+                                       "mean", "sd", "median", "p25", "p75"])
+
+
+def available_columns_in(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if df[c].notna().any()]
+
+
+def _var_kind(var: str) -> str:
+    if var in TABLE1_CATEGORICAL or var == "anti_dsdna_positive":
+        return "categorical"
+    return "numeric"
+
+
+def _levels(s: pd.Series) -> list[str]:
+    vals = s.dropna()
+    if vals.empty:
+        return []
+    if vals.dtype == bool or str(vals.dtype) == "boolean":
+        return ["True", "False"] if True in set(vals) or False in set(vals) else []
+    return sorted(vals.astype(str).unique())
+
+
+def table1_tests(db: Database, flt: Filter, group_by: str) -> pd.DataFrame:
+    """p-values across groups, chosen as gtsummary does.
+
+    Numbers: Wilcoxon rank-sum (2 groups) or Kruskal–Wallis; categories: Pearson
+    chi-square when every expected count is ≥ 5, else Fisher's exact test.
+    """
+    df = _table1_frame(db, flt, group_by)
+    g = df["__group"].astype("string")
+    rows = []
+    for var in TABLE1_NUMERIC + TABLE1_BASELINE + TABLE1_CATEGORICAL:
+        if var == group_by or not df[var].notna().any():
+            continue
+        mask = g.notna() & df[var].notna()
+        groups = g[mask].to_numpy(dtype=object)
+        if _var_kind(var) == "numeric":
+            vals = df.loc[mask, var].to_numpy(dtype=float)
+            k = len(set(groups))
+            res = (stats.mann_whitney(vals, groups) if k == 2 else stats.kruskal(vals, groups))
+        else:
+            table = pd.crosstab(groups, df.loc[mask, var].astype(str).to_numpy())
+            res = _categorical_test(table.to_numpy())
+        rows.append({"variable": var, "method": res.method, "statistic": res.statistic,
+                     "p_value": res.p_value, "reason": res.reason})
+    return pd.DataFrame(rows, columns=["variable", "method", "statistic", "p_value", "reason"])
+
+
+def _categorical_test(table: np.ndarray) -> stats.TestResult:
+    if table.shape[0] < 2 or table.shape[1] < 2:
+        return stats.TestResult("chi2", int(table.sum()), reason="only one level or one group")
+    tot = table.sum()
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / tot
+    if (expected >= 5).all():
+        return stats.chi2(table)
+    return stats.fisher(table)
+
+
+# --- subgroups ----------------------------------------------------------------
+
+
+def _group_values(db, flt, group_by, endpoint, weeks, outcome):
+    cond, params = flt.where("p")
+    sql = (
+        f'SELECT p.patient_id, CAST(p."{group_by}" AS VARCHAR) AS grp, v.visit_week, '
+        f'CAST(v."{endpoint}" AS DOUBLE) AS value, CAST(b."{endpoint}" AS DOUBLE) AS base '
+        "FROM patient_facts p JOIN visit_facts v ON v.cohort = p.cohort AND "
+        "v.patient_id = p.patient_id LEFT JOIN visit_facts b ON b.cohort = p.cohort AND "
+        f"b.patient_id = p.patient_id AND b.visit_week = ? WHERE {cond} "
+        "AND v.visit_week IN (SELECT unnest(?))"
+    )
+    df = db.query(sql, [weeks[0], *params, [int(w) for w in weeks]])
+    df["grp"] = df["grp"].fillna("(missing)")
+    if outcome == "change":
+        df["value"] = df["value"] - df["base"]
+        df = df[df["visit_week"] != weeks[0]]
+    elif outcome != "value":
+        raise ValueError("outcome must be 'value' or 'change'")
+    return df
+
+
+def subgroups(
+    db: Database,
+    flt: Filter,
+    group_by: str,
+    endpoints: Sequence[str] | None = None,
+    outcome: str = "value",
+    adjust: str = "none",
+) -> pd.DataFrame:
+    """Between-group tests per endpoint × visit, on the value or on change from baseline."""
+    if group_by not in schema.GROUPING_COLUMNS:
+        raise ValueError(f"cannot group by {group_by!r}; choose from "
+                         + ", ".join(schema.GROUPING_COLUMNS))
+    weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
+    rows = []
+    for ep in _endpoints(db, flt, endpoints):
+        if ep.kind == "binary" and outcome == "change":
+            continue
+        df = _group_values(db, flt, group_by, ep.column, weeks, outcome)
+        for w in (weeks if outcome == "value" else weeks[1:]):
+            sub = df[(df["visit_week"] == w) & df["value"].notna()]
+            vals, grps = sub["value"].to_numpy(float), sub["grp"].to_numpy(object)
+            tests = []
+            if ep.kind == "binary":
+                table = pd.crosstab(grps, vals).to_numpy() if len(sub) else np.zeros((0, 0))
+                tests.append(_categorical_test(table))
+            else:
+                k = len(set(grps))
+                if k == 2:
+                    tests += [stats.mann_whitney(vals, grps), stats.welch_t(vals, grps)]
+                else:
+                    tests.append(stats.kruskal(vals, grps))
+            for res in tests:
+                rows.append({"endpoint": ep.column, "visit_week": w, "group_by": group_by,
+                             "outcome": outcome, "method": res.method, "n": res.n,
+                             "statistic": res.statistic, "p_value": res.p_value,
+                             "p_adjusted": res.p_value, "mean_diff": res.mean_diff,
+                             "ci_low": res.ci_low, "ci_high": res.ci_high,
+                             "reason": res.reason})
+    out = pd.DataFrame(rows, columns=["endpoint", "visit_week", "group_by", "outcome", "method",
+                                      "n", "statistic", "p_value", "p_adjusted", "mean_diff",
+                                      "ci_low", "ci_high", "reason"])
+    if adjust != "none" and not out.empty:
+        for _, idx in out.groupby(["endpoint", "method"]).groups.items():
+            out.loc[idx, "p_adjusted"] = stats.adjust_p(out.loc[idx, "p_value"].tolist(), adjust)
+    return out
+
+
+def subgroup_summary(
+    db: Database, flt: Filter, group_by: str, endpoint: str, outcome: str = "value"
+) -> pd.DataFrame:
+    """Per group × visit: n, mean, SD, 95 % CI, median, quartiles (for trajectories and forest)."""
+    if group_by not in schema.GROUPING_COLUMNS:
+        raise ValueError(f"cannot group by {group_by!r}")
+    weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
+    df = _group_values(db, flt, group_by, endpoint, weeks, outcome)
+    rows = []
+    for (g, w), sub in df.groupby(["grp", "visit_week"], sort=True):
+        d = stats.describe(sub["value"].to_numpy(float))
+        n = d["n"]
+        t = sps.t.ppf(0.975, n - 1) if n > 1 else math.nan
+        se = d["se"] if d["se"] is not None else math.nan
+        mean = d["mean"] if d["mean"] is not None else math.nan
+        rows.append({"group": g, "visit_week": int(w), "n": n, "mean": d["mean"], "sd": d["sd"],
+                     "ci_low": mean - t * se if n > 1 else None,
+                     "ci_high": mean + t * se if n > 1 else None,
+                     "median": d["median"], "p25": d["p25"], "p75": d["p75"]})
+    return pd.DataFrame(rows, columns=["group", "visit_week", "n", "mean", "sd", "ci_low",
+                                       "ci_high", "median", "p25", "p75"])
+
+
+# --- time to event ------------------------------------------------------------
+
+
+def time_to_event(
+    db: Database,
+    flt: Filter,
+    definition: str = "lldas",
+    preset: str = "standard",
+    group_by: str | None = None,
+):
+    """Kaplan–Meier of weeks to the first visit meeting `definition`; log-rank across groups.
+
+    Patients who never meet it are censored at their last assessed visit.
+    """
+    expr = _outcome_expr(definition, preset)
+    cond, params = flt.where("p")
+    grp = f'CAST(p."{group_by}" AS VARCHAR)' if group_by else "'All'"
+    sql = f"""
+        SELECT p.patient_id, {grp} AS grp,
+               min(v.visit_week) FILTER (WHERE {expr}) AS first_event,
+               max(v.visit_week) AS last_week
+        FROM patient_facts p JOIN visit_facts v
+          ON v.cohort = p.cohort AND v.patient_id = p.patient_id AND v.visit_week > 0
+        WHERE {cond} GROUP BY ALL
+    """
+    df = db.query(sql, params)
+    df["grp"] = df["grp"].fillna("(missing)")
+    df["event"] = df["first_event"].notna().astype(int)
+    df["time"] = df["first_event"].fillna(df["last_week"]).astype(float)
+    curves = []
+    for g, sub in df.groupby("grp", sort=True):
+        km = stats.kaplan_meier(sub["time"].to_numpy(), sub["event"].to_numpy())
+        km.insert(0, "group", g)
+        curves.append(km)
+    km = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    test = None
+    if group_by and df["grp"].nunique() >= 2:
+        test = stats.logrank(df["time"].to_numpy(), df["event"].to_numpy(),
+                             df["grp"].to_numpy(object))
+    return km, test
