@@ -1,0 +1,1076 @@
+"""Read cohort files per DATA_CONTRACT.md, locate every problem, normalise units and weeks.
+
+Sources
+    A folder holding ``patients``, ``visits`` and optionally ``adverse_events``
+    as ``.csv`` or ``.parquet`` (names matched case-insensitively), or one
+    ``.xlsx`` workbook with one sheet per table (a folder holding only one
+    ``.xlsx`` works too). Column and sheet names are normalised: surrounding
+    spaces stripped, lower case, runs of spaces/hyphens become ``_``.
+
+Row numbers
+    Every problem names file, row, column and value. Rows are numbered as a
+    spreadsheet shows them: the header is row 1, the first data row is row 2
+    (Parquet files use the same numbering, as if they had a header row).
+
+CSV variants
+    Encoding: UTF-8 (with or without BOM); otherwise Windows-1252/Latin-1 when
+    the bytes decode to plausible text (a warning says so). NUL bytes (UTF-16,
+    binary) or text that is mostly non-ASCII after decoding is an error.
+    Separator: ``,``, ``;`` or tab, whichever the header line uses most. With
+    ``;`` or tab a decimal comma is accepted (``1,5`` = 1.5); with ``,`` a
+    value like ``1,5`` is ambiguous and an error with a hint.
+
+Values
+    Empty cell = missing. Booleans: true/false, 1/0, yes/no, y/n in any case
+    (anything else is an error). Dates: ISO ``YYYY-MM-DD`` only; ``05/03/2024``
+    is refused as ambiguous (day/month order), ``2024-02-30`` as impossible.
+    Integers (``sledai2k``, ``visit_week``, ``onset_week``,
+    ``discontinued_week``) must be whole numbers (``12.0`` is accepted).
+    ``sex``, ``biopsy_class``, ``category`` and ``severity`` match their
+    choices case-insensitively and are stored in the contract's spelling.
+    Unknown columns are a warning and are dropped.
+
+Units (converted before the range checks; messages say which unit was assumed)
+    C3/C4 are g/L unless ``complement_unit="mg/dL"`` (÷ 100) or a per-row
+    ``c3_unit`` / ``c4_unit`` column says ``g/L`` or ``mg/dL``. Creatinine is
+    µmol/L unless ``creatinine_unit="mg/dL"`` (× 88.4, CLINICAL_DEFINITIONS.md
+    §8) or a per-row ``creatinine_unit`` column says so. A unit column's value
+    wins over the option; an empty unit cell falls back to the option.
+
+Dated visits
+    A visit row needs ``visit_week`` or ``visit_date``. A ``visit_date`` is
+    turned into days since the patient's ``treatment_start_date`` (day 0) and
+    mapped to the nominal week whose window holds that day. Default windows,
+    built from the cohort's schedule (``schedule=`` / ``--schedule``, else the
+    ``visit_week`` values of the cohort's undated rows, else
+    ``DEFAULT_SCHEDULE``: 0, 4, 12, 24, 52, then every 26 weeks):
+
+    * week 0 (baseline): day −30 to +7 — baseline work-up is often done at
+      screening up to four weeks before the first infusion;
+    * week w > 0: day 7w ± max(7, 25 % of 7w), i.e. ±1 week early on and a
+      quarter of the elapsed time later (week 12: day 63–105; week 52:
+      day 273–455);
+    * neighbouring windows never overlap: each is cut at the midpoint between
+      the two target days.
+
+    ``week_windows="0:-14:7,4:15:42"`` (week:first_day:last_day, inclusive)
+    replaces the defaults for every cohort. A visit that fits no window is an
+    error, as is a visit more than the baseline window before treatment start.
+    When both ``visit_week`` and ``visit_date`` are given, ``visit_week`` wins;
+    a date outside that week's window is a warning (the row is kept).
+
+SLEDAI-2K descriptors
+    When ``sledai_*`` columns are present, a row with all 24 filled gets
+    ``sledai2k`` = weighted sum (Gladman 2002; weights in
+    ``schema.SLEDAI_DESCRIPTORS``); a given ``sledai2k`` that differs is an
+    error. With descriptors missing, a given ``sledai2k`` below the sum of the
+    descriptors that are present is an error.
+
+Glucocorticoids
+    Optional ``glucocorticoid_drug`` + ``glucocorticoid_mg_day`` fill an empty
+    ``prednisone_mg_day`` with the prednisone equivalent (CLINICAL_DEFINITIONS.md
+    §7, Meikle & Tyler 1977): prednisone/prednisolone × 1, methylprednisolone
+    × 1.25, dexamethasone × 6.67, hydrocortisone × 0.25; drug ``none`` = 0 mg.
+    A given ``prednisone_mg_day`` is kept as is.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import itertools
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import schema
+
+# Weeks used to build default windows when nothing else says what the schedule is:
+# the seed paper's visits (weeks 0, 4, 12, 24, 52), then every 26 weeks to 10 years.
+DEFAULT_SCHEDULE: tuple[int, ...] = (0, 4, 12, 24, 52, *range(78, 521, 26))
+BASELINE_WINDOW = (-30, 7)  # days around treatment start counted as week 0
+
+# Prednisone-equivalent factors (CLINICAL_DEFINITIONS.md §7; Meikle & Tyler 1977).
+PREDNISONE_FACTORS: dict[str, float] = {
+    "prednisone": 1.0,
+    "prednisolone": 1.0,
+    "methylprednisolone": 1.25,
+    "dexamethasone": 6.67,
+    "hydrocortisone": 0.25,
+    "none": 0.0,
+}
+
+# Unit conversions to the stored unit (CLINICAL_DEFINITIONS.md §8):
+# complement 1 g/L = 100 mg/dL; creatinine mg/dL × 88.4 = µmol/L.
+UNIT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "c3_unit": ("c3_g_l",),
+    "c4_unit": ("c4_g_l",),
+    "creatinine_unit": ("creatinine_umol_l",),
+}
+_UNIT_FACTORS: dict[str, dict[str, float]] = {
+    "c3_g_l": {"g/L": 1.0, "mg/dL": 0.01},
+    "c4_g_l": {"g/L": 1.0, "mg/dL": 0.01},
+    "creatinine_umol_l": {"µmol/L": 1.0, "mg/dL": 88.4},
+}
+_UNIT_SPELLINGS = {
+    "g/l": "g/L",
+    "mg/dl": "mg/dL",
+    "umol/l": "µmol/L",
+    "µmol/l": "µmol/L",
+    "μmol/l": "µmol/L",
+    "micromol/l": "µmol/L",
+}
+# Extra input columns the importer understands besides the contract's.
+EXTRA_VISIT_COLUMNS = (*UNIT_COLUMNS, "glucocorticoid_drug", "glucocorticoid_mg_day")
+
+_TRUE = {"true", "1", "yes", "y", "1.0"}
+_FALSE = {"false", "0", "no", "n", "0.0"}
+_ISO_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[ T]00:00(?::00(?:\.0+)?)?)?$")
+_OTHER_DATE = re.compile(r"^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}$")
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")
+_CENSORED = re.compile(r"^\s*[<>≤≥]=?\s*[\d.,]+\s*$")
+ROWS_NOTE = "rows numbered as in a spreadsheet: header = row 1, first data row = row 2"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem (or warning) in the input."""
+
+    file: str
+    row: int | None
+    column: str | None
+    value: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        place = self.file + ("" if self.row is None else f" row {self.row}")
+        if self.column:
+            place += f", column {self.column}"
+        if self.value is not None:
+            place += f", value {self.value!r}"
+        return f"{place}: {self.reason}"
+
+
+@dataclass
+class ReadResult:
+    """Validated, normalised tables plus every problem and warning found."""
+
+    tables: dict[str, pd.DataFrame]
+    problems: list[Problem]
+    warnings: list[Problem]
+    schedules: dict[str, list[int]] | None = None  # only when the caller gave a schedule
+    source: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class _Raw:
+    """One table as read: normalised header, string cells, spreadsheet row numbers."""
+
+    label: str
+    frame: pd.DataFrame  # all cells str, '' = empty
+    rows: np.ndarray  # spreadsheet row number of each frame row
+    decimal_comma: bool = False
+    header_cols: dict[str, str] = field(default_factory=dict)  # normalised -> as written
+
+
+class _Sink:
+    """Collects problems and warnings."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+
+    def error(self, file, row, column, value, reason) -> None:
+        self.problems.append(Problem(file, _int_or_none(row), column, value, reason))
+
+    def warn(self, file, row, column, value, reason) -> None:
+        self.warnings.append(Problem(file, _int_or_none(row), column, value, reason))
+
+
+def _int_or_none(x) -> int | None:
+    return None if x is None else int(x)
+
+
+def normalise_name(name: object) -> str:
+    """Column or sheet name as the contract spells it: stripped, lower, `_` for spaces."""
+    s = str(name if name is not None else "").replace("\ufeff", "").strip().lower()
+    return re.sub(r"[\s\-]+", "_", s)
+
+
+# --- reading sources -----------------------------------------------------------------------
+
+
+def _decode(data: bytes, label: str, sink: _Sink) -> str | None:
+    """Bytes to text: UTF-8 (BOM ok), else Windows-1252/Latin-1 if it looks like text."""
+    if b"\x00" in data:
+        pos = data.index(b"\x00")
+        sink.error(
+            label,
+            data[:pos].count(b"\n") + 1,
+            None,
+            repr(data[max(0, pos - 4) : pos + 4]),
+            "contains NUL bytes: this looks like UTF-16 text or a binary file, not CSV; "
+            "save it as 'CSV UTF-8' (line number counted from the top of the file)",
+        )
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad_at = exc.start
+    try:
+        text = data.decode("cp1252")
+        encoding = "Windows-1252"
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+        encoding = "Latin-1"
+    controls = sum(1 for ch in text if (ord(ch) < 32 and ch not in "\t\r\n") or 127 <= ord(ch) < 160)
+    non_ascii = sum(1 for ch in text if ord(ch) > 127)
+    if controls or non_ascii > 0.3 * max(1, len(text)):
+        sink.error(
+            label,
+            data[:bad_at].count(b"\n") + 1,
+            None,
+            repr(data[bad_at : bad_at + 8]),
+            "cannot decode this file: it is not UTF-8 and does not read as Latin-1/Windows-1252 "
+            "text either; save it as 'CSV UTF-8' (line number counted from the top of the file)",
+        )
+        return None
+    line = data[:bad_at].count(b"\n") + 1
+    sink.warn(label, None, None, None,
+              f"not UTF-8 (first non-UTF-8 byte on line {line}); read as {encoding}")
+    return text
+
+
+def _sniff_separator(text: str) -> str:
+    """The separator the header line uses most: comma, semicolon or tab."""
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    unquoted = re.sub(r'"[^"]*"', "", first)
+    counts = {sep: unquoted.count(sep) for sep in (",", ";", "\t")}
+    best = max(counts, key=lambda s: counts[s])
+    return best if counts[best] > 0 else ","
+
+
+def _frame_from_rows(
+    label: str, records: Iterable[tuple[int, list]], sink: _Sink, decimal_comma: bool
+) -> _Raw | None:
+    """Build a string frame from (row number, cells) records; first non-empty row is the header."""
+    header: list[str] | None = None
+    header_row = 1
+    data: list[list[str]] = []
+    numbers: list[int] = []
+    for rownum, cells in records:
+        cells = ["" if c is None else c for c in cells]
+        if not any(str(c).strip() for c in cells):
+            continue
+        if header is None:
+            header = [str(c) for c in cells]
+            header_row = rownum
+            continue
+        n = len(header)
+        if len(cells) > n:
+            extra = [c for c in cells[n:] if str(c).strip()]
+            if extra:
+                sink.error(
+                    label, rownum, None, str(extra[0]),
+                    f"row has {len(cells)} fields but the header has {n} "
+                    "(a stray separator, or a decimal comma in a comma-separated file?)",
+                )
+                continue
+            cells = cells[:n]
+        elif len(cells) < n:
+            cells = list(cells) + [""] * (n - len(cells))
+        data.append(cells)
+        numbers.append(rownum)
+    if header is None:
+        sink.error(label, None, None, None, "the file is empty (no header row, no data)")
+        return None
+    names = [normalise_name(h) for h in header]
+    raw_names: dict[str, str] = {}
+    keep: list[int] = []
+    for i, (nm, orig) in enumerate(zip(names, header, strict=True)):
+        if not nm:
+            if any(str(r[i]).strip() for r in data):
+                sink.warn(label, header_row, f"#{i + 1}", None,
+                          "column without a name holds values; ignored")
+            continue
+        if nm in raw_names:
+            sink.error(label, header_row, nm, orig,
+                       f"column name appears twice (also as {raw_names[nm]!r})")
+            continue
+        raw_names[nm] = orig
+        keep.append(i)
+    frame = pd.DataFrame(
+        [[_cell_text(r[i]) for i in keep] for r in data],
+        columns=[names[i] for i in keep],
+        dtype=object,
+    )
+    if frame.empty and len(frame.columns) == 0:
+        frame = pd.DataFrame(columns=[names[i] for i in keep], dtype=object)
+    return _Raw(label, frame, np.asarray(numbers, dtype=np.int64), decimal_comma, raw_names)
+
+
+def _cell_text(v) -> str:
+    """A cell from csv/openpyxl/pyarrow as text the validators parse."""
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v.strip()
+    if isinstance(v, bool | np.bool_):
+        return "true" if v else "false"
+    if isinstance(v, pd.Timestamp) or hasattr(v, "isoformat"):
+        if pd.isna(v):
+            return ""
+        ts = pd.Timestamp(v)
+        if ts.hour == ts.minute == ts.second == ts.microsecond == 0:
+            return ts.strftime("%Y-%m-%d")
+        return ts.isoformat()
+    if isinstance(v, float | np.floating):
+        if np.isnan(v):
+            return ""
+        return repr(float(v))
+    if v is pd.NA:
+        return ""
+    return str(v)
+
+
+def _read_csv(path: Path, label: str, sink: _Sink) -> _Raw | None:
+    data = path.read_bytes()
+    if not data.strip():
+        sink.error(label, None, None, None, "the file is empty (no header row, no data)")
+        return None
+    text = _decode(data, label, sink)
+    if text is None:
+        return None
+    sep = _sniff_separator(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    try:
+        records = list(enumerate(reader, start=1))
+    except csv.Error as exc:
+        sink.error(label, None, None, None, f"not a readable CSV file: {exc}")
+        return None
+    return _frame_from_rows(label, records, sink, decimal_comma=sep != ",")
+
+
+def _read_parquet(path: Path, label: str, sink: _Sink) -> _Raw | None:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is the file's problem
+        sink.error(label, None, None, None, f"not a readable Parquet file: {exc}")
+        return None
+    header = [str(c) for c in df.columns]
+    cols = [df[c].astype(object).tolist() for c in df.columns]
+    records = [(1, header)] + [
+        (i + 2, [col[i] for col in cols]) for i in range(len(df))
+    ]
+    return _frame_from_rows(label, records, sink, decimal_comma=False)
+
+
+def _read_xlsx(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
+    """One _Raw per contract sheet of a workbook; missing required sheets are problems."""
+    import openpyxl
+
+    out: dict[str, _Raw | None] = {}
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - a corrupt workbook is the file's problem
+        sink.error(path.name, None, None, None, f"not a readable .xlsx workbook: {exc}")
+        return out
+    try:
+        sheets = {normalise_name(n): n for n in wb.sheetnames}
+        for table in schema.INPUT_TABLES:
+            if table not in sheets:
+                if table in schema.REQUIRED_TABLES:
+                    sink.error(
+                        path.name, None, None, table,
+                        f"the workbook has no sheet named {table!r} "
+                        f"(sheets found: {', '.join(wb.sheetnames)})",
+                    )
+                continue
+            label = f"{path.name}[{sheets[table]}]"
+            ws = wb[sheets[table]]
+            records = (
+                (i, list(r)) for i, r in enumerate(ws.iter_rows(values_only=True), start=1)
+            )
+            out[table] = _frame_from_rows(label, records, sink, decimal_comma=False)
+        for key, name in sheets.items():
+            if key not in schema.INPUT_TABLES:
+                sink.warn(path.name, None, None, name, "sheet is not part of the contract; ignored")
+    finally:
+        wb.close()
+    return out
+
+
+def _read_sources(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
+    """Find and read the contract tables at `path`."""
+    if not path.exists():
+        sink.error(str(path), None, None, None, "no such file or folder")
+        return {}
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".xlsx":
+            return _read_xlsx(path, sink)
+        hint = {
+            ".xls": "old .xls workbooks are not read; save it as .xlsx",
+            ".csv": "give the folder that holds patients.csv and visits.csv",
+            ".parquet": "give the folder that holds patients.parquet and visits.parquet",
+        }.get(suffix, "give a folder of .csv or .parquet files, or one .xlsx workbook")
+        sink.error(str(path), None, None, None, f"cannot import a single {suffix or 'file'}: {hint}")
+        return {}
+    files = {f.name.lower(): f for f in path.iterdir() if f.is_file()}
+    found: dict[str, _Raw | None] = {}
+    for table in schema.INPUT_TABLES:
+        hits = [files[n] for n in (f"{table}.csv", f"{table}.parquet") if n in files]
+        if len(hits) > 1:
+            sink.error(str(path), None, None, ", ".join(h.name for h in hits),
+                       f"both a .csv and a .parquet file for {table}; keep one")
+            continue
+        if not hits:
+            continue
+        f = hits[0]
+        if f.suffix.lower() == ".csv":
+            found[table] = _read_csv(f, f.name, sink)
+        else:
+            found[table] = _read_parquet(f, f.name, sink)
+    if not found:
+        books = [f for n, f in sorted(files.items()) if n.endswith(".xlsx") and not n.startswith("~$")]
+        if len(books) == 1:
+            return _read_xlsx(books[0], sink)
+    for table in schema.REQUIRED_TABLES:
+        if table not in found and not any(p.value == table for p in sink.problems):
+            sink.error(str(path), None, None, f"{table}.csv",
+                       f"required file {table}.csv (or {table}.parquet) is missing")
+    return found
+
+
+# --- options -------------------------------------------------------------------------------
+
+
+def parse_schedule(spec: str | Sequence[int] | None, sink: _Sink) -> list[int] | None:
+    """'0,4,12,24,52' (or a list) to sorted unique weeks."""
+    if spec is None:
+        return None
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    weeks: list[int] = []
+    for it in items:
+        try:
+            w = int(str(it).strip())
+        except ValueError:
+            sink.error("--schedule", None, None, str(it).strip(), "not a whole number of weeks")
+            continue
+        if not 0 <= w <= 520:
+            sink.error("--schedule", None, None, str(w), "weeks must be within 0–520")
+            continue
+        weeks.append(w)
+    return sorted(set(weeks)) or None
+
+
+def parse_windows(
+    spec: str | Sequence[tuple[int, int, int]] | None, sink: _Sink
+) -> list[tuple[int, int, int]] | None:
+    """'0:-14:7,4:15:42' (week:first_day:last_day) to validated, sorted windows."""
+    if spec is None:
+        return None
+    items = [s for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
+    out: list[tuple[int, int, int]] = []
+    for it in items:
+        try:
+            w, lo, hi = (int(x) for x in (it.split(":") if isinstance(it, str) else it))
+        except (ValueError, TypeError):
+            sink.error("--week-windows", None, None, str(it),
+                       "each window is week:first_day:last_day, e.g. 4:15:42")
+            continue
+        if lo > hi:
+            sink.error("--week-windows", None, None, str(it), "first day is after last day")
+            continue
+        out.append((w, lo, hi))
+    out.sort(key=lambda t: t[1])
+    for a, b in itertools.pairwise(out):
+        if b[1] <= a[2]:
+            sink.error("--week-windows", None, None, f"{a[0]}, {b[0]}",
+                       f"windows of weeks {a[0]} and {b[0]} overlap")
+    return out or None
+
+
+def default_windows(schedule: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Day windows (week, first_day, last_day) for a schedule; see the module docstring."""
+    weeks = sorted({int(w) for w in schedule})
+    wins = []
+    for w in weeks:
+        t = 7 * w
+        if w == 0:
+            lo, hi = BASELINE_WINDOW
+        else:
+            half = max(7, int(0.25 * t))
+            lo, hi = t - half, t + half
+        wins.append([w, lo, hi])
+    for a, b in itertools.pairwise(wins):
+        mid = (7 * a[0] + 7 * b[0]) // 2
+        a[2] = min(a[2], mid)
+        b[1] = max(b[1], mid + 1)
+    return [tuple(x) for x in wins]
+
+
+# --- value parsing (vectorised) ------------------------------------------------------------
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _range_text(col: schema.Column) -> str:
+    unit = f" {col.unit}" if col.unit and col.unit not in ("points", "0–3") else ""
+    if col.hi is None:
+        return f"≥ {_fmt(col.lo)}{unit}"
+    return f"{_fmt(col.lo)}–{_fmt(col.hi)}{unit}"
+
+
+def _parse_numbers(s: pd.Series, decimal_comma: bool) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Text to float: (values, empty mask, bad mask)."""
+    empty = s == ""
+    t = s
+    if decimal_comma:
+        has_comma = s.str.contains(",", regex=False) & ~s.str.contains(".", regex=False)
+        t = s.where(~has_comma, s.str.replace(",", ".", regex=False))
+    num = pd.to_numeric(t.where(~empty, None), errors="coerce").astype("float64")
+    bad = ~empty & ~np.isfinite(num.to_numpy(dtype="float64", na_value=np.nan))
+    return num.where(~bad), empty, pd.Series(bad, index=s.index)
+
+
+def _number_hint(value: str, decimal_comma: bool) -> str:
+    if _CENSORED.match(value):
+        return "not a number: censored values such as '<0.5' are not accepted; enter a number"
+    if not decimal_comma and _DECIMAL_COMMA.match(value):
+        return ("not a number: a decimal comma in a comma-separated file is ambiguous; "
+                "use a dot (1.5) or save the file with ';' as separator")
+    return "not a number"
+
+
+def _parse_bools(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    low = s.str.lower()
+    val = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    val[low.isin(_TRUE)] = True
+    val[low.isin(_FALSE)] = False
+    bad = (s != "") & val.isna()
+    return val, bad
+
+
+def _parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """ISO dates: (values, not-ISO mask, impossible-date mask)."""
+    iso = s.str.extract(_ISO_DATE, expand=False)
+    not_iso = (s != "") & iso.isna()
+    val = pd.to_datetime(iso, format="%Y-%m-%d", errors="coerce")
+    impossible = iso.notna() & val.isna()
+    return val.astype("datetime64[s]"), not_iso, impossible
+
+
+def _canon_unit(s: str) -> str | None:
+    key = s.strip().lower().replace(" ", "")
+    return _UNIT_SPELLINGS.get(key)
+
+
+def _validate_table(
+    table: str, raw: _Raw, opts: dict, sink: _Sink
+) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """Typed frame with every schema column of `table`; extras the importer uses returned apart."""
+    cols = schema.columns(table)
+    known = {c.name for c in cols}
+    frame = raw.frame
+    label, rows = raw.label, raw.rows
+    extras_allowed = set(EXTRA_VISIT_COLUMNS) if table == "visits" else set()
+    for name in frame.columns:
+        if name not in known and name not in extras_allowed:
+            close = difflib.get_close_matches(name, list(known | extras_allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            sink.warn(label, 1, name, raw.header_cols.get(name, name),
+                      f"unknown column, ignored (not in the data contract){hint}")
+    for c in cols:
+        if c.required and c.name not in frame.columns:
+            sink.error(label, 1, c.name, None,
+                       "required column is missing from the header "
+                       f"(found: {', '.join(frame.columns) or 'none'})")
+    if table == "visits" and not {"visit_week", "visit_date"} & set(frame.columns):
+        sink.error(label, 1, "visit_week", None,
+                   "the file needs a visit_week or a visit_date column")
+
+    def flag(mask, column: str, reason) -> None:
+        idx = np.flatnonzero(np.asarray(mask, dtype=bool))
+        values = frame[column].to_numpy() if column in frame.columns else None
+        for i in idx:
+            v = None if values is None else values[i]
+            r = reason(i, v) if callable(reason) else reason
+            sink.error(label, rows[i], column, v, r)
+
+    n = len(frame)
+    out: dict[str, pd.Series] = {}
+    unit_used: dict[str, pd.Series] = {}
+    for unit_col, targets in UNIT_COLUMNS.items():
+        for target in targets:
+            if target not in frame.columns:
+                continue
+            option = opts.get("complement_unit" if target != "creatinine_umol_l"
+                              else "creatinine_unit")
+            base = "µmol/L" if target == "creatinine_umol_l" else "g/L"
+            default = _canon_unit(option) if option else base
+            units = pd.Series(default, index=frame.index, dtype=object)
+            if unit_col in frame.columns:
+                given = frame[unit_col]
+                canon = given.map(lambda u: _canon_unit(u) if u else None)
+                bad = (given != "") & (canon.isna() | ~canon.isin(list(_UNIT_FACTORS[target])))
+                accepted = " or ".join(_UNIT_FACTORS[target])
+                flag(bad, unit_col, f"unknown unit; use {accepted}")
+                units = canon.where(canon.notna() & ~bad, default)
+            unit_used[target] = units
+
+    for c in cols:
+        if c.name not in frame.columns:
+            out[c.name] = _empty_series(c, n)
+            continue
+        s = frame[c.name].astype(object).fillna("").astype(str).str.strip()
+        if c.required:
+            flag(s == "", c.name, "required value is missing")
+        if c.dtype in (schema.NUMBER, schema.INTEGER):
+            num, _, bad = _parse_numbers(s, raw.decimal_comma)
+            dec = raw.decimal_comma
+            flag(bad, c.name, lambda i, v, dec=dec: _number_hint(str(v), dec))
+            if c.dtype == schema.INTEGER:
+                frac = num.notna() & (num != np.floor(num))
+                flag(frac, c.name, "not a whole number")
+                num = num.where(~frac)
+            if c.name in unit_used:
+                factor = unit_used[c.name].map(_UNIT_FACTORS[c.name]).astype("float64")
+                num = num * factor
+            if c.lo is not None or c.hi is not None:
+                lo = -np.inf if c.lo is None else c.lo
+                hi = np.inf if c.hi is None else c.hi
+                low = num.notna() & (num < lo)
+                high = num.notna() & (num > hi)
+                for mask, word in ((low, "below"), (high, "above")):
+                    flag(mask, c.name, _range_reasons(c, word, num, unit_used.get(c.name)))
+                num = num.where(~(low | high))
+            if c.name == "creatinine_umol_l" and c.name in unit_used:
+                assumed = unit_used[c.name] == "µmol/L"
+                vals = num[assumed & num.notna()]
+                if len(vals) >= 3 and float(vals.median()) < 20:
+                    sink.warn(label, None, c.name, _fmt(float(vals.median())),
+                              "creatinine values read as µmol/L look like mg/dL (median < 20); "
+                              "if so, use --creatinine-unit mg/dL or a creatinine_unit column")
+            out[c.name] = num.astype("Int64") if c.dtype == schema.INTEGER else num
+        elif c.dtype == schema.BOOL:
+            val, bad = _parse_bools(s)
+            flag(bad, c.name, "not a yes/no value; use true/false, yes/no, y/n or 1/0")
+            out[c.name] = val
+        elif c.dtype == schema.DATE:
+            val, not_iso, impossible = _parse_dates(s)
+            flag(not_iso & s.str.match(_OTHER_DATE), c.name,
+                 "ambiguous date (day/month order unknown); write it as ISO YYYY-MM-DD")
+            flag(not_iso & ~s.str.match(_OTHER_DATE), c.name,
+                 "not a date; write it as ISO YYYY-MM-DD")
+            flag(impossible, c.name, "not a real calendar date")
+            out[c.name] = val
+        else:
+            val = pd.Series([x if x else None for x in s], index=s.index, dtype=object)
+            if c.choices:
+                canon = _canon_choices(c)
+                mapped = pd.Series([None if x is None else canon.get(_choice_key(x))
+                                    for x in val], index=s.index, dtype=object)
+                bad = val.notna() & mapped.isna()
+                flag(bad, c.name, f"not one of {', '.join(c.choices)}")
+                val = mapped
+            out[c.name] = val
+    extras = {
+        k: frame[k].astype(object).fillna("").astype(str).str.strip()
+        for k in extras_allowed if k in frame.columns
+    }
+    result = pd.DataFrame(out, index=frame.index)
+    return result.reset_index(drop=True), {k: v.reset_index(drop=True) for k, v in extras.items()}
+
+
+def _range_reasons(col: schema.Column, word: str, num: pd.Series, units: pd.Series | None):
+    """Reason builder for range failures: names the range and the unit the value was read in."""
+    text = f"{word} the plausible range {_range_text(col)}"
+    if units is None:
+        return text
+    base = next(iter(_UNIT_FACTORS[col.name]))
+    how = {"c3_g_l": "÷ 100", "c4_g_l": "÷ 100", "creatinine_umol_l": "× 88.4"}[col.name]
+
+    def reason(i: int, v) -> str:
+        unit = units.iloc[i]
+        if unit != base:
+            return f"{text} (read as {unit}, converted {how} to {_fmt(num.iloc[i])} {base})"
+        hint = ""
+        if word == "above" and col.name != "creatinine_umol_l":
+            hint = "; looks like mg/dL: use --complement-unit mg/dL or a c3_unit/c4_unit column"
+        return f"{text} (read as {base}){hint}"
+
+    return reason
+
+
+def _out_of_range(col: schema.Column, x: float) -> bool:
+    return (col.lo is not None and x < col.lo) or (col.hi is not None and x > col.hi)
+
+
+def _choice_key(v: str) -> str:
+    return re.sub(r"[\s_]+", "", v.lower())
+
+
+def _canon_choices(col: schema.Column) -> dict[str, str]:
+    canon = {_choice_key(ch): ch for ch in col.choices}
+    if col.name == "sex":
+        canon.update({"female": "F", "male": "M"})
+    return canon
+
+
+def _empty_series(col: schema.Column, n: int) -> pd.Series:
+    if col.dtype == schema.NUMBER:
+        return pd.Series(np.nan, index=range(n), dtype="float64")
+    if col.dtype == schema.INTEGER:
+        return pd.Series(pd.NA, index=range(n), dtype="Int64")
+    if col.dtype == schema.BOOL:
+        return pd.Series(pd.NA, index=range(n), dtype="boolean")
+    if col.dtype == schema.DATE:
+        return pd.Series(pd.NaT, index=range(n), dtype="datetime64[s]")
+    return pd.Series([None] * n, index=range(n), dtype=object)
+
+
+# --- cross-table rules ---------------------------------------------------------------------
+
+
+def _check_patients(p: pd.DataFrame, raw: _Raw, sink: _Sink) -> None:
+    ids = p["patient_id"]
+    dup = ids.notna() & ids.duplicated(keep="first")
+    first_row: dict[str, int] = {}
+    for i, pid in enumerate(ids):
+        if pid is not None and pid not in first_row:
+            first_row[pid] = raw.rows[i]
+    for i in np.flatnonzero(dup.to_numpy()):
+        sink.error(raw.label, raw.rows[i], "patient_id", ids.iloc[i],
+                   f"duplicate patient_id (first at row {first_row[ids.iloc[i]]})")
+
+
+def _sledai(v: pd.DataFrame, raw: _Raw, sink: _Sink) -> None:
+    """Fill sledai2k from descriptors and check a given score against them."""
+    present = [c for c in schema.SLEDAI_COLUMNS if c in raw.frame.columns]
+    if not present:
+        return
+    weights = {f"sledai_{k}": w for k, w, _, _ in schema.SLEDAI_DESCRIPTORS}
+    mat = pd.DataFrame({c: v[c].astype("float64") for c in present})
+    partial = sum(mat[c].fillna(0) * weights[c] for c in present)
+    complete = mat.notna().all(axis=1) & (len(present) == len(schema.SLEDAI_COLUMNS))
+    given = v["sledai2k"].astype("float64")
+    mismatch = complete & given.notna() & (given != partial)
+    too_low = ~complete & given.notna() & (given < partial)
+    for i in np.flatnonzero(mismatch.to_numpy()):
+        sink.error(raw.label, raw.rows[i], "sledai2k", raw.frame["sledai2k"].iloc[i],
+                   f"does not match the SLEDAI-2K descriptors, whose weighted sum is "
+                   f"{int(partial.iloc[i])}")
+    for i in np.flatnonzero(too_low.to_numpy()):
+        sink.error(raw.label, raw.rows[i], "sledai2k", raw.frame["sledai2k"].iloc[i],
+                   f"lower than the descriptors present, whose weighted sum is already "
+                   f"{int(partial.iloc[i])}")
+    fill = complete & given.isna()
+    v.loc[fill, "sledai2k"] = partial[fill].astype("int64")
+    if len(present) < len(schema.SLEDAI_COLUMNS):
+        sink.warn(raw.label, 1, None, None,
+                  f"only {len(present)} of 24 SLEDAI-2K descriptor columns; sledai2k is not "
+                  "derived from them")
+
+
+def _glucocorticoids(v: pd.DataFrame, extras: dict, raw: _Raw, sink: _Sink) -> None:
+    """Fill an empty prednisone_mg_day from glucocorticoid_drug + glucocorticoid_mg_day."""
+    if "glucocorticoid_drug" not in extras and "glucocorticoid_mg_day" not in extras:
+        return
+    n = len(v)
+    drug = extras.get("glucocorticoid_drug", pd.Series([""] * n)).str.lower()
+    dose_raw = extras.get("glucocorticoid_mg_day", pd.Series([""] * n))
+    dose, _, bad = _parse_numbers(dose_raw, raw.decimal_comma)
+    for i in np.flatnonzero(bad.to_numpy()):
+        sink.error(raw.label, raw.rows[i], "glucocorticoid_mg_day", dose_raw.iloc[i], "not a number")
+    neg = dose < 0
+    for i in np.flatnonzero(neg.fillna(False).to_numpy()):
+        sink.error(raw.label, raw.rows[i], "glucocorticoid_mg_day", dose_raw.iloc[i],
+                   "negative dose")
+    factor = drug.map(PREDNISONE_FACTORS)
+    unknown = (drug != "") & factor.isna()
+    for i in np.flatnonzero(unknown.to_numpy()):
+        sink.error(raw.label, raw.rows[i], "glucocorticoid_drug", extras["glucocorticoid_drug"].iloc[i],
+                   "unknown glucocorticoid; use one of " + ", ".join(PREDNISONE_FACTORS))
+    need = v["prednisone_mg_day"].isna()
+    no_drug = need & (drug == "") & dose.notna()
+    for i in np.flatnonzero(no_drug.to_numpy()):
+        sink.error(raw.label, raw.rows[i], "glucocorticoid_drug", "",
+                   "a glucocorticoid dose needs the drug name to convert it to prednisone")
+    eq = dose * factor
+    eq = eq.where(drug != "none", 0.0)
+    fill = need & eq.notna() & ~neg.fillna(False)
+    too_high = fill & (eq > 2000)
+    for i in np.flatnonzero(too_high.to_numpy()):
+        sink.error(raw.label, raw.rows[i], "glucocorticoid_mg_day", dose_raw.iloc[i],
+                   f"prednisone equivalent {_fmt(eq.iloc[i])} mg/day is above the plausible "
+                   "range 0–2000 mg/day")
+    fill &= ~too_high
+    v.loc[fill, "prednisone_mg_day"] = eq[fill]
+
+
+def _map_weeks(
+    v: pd.DataFrame,
+    p: pd.DataFrame,
+    raw: _Raw,
+    sink: _Sink,
+    schedule: list[int] | None,
+    windows: list[tuple[int, int, int]] | None,
+) -> None:
+    """Fill visit_week from visit_date by day windows; check dates against treatment start."""
+    starts = dict(zip(p["patient_id"], p["treatment_start_date"], strict=False))
+    cohort_of = dict(zip(p["patient_id"], p["cohort"], strict=False))
+    date = v["visit_date"]
+    week = v["visit_week"]
+    vcohort = v["patient_id"].map(cohort_of)
+    cohort_windows: dict[str, list[tuple[int, int, int]]] = {}
+    for cohort in vcohort.dropna().unique():
+        if windows is not None:
+            cohort_windows[cohort] = windows
+            continue
+        sched = schedule
+        if sched is None:
+            undated = week[(vcohort == cohort) & week.notna()].astype(int).unique().tolist()
+            sched = sorted(undated) if len(set(undated)) >= 2 else list(DEFAULT_SCHEDULE)
+        cohort_windows[cohort] = default_windows(sched)
+
+    neither = week.isna() & date.isna()
+    dated_cols = raw.frame.columns
+    for i in np.flatnonzero(neither.to_numpy()):
+        col = "visit_week" if "visit_week" in dated_cols else "visit_date"
+        if raw.frame[col].iloc[i] if col in raw.frame.columns else "":
+            continue  # already reported as unparseable
+        sink.error(raw.label, raw.rows[i], col, "", "needs a visit_week or a visit_date")
+
+    for i in np.flatnonzero(date.notna().to_numpy()):
+        pid = v["patient_id"].iloc[i]
+        if pid not in starts or v["patient_id"].iloc[i] is None:
+            continue  # unknown patient reported elsewhere
+        start = starts[pid]
+        d = date.iloc[i]
+        value = raw.frame["visit_date"].iloc[i]
+        if pd.isna(start):
+            if pd.isna(week.iloc[i]):
+                sink.error(raw.label, raw.rows[i], "visit_date", value,
+                           f"patient {pid} has no treatment_start_date in patients, which a "
+                           "dated visit needs to get its week")
+            continue
+        day = int((d - start).days)
+        wins = cohort_windows[cohort_of[pid]]
+        first = min(w[1] for w in wins)
+        if day < first:
+            sink.error(raw.label, raw.rows[i], "visit_date", value,
+                       f"visit before treatment start: {-day} days before treatment_start_date "
+                       f"{pd.Timestamp(start).date()} (the baseline window opens at day {first})")
+            continue
+        hit = [w for w in wins if w[1] <= day <= w[2]]
+        if pd.isna(week.iloc[i]):
+            if hit:
+                v.loc[v.index[i], "visit_week"] = hit[0][0]
+            else:
+                near = sorted(wins, key=lambda w: min(abs(day - w[1]), abs(day - w[2])))[:2]
+                shown = "; ".join(f"week {w[0]}: day {w[1]}–{w[2]}" for w in
+                                  sorted(near, key=lambda w: w[1]))
+                sink.error(raw.label, raw.rows[i], "visit_date", value,
+                           f"day {day} after treatment start fits no visit window "
+                           f"(nearest: {shown}); give visit_week or widen --week-windows")
+        elif not hit or hit[0][0] != int(week.iloc[i]):
+            where = f"the window of week {hit[0][0]}" if hit else "no visit window"
+            sink.warn(raw.label, raw.rows[i], "visit_date", value,
+                      f"day {day} after treatment start falls in {where}, not week "
+                      f"{int(week.iloc[i])}; visit_week kept")
+
+
+def _check_visits(v: pd.DataFrame, known: set, raw: _Raw, sink: _Sink) -> None:
+    pid = v["patient_id"]
+    unknown = pid.notna() & ~pid.isin(known)
+    for i in np.flatnonzero(unknown.to_numpy()):
+        sink.error(raw.label, raw.rows[i], "patient_id", pid.iloc[i],
+                   "unknown patient: not in patients")
+    keyed = pid.notna() & v["visit_week"].notna()
+    key = pid.astype(str) + "\x1f" + v["visit_week"].astype(str)
+    first: dict[str, int] = {}
+    for i in np.flatnonzero(keyed.to_numpy()):
+        k = key.iloc[i]
+        if k in first:
+            src = "visit_week" if raw.frame.get("visit_week", pd.Series([""] * len(v))).iloc[i] \
+                else "visit_date"
+            sink.error(raw.label, raw.rows[i], src,
+                       raw.frame[src].iloc[i] if src in raw.frame.columns else "",
+                       f"duplicate visit: patient {pid.iloc[i]} already has week "
+                       f"{int(v['visit_week'].iloc[i])} at row {first[k]}")
+        else:
+            first[k] = raw.rows[i]
+
+
+def _check_aes(a: pd.DataFrame, known: set, raw: _Raw, sink: _Sink) -> None:
+    pid = a["patient_id"]
+    unknown = pid.notna() & ~pid.isin(known)
+    for i in np.flatnonzero(unknown.to_numpy()):
+        sink.error(raw.label, raw.rows[i], "patient_id", pid.iloc[i],
+                   "unknown patient: not in patients")
+
+
+# --- public API ----------------------------------------------------------------------------
+
+
+def read_cohort(
+    path: str | Path,
+    *,
+    complement_unit: str | None = None,
+    creatinine_unit: str | None = None,
+    week_windows: str | Sequence[tuple[int, int, int]] | None = None,
+    schedule: str | Sequence[int] | None = None,
+) -> ReadResult:
+    """Read and validate a cohort folder / .xlsx / Parquet folder; never raises on bad input."""
+    sink = _Sink()
+    path = Path(path)
+    for name, val, ok in (
+        ("--complement-unit", complement_unit, ("g/L", "mg/dL")),
+        ("--creatinine-unit", creatinine_unit, ("µmol/L", "mg/dL")),
+    ):
+        if val is not None and _canon_unit(val) not in ok:
+            sink.error(name, None, None, val, f"unknown unit; use {' or '.join(ok)}")
+    opts = {
+        "complement_unit": complement_unit if complement_unit and _canon_unit(complement_unit)
+        else None,
+        "creatinine_unit": creatinine_unit if creatinine_unit and _canon_unit(creatinine_unit)
+        else None,
+    }
+    sched = parse_schedule(schedule, sink)
+    wins = parse_windows(week_windows, sink)
+    raws = _read_sources(path, sink)
+    tables: dict[str, pd.DataFrame] = {}
+    extras: dict[str, pd.Series] = {}
+    for table, raw in raws.items():
+        if raw is None:
+            continue
+        if len(raw.frame) == 0 and table in schema.REQUIRED_TABLES:
+            sink.error(raw.label, None, None, None,
+                       "the file has a header row but no data rows")
+        tables[table], ex = _validate_table(table, raw, opts, sink)
+        if table == "visits":
+            extras = ex
+    p, v = tables.get("patients"), tables.get("visits")
+    if p is not None:
+        _check_patients(p, raws["patients"], sink)
+    if v is not None:
+        _sledai(v, raws["visits"], sink)
+        _glucocorticoids(v, extras, raws["visits"], sink)
+    if p is not None and v is not None:
+        known = set(p["patient_id"].dropna())
+        _map_weeks(v, p, raws["visits"], sink, sched, wins)
+        _check_visits(v, known, raws["visits"], sink)
+        if "adverse_events" in tables:
+            _check_aes(tables["adverse_events"], known, raws["adverse_events"], sink)
+        no_visits = sorted(known - set(v["patient_id"].dropna()))
+        for pid in no_visits:
+            sink.warn(raws["patients"].label, None, "patient_id", pid, "patient has no visits")
+    if "adverse_events" not in tables:
+        tables["adverse_events"] = pd.DataFrame(
+            {c.name: _empty_series(c, 0) for c in schema.columns("adverse_events")}
+        )
+    if v is not None:
+        v["visit_week"] = v["visit_week"].astype("Int64")
+        v.sort_values(["patient_id", "visit_week"], inplace=True, kind="stable")
+        v.reset_index(drop=True, inplace=True)
+    order = {t: i for i, t in enumerate(["--complement-unit", "--creatinine-unit",
+                                           "--schedule", "--week-windows"])}
+    problems = sorted(sink.problems, key=lambda q: (order.get(q.file, 9), q.file, q.row or 0))
+    schedules = None
+    if sched is not None and p is not None:
+        schedules = {c: list(sched) for c in p["cohort"].dropna().unique()}
+    return ReadResult(tables, problems, sink.warnings, schedules, str(path))
+
+
+def _read_from_args(args) -> ReadResult:
+    return read_cohort(
+        args.path,
+        complement_unit=getattr(args, "complement_unit", None),
+        creatinine_unit=_cli_unit(getattr(args, "creatinine_unit", None)),
+        week_windows=getattr(args, "week_windows", None),
+        schedule=getattr(args, "schedule", None),
+    )
+
+
+def _cli_unit(u: str | None) -> str | None:
+    return "µmol/L" if u == "umol/L" else u
+
+
+def _print_report(res: ReadResult, out=sys.stderr) -> None:
+    for w in res.warnings:
+        print(f"warning: {w}", file=out)
+    if res.problems:
+        n = len(res.problems)
+        print(f"{n} problem{'s' if n != 1 else ''} found ({ROWS_NOTE}):", file=out)
+        for p in res.problems:
+            print(f"  {p}", file=out)
+
+
+def _counts(res: ReadResult) -> str:
+    p = res.tables["patients"]
+    cohorts = sorted(p["cohort"].dropna().unique())
+    return (
+        f"{len(cohorts)} cohort{'s' if len(cohorts) != 1 else ''} ({', '.join(cohorts)}), "
+        f"{len(p)} patients, {len(res.tables['visits'])} visits, "
+        f"{len(res.tables['adverse_events'])} adverse events, "
+        f"{len(res.warnings)} warning{'s' if len(res.warnings) != 1 else ''}"
+    )
+
+
+def cli_validate(args) -> int:
+    """`validate PATH`: report every problem, write nothing; exit 0 or 2."""
+    try:
+        res = _read_from_args(args)
+    except Exception as exc:  # noqa: BLE001 - never a traceback for the user
+        print(f"error: could not read {args.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    _print_report(res)
+    if res.problems:
+        print("not valid; nothing was written", file=sys.stderr)
+        return 2
+    print(f"valid: {_counts(res)}")
+    return 0
+
+
+def cli_import(args) -> int:
+    """`import PATH --db FILE [--replace|--append]`: validate, then write atomically; exit 0/2."""
+    from . import store
+
+    try:
+        res = _read_from_args(args)
+    except Exception as exc:  # noqa: BLE001 - never a traceback for the user
+        print(f"error: could not read {args.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    _print_report(res)
+    if res.problems:
+        print(f"nothing was imported; {args.db} is unchanged", file=sys.stderr)
+        return 2
+    mode = "replace" if getattr(args, "replace", False) else (
+        "append" if getattr(args, "append", False) else "create")
+    try:
+        summary = store.write_database(
+            args.db, res.tables, mode=mode, schedules=res.schedules, source=res.source
+        )
+    except store.StoreError as exc:
+        print(f"error: {exc}; nothing was imported, {args.db} is unchanged", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - never a traceback for the user
+        print(f"error: import failed ({type(exc).__name__}: {exc}); {args.db} is unchanged",
+              file=sys.stderr)
+        return 1
+    print(f"imported into {args.db} ({mode}): {_counts(res)}; database now holds "
+          f"{summary['n_cohorts']} cohorts, {summary['patients']} patients")
+    return 0
