@@ -1,0 +1,1033 @@
+"""Statistical methods of STATISTICS.md: arrays or tidy frames in, `TestResult` out.
+
+Every method reproduces a named R call (given in its docstring) to the last
+digits; nothing is rounded here. A method that cannot be computed on the data
+it was given (too few pairs, a constant variable, one group, ...) returns a
+`TestResult` whose `reason` says why and whose statistic and p are None: it
+never raises on data and never returns NaN. Bad *arguments* (arrays of
+different lengths, unknown method names) raise ``ValueError`` naming the
+argument.
+
+Direction conventions (so a reader can match R):
+- paired methods: follow-up ``x`` minus comparator ``y``;
+- two-group methods: ``group2 - group1`` where group1/group2 are the two
+  labels in sorted order (R's factor level order). R reports group1 - group2,
+  so signs of mean_diff/t/z/HL are flipped relative to R's print-out; the
+  Mann-Whitney ``W`` is exactly R's (rank sum of group1 minus n1(n1+1)/2).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+from scipy.special import ndtr
+
+__all__ = [
+    "TestResult",
+    "paired_t",
+    "wilcoxon",
+    "mcnemar_exact",
+    "fisher_visits",
+    "rm_anova",
+    "rm_anova_bonferroni",
+    "friedman",
+    "mixed_model",
+    "mann_whitney",
+    "kruskal",
+    "welch_t",
+    "chi2",
+    "fisher",
+    "odds_ratio_ci",
+    "risk_difference_ci",
+    "kaplan_meier",
+    "logrank",
+    "describe",
+    "proportion_ci",
+    "adjust_p",
+    "choose_paired_method",
+    "choose_group_method",
+    "results_frame",
+]
+
+Z975 = float(_st.norm.ppf(0.975))
+# Hodges-Lehmann enumerates pairs of distinct values; above this many pairs it
+# is skipped (quadratic memory) and extra["hl_note"] says so.
+HL_MAX_PAIRS = 4_000_000
+
+
+@dataclass
+class TestResult:
+    """One test's outcome; `reason` is set (and statistic/p are None) when not computable."""
+
+    method: str
+    n: int
+    statistic: float | None = None
+    p_value: float | None = None
+    mean_diff: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    df: float | None = None
+    effect: float | None = None
+    effect_name: str | None = None
+    reason: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    __test__ = False  # keep pytest from collecting this class
+
+    def as_dict(self) -> dict:
+        """Plain JSON-ready dict: the fields, with `extra` as a nested dict."""
+        d = asdict(self)
+        d["extra"] = {k: _clean(v) for k, v in self.extra.items()}
+        return d
+
+
+def results_frame(results: Sequence[TestResult]) -> pd.DataFrame:
+    """One row per result with the fixed columns, `extra` keys spread into columns."""
+    rows = []
+    for r in results:
+        d = r.as_dict()
+        extra = d.pop("extra")
+        d.update({k: v for k, v in extra.items() if k not in d})
+        rows.append(d)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _f(v: Any) -> float | None:
+    """A finite Python float or None (never NaN/inf in a result)."""
+    if v is None:
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return _f(v)
+    if isinstance(v, np.ndarray):
+        return [_clean(x) for x in v.tolist()]
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    return v
+
+
+def _as_float(a: Any, name: str) -> np.ndarray:
+    """1-D float array; pd.NA / None become NaN, booleans become 0/1."""
+    if isinstance(a, (pd.Series, pd.Index)):
+        arr = pd.to_numeric(pd.Series(a), errors="coerce").astype("Float64")
+        return arr.to_numpy(dtype=float, na_value=np.nan)
+    try:
+        arr = np.asarray(a, dtype=float)
+    except (TypeError, ValueError):
+        s = pd.to_numeric(pd.Series(list(a), dtype=object), errors="coerce")
+        arr = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional (got shape {arr.shape})")
+    return arr
+
+
+def _same_length(**arrays: np.ndarray) -> None:
+    names = list(arrays)
+    n0 = len(arrays[names[0]])
+    for nm in names[1:]:
+        if len(arrays[nm]) != n0:
+            raise ValueError(
+                f"{nm} must have the same length as {names[0]} ({len(arrays[nm])} vs {n0})"
+            )
+
+
+def _pairs(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    xa, ya = _as_float(x, "x"), _as_float(y, "y")
+    _same_length(x=xa, y=ya)
+    ok = ~(np.isnan(xa) | np.isnan(ya))
+    return xa[ok], ya[ok]
+
+
+def _p_norm2(z: float) -> float:
+    """Two-sided normal p, as R's 2 * min(pnorm(z), pnorm(-z))."""
+    return float(2.0 * min(ndtr(z), ndtr(-z)))
+
+
+def _tie_sum(sorted_vals: np.ndarray) -> float:
+    """Sum of t^3 - t over groups of equal values in a sorted array."""
+    if sorted_vals.size == 0:
+        return 0.0
+    brk = np.flatnonzero(np.diff(sorted_vals)) + 1
+    t = np.diff(np.concatenate(([0], brk, [sorted_vals.size]))).astype(float)
+    return float(np.sum(t**3 - t))
+
+
+def _none(method: str, n: int, reason: str, **extra: Any) -> TestResult:
+    return TestResult(method=method, n=int(n), reason=reason, extra=dict(extra))
+
+
+def _groups(values: Any, groups: Any) -> tuple[list[Any], list[np.ndarray]]:
+    """Drop missing values/labels; return sorted labels and their value arrays."""
+    v = _as_float(values, "values")
+    g = pd.Series(groups.to_numpy() if isinstance(groups, pd.Series) else list(groups))
+    if len(g) != len(v):
+        raise ValueError(f"groups must have the same length as values ({len(g)} vs {len(v)})")
+    ok = ~np.isnan(v) & g.notna().to_numpy()
+    v, g = v[ok], g[ok].to_numpy()
+    if v.size == 0:
+        return [], []
+    codes, labels = pd.factorize(g, sort=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(labels) + 1))
+    arrays = [v[order[bounds[i] : bounds[i + 1]]] for i in range(len(labels))]
+    keep = [i for i, a in enumerate(arrays) if a.size > 0]
+    return [_clean(labels[i]) for i in keep], [arrays[i] for i in keep]
+
+
+# --------------------------------------------------------------------------- paired
+
+
+def paired_t(x: Any, y: Any, conf_level: float = 0.95) -> TestResult:
+    """Paired t-test of x - y over available pairs; R t.test(x, y, paired=TRUE)."""
+    xa, ya = _pairs(x, y)
+    n = xa.size
+    if n < 2:
+        return _none("paired_t", n, "fewer than 2 pairs")
+    d = xa - ya
+    md = float(d.mean())
+    sd = float(d.std(ddof=1))
+    se = sd / math.sqrt(n)
+    # R stops with "data are essentially constant" on the same condition.
+    if se < 10 * np.finfo(float).eps * abs(md) or sd == 0.0:
+        r = _none("paired_t", n, "differences are constant (SD 0)")
+        r.mean_diff = md
+        return r
+    df = n - 1
+    t = md / se
+    q = float(_st.t.ppf(1 - (1 - conf_level) / 2, df))
+    return TestResult(
+        method="paired_t",
+        n=n,
+        statistic=t,
+        p_value=float(2 * _st.t.sf(abs(t), df)),
+        mean_diff=md,
+        ci_low=md - q * se,
+        ci_high=md + q * se,
+        df=float(df),
+        effect=md / sd,
+        effect_name="cohen_dz",
+        extra={"sd_diff": sd, "se_diff": se, "conf_level": conf_level},
+    )
+
+
+def _walsh_table(v: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Sorted Walsh averages of sample v (with multiplicity weights), or None if too many."""
+    u, c = np.unique(v, return_counts=True)
+    if u.size * (u.size + 1) // 2 > HL_MAX_PAIRS:
+        return None
+    i, j = np.triu_indices(u.size)
+    vals = (u[i] + u[j]) / 2.0
+    w = np.where(i == j, c[i] * (c[i] + 1) // 2, c[i] * c[j]).astype(np.int64)
+    o = np.argsort(vals, kind="stable")
+    return vals[o], np.cumsum(w[o])
+
+
+def _diff_table(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Sorted pairwise differences a_i - b_j with multiplicity weights, or None if too many."""
+    ua, ca = np.unique(a, return_counts=True)
+    ub, cb = np.unique(b, return_counts=True)
+    if ua.size * ub.size > HL_MAX_PAIRS:
+        return None
+    vals = (ua[:, None] - ub[None, :]).ravel()
+    w = (ca[:, None] * cb[None, :]).ravel().astype(np.int64)
+    o = np.argsort(vals, kind="stable")
+    return vals[o], np.cumsum(w[o])
+
+
+def _kth(table: tuple[np.ndarray, np.ndarray], k: float) -> float:
+    """k-th smallest (1-based, clamped) element of a weighted sorted table."""
+    vals, cw = table
+    k = min(max(int(k), 1), int(cw[-1]))
+    return float(vals[np.searchsorted(cw, k, side="left")])
+
+
+def _median_table(table: tuple[np.ndarray, np.ndarray]) -> float:
+    n = int(table[1][-1])
+    if n % 2:
+        return _kth(table, (n + 1) // 2)
+    return (_kth(table, n // 2) + _kth(table, n // 2 + 1)) / 2.0
+
+
+def _signed_rank_z(x: np.ndarray, d: float) -> float:
+    """R's W(d) in wilcox.test's one-sample CI code (no continuity correction)."""
+    xd = x - d
+    xd = xd[xd != 0]
+    nx = xd.size
+    if nx == 0:
+        return math.nan
+    a = np.abs(xd)
+    r = _st.rankdata(a)
+    zd = r[xd > 0].sum() - nx * (nx + 1) / 4.0
+    var = nx * (nx + 1) * (2 * nx + 1) / 24.0 - _tie_sum(np.sort(a)) / 48.0
+    return zd / math.sqrt(var) if var > 0 else math.nan
+
+
+def _hl_one_sample(x: np.ndarray, conf_level: float = 0.95) -> dict:
+    """Hodges-Lehmann pseudo-median and CI as R's asymptotic wilcox.test computes them.
+
+    R finds the CI limits with uniroot on a step function; its roots are Walsh
+    averages, which are returned exactly here. The estimate is the median of
+    the Walsh averages (R's uniroot lands anywhere on a flat step when their
+    count is even; the midpoint is the textbook value). x holds the nonzero
+    differences, as in R.
+    """
+    n = x.size
+    if n == 0:
+        return {}
+    mumin, mumax = float(x.min()), float(x.max())
+    wmin = _signed_rank_z(x, mumin)
+    wmax = _signed_rank_z(x, mumax) if math.isfinite(wmin) else math.nan
+    if not (math.isfinite(wmin) and math.isfinite(wmax)):
+        return {
+            "hl_estimate": (mumin + mumax) / 2.0,
+            "hl_note": "CI not computable: all nonzero differences are tied",
+        }
+    table = _walsh_table(x)
+    if table is None:
+        return {"hl_note": f"Hodges-Lehmann skipped: more than {HL_MAX_PAIRS} value pairs"}
+    out: dict[str, Any] = {"hl_estimate": _median_table(table)}
+    alpha = 1 - conf_level
+    while True:
+        if wmin - _st.norm.isf(alpha / 2) < 0 or wmax - _st.norm.ppf(alpha / 2) > 0:
+            alpha *= 2
+        else:
+            break
+    level = conf_level
+    if alpha >= 1 or 1 - conf_level < alpha * 0.75:
+        level = 1 - min(1.0, alpha)
+    out["hl_conf_level"] = level
+    if alpha >= 1:
+        out["hl_ci_low"] = out["hl_ci_high"] = float(np.median(x))
+        return out
+    nn = n * (n + 1) / 2.0
+    sigma = math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0 - _tie_sum(np.sort(x)) / 48.0)
+    zq = float(_st.norm.isf(alpha / 2))
+    out["hl_ci_low"] = _kth(table, math.ceil(nn / 2 - zq * sigma))
+    out["hl_ci_high"] = _kth(table, math.ceil(nn / 2 + zq * sigma))
+    return out
+
+
+def wilcoxon(x: Any, y: Any, hodges_lehmann: bool = True) -> TestResult:
+    """Wilcoxon signed-rank test, SPSS signed Z; R wilcox.test(x, y, paired=TRUE, exact=FALSE, correct=FALSE)."""
+    xa, ya = _pairs(x, y)
+    n = xa.size
+    if n < 2:
+        return _none("wilcoxon", n, "fewer than 2 pairs")
+    d = xa - ya
+    md = float(d.mean())
+    nz = d[d != 0]
+    m = nz.size
+    if m == 0:
+        r = _none("wilcoxon", n, "all differences are zero", n_nonzero=0)
+        r.mean_diff = md
+        return r
+    a = np.abs(nz)
+    ranks = _st.rankdata(a)
+    w_plus = float(ranks[nz > 0].sum())
+    sigma = math.sqrt(m * (m + 1) * (2 * m + 1) / 24.0 - _tie_sum(np.sort(a)) / 48.0)
+    z = (w_plus - m * (m + 1) / 4.0) / sigma
+    extra: dict[str, Any] = {"V": w_plus, "w_plus": w_plus, "n_nonzero": m, "n_zero": n - m}
+    extra["median_diff"] = float(np.median(d))
+    if hodges_lehmann:
+        extra.update(_hl_one_sample(nz))
+    return TestResult(
+        method="wilcoxon",
+        n=n,
+        statistic=z,
+        p_value=_p_norm2(z),
+        mean_diff=md,
+        effect=z / math.sqrt(n),
+        effect_name="r",
+        extra=extra,
+    )
+
+
+def _as_bool_float(a: Any, name: str) -> np.ndarray:
+    arr = _as_float(a, name)
+    bad = ~np.isnan(arr) & (arr != 0) & (arr != 1)
+    if bad.any():
+        raise ValueError(f"{name} must be boolean (True/False/missing)")
+    return arr
+
+
+def mcnemar_exact(x_bool: Any, y_bool: Any) -> TestResult:
+    """Exact McNemar on discordant pairs; R binom.test(b, b + c).
+
+    b = positive at the comparator y and negative at the follow-up x,
+    c = negative at y and positive at x. mean_diff = proportion positive at
+    x minus at y over the pairs.
+    """
+    xa, ya = _as_bool_float(x_bool, "x_bool"), _as_bool_float(y_bool, "y_bool")
+    _same_length(x_bool=xa, y_bool=ya)
+    ok = ~(np.isnan(xa) | np.isnan(ya))
+    xa, ya = xa[ok], ya[ok]
+    n = xa.size
+    b = int(np.sum((ya == 1) & (xa == 0)))
+    c = int(np.sum((ya == 0) & (xa == 1)))
+    extra = {"b": b, "c": c, "p_followup": _f(xa.mean()) if n else None,
+             "p_comparator": _f(ya.mean()) if n else None}
+    if n < 1:
+        return _none("mcnemar_exact", n, "no pairs", **extra)
+    md = float(xa.mean() - ya.mean())
+    if b + c == 0:
+        r = _none("mcnemar_exact", n, "no discordant pairs", **extra)
+        r.mean_diff = md
+        return r
+    p = _st.binomtest(b, b + c, 0.5).pvalue
+    return TestResult("mcnemar_exact", n, statistic=float(b), p_value=float(p),
+                      mean_diff=md, extra=extra)
+
+
+def fisher_visits(x_bool: Any, y_bool: Any) -> TestResult:
+    """Fisher's exact test on visit x positive over available pairs; R fisher.test.
+
+    The table is [[x positive, x negative], [y positive, y negative]], so the
+    odds ratio (conditional MLE, as R prints it) is follow-up vs comparator.
+    """
+    xa, ya = _as_bool_float(x_bool, "x_bool"), _as_bool_float(y_bool, "y_bool")
+    _same_length(x_bool=xa, y_bool=ya)
+    ok = ~(np.isnan(xa) | np.isnan(ya))
+    xa, ya = xa[ok], ya[ok]
+    n = xa.size
+    if n < 1:
+        return _none("fisher", 0, "no pairs")
+    table = np.array([[np.sum(xa == 1), np.sum(xa == 0)], [np.sum(ya == 1), np.sum(ya == 0)]])
+    r = fisher(table)
+    r.n = n
+    r.mean_diff = float(xa.mean() - ya.mean())
+    r.extra["n_pairs"] = n
+    return r
+
+
+# --------------------------------------------------------------------------- repeated measures
+
+
+def _complete(wide: Any) -> np.ndarray:
+    w = wide.to_numpy(dtype=float) if isinstance(wide, pd.DataFrame) else np.asarray(wide, float)
+    if w.ndim != 2:
+        raise ValueError(f"wide must be two-dimensional (patients x visits), got {w.shape}")
+    return w[~np.isnan(w).any(axis=1)]
+
+
+def rm_anova(wide: Any) -> TestResult:
+    """One-way repeated-measures ANOVA, complete cases; R aov(value ~ visit + Error(patient/visit))."""
+    w = _complete(wide)
+    n, k = w.shape
+    if k < 2:
+        return _none("rm_anova", n, "fewer than 2 visits")
+    if n < 2:
+        return _none("rm_anova", n, "fewer than 2 complete cases")
+    gm = w.mean()
+    ss_tot = float(((w - gm) ** 2).sum())
+    ss_visit = float(n * ((w.mean(axis=0) - gm) ** 2).sum())
+    ss_subj = float(k * ((w.mean(axis=1) - gm) ** 2).sum())
+    ss_err = ss_tot - ss_visit - ss_subj
+    df1, df2 = k - 1, (n - 1) * (k - 1)
+    extra = {"df1": df1, "df2": df2, "ss_visit": ss_visit, "ss_subject": ss_subj,
+             "ss_error": ss_err, "k": k}
+    if ss_tot == 0:
+        return _none("rm_anova", n, "constant variable (no variation)", **extra)
+    if ss_err <= 1e-12 * ss_tot:
+        return _none("rm_anova", n, "residual variance is zero", **extra)
+    f = (ss_visit / df1) / (ss_err / df2)
+    return TestResult("rm_anova", n, statistic=f, p_value=float(_st.f.sf(f, df1, df2)),
+                      df=float(df1), effect=ss_visit / (ss_visit + ss_err),
+                      effect_name="partial_eta_sq", extra=extra)
+
+
+def rm_anova_bonferroni(wide: Any, labels: Sequence[Any]) -> list[TestResult]:
+    """SPSS pairwise comparisons: paired t on complete cases, Bonferroni CI and p; R t.test(conf.level=1-0.05/m)."""
+    w = _complete(wide)
+    k = w.shape[1]
+    if len(labels) != k:
+        raise ValueError(f"labels must have one entry per column of wide ({len(labels)} vs {k})")
+    m = k * (k - 1) // 2
+    out = []
+    for i in range(k):
+        for j in range(i + 1, k):
+            r = paired_t(w[:, j], w[:, i], conf_level=1 - 0.05 / m)
+            r.method = "rm_anova_bonferroni"
+            r.extra.update({"a": _clean(labels[i]), "b": _clean(labels[j]), "m": m,
+                            "p_unadjusted": r.p_value})
+            if r.p_value is not None:
+                r.p_value = min(1.0, r.p_value * m)
+            out.append(r)
+    return out
+
+
+def friedman(wide: Any) -> TestResult:
+    """Friedman rank test over visits, complete cases, tie-corrected; R friedman.test."""
+    w = _complete(wide)
+    n, k = w.shape
+    if k < 2:
+        return _none("friedman", n, "fewer than 2 visits")
+    if n < 2:
+        return _none("friedman", n, "fewer than 2 complete cases")
+    r = _st.rankdata(w, axis=1)
+    ties = sum(_tie_sum(row) for row in np.sort(w, axis=1))
+    denom = n * k * (k + 1) - ties / (k - 1)
+    if denom <= 0:
+        return _none("friedman", n, "all values tied within every patient")
+    stat = 12 * float(((r.sum(axis=0) - n * (k + 1) / 2) ** 2).sum()) / denom
+    return TestResult("friedman", n, statistic=stat, p_value=float(_st.chi2.sf(stat, k - 1)),
+                      df=float(k - 1), extra={"k": k})
+
+
+def mixed_model(long: pd.DataFrame, baseline: Any, subject: str = "subject",
+                visit: str = "visit", value: str = "value") -> list[TestResult]:
+    """Random-intercept LMM value ~ visit (baseline reference), REML, Wald CIs; R lme4::lmer."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    for col in (subject, visit, value):
+        if col not in long.columns:
+            raise ValueError(f"long must have a column {col!r}")
+    df = long[[subject, visit, value]].copy()
+    df[value] = _as_float(df[value], "value")
+    df = df.dropna()
+    levels = sorted(pd.unique(df[visit]).tolist())
+    if baseline not in levels:
+        return [_none("mixed_model", int(df[subject].nunique()),
+                      f"baseline visit {baseline!r} has no observations")]
+    others = [v for v in levels if v != baseline]
+    n_subj = int(df[subject].nunique())
+    n_obs = int(len(df))
+    base_extra = {"n_obs": n_obs, "n_subjects": n_subj, "baseline": _clean(baseline)}
+
+    def fail(reason: str) -> list[TestResult]:
+        return [_none("mixed_model", n_subj, reason, visit=_clean(v), **base_extra)
+                for v in others]
+
+    if not others:
+        return []
+    if n_subj < 2 or df[value].nunique() < 2:
+        return fail("fewer than 2 patients or a constant variable")
+    vis = df[visit].to_numpy()
+    exog = np.column_stack([np.ones(n_obs)] + [(vis == v).astype(float) for v in others])
+    if np.linalg.matrix_rank(exog) < exog.shape[1] or n_obs <= exog.shape[1]:
+        return fail("too few observations for the visit effects")
+    model = MixedLM(df[value].to_numpy(), exog, groups=df[subject].to_numpy(),
+                    exog_re=np.ones((n_obs, 1)))
+    fit = None
+    caught: list[str] = []
+    for method in ("lbfgs", "bfgs", "powell", "nm"):
+        with warnings.catch_warnings(record=True) as wlist:
+            warnings.simplefilter("always")
+            try:
+                res = model.fit(reml=True, method=method)
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                caught.append(f"{method}: {exc}")
+                continue
+        msgs = [str(w.message) for w in wlist
+                if "converge" in str(w.message).lower() or "boundary" in str(w.message).lower()]
+        if res.converged and not [m for m in msgs if "boundary" not in m.lower()]:
+            fit, caught = res, msgs
+            break
+        caught.extend(f"{method}: {m}" for m in msgs or ["did not converge"])
+    if fit is None:
+        return fail("mixed model did not converge (" + "; ".join(caught[:3]) + ")")
+    fe = np.asarray(fit.fe_params)
+    cov = np.asarray(fit.cov_params())[: len(fe), : len(fe)]
+    out = []
+    for i, v in enumerate(others, start=1):
+        est, se = float(fe[i]), float(math.sqrt(cov[i, i]))
+        z = est / se if se > 0 else math.nan
+        out.append(TestResult(
+            "mixed_model", n_subj, statistic=_f(z), p_value=_f(_p_norm2(z)) if se > 0 else None,
+            mean_diff=est, ci_low=est - Z975 * se, ci_high=est + Z975 * se,
+            reason=None if se > 0 else "standard error is zero",
+            extra={**base_extra, "visit": _clean(v), "se": se,
+                   "n_obs_visit": int(np.sum(vis == v)),
+                   "var_subject": float(np.asarray(fit.cov_re)[0, 0]),
+                   "var_residual": float(fit.scale),
+                   "warnings": list(caught)},
+        ))
+    return out
+
+
+# --------------------------------------------------------------------------- between groups
+
+
+def _two_groups(method: str, values: Any, groups: Any):
+    labels, arrays = _groups(values, groups)
+    n = int(sum(a.size for a in arrays))
+    if not arrays:
+        return None, _none(method, 0, "all values missing")
+    if len(arrays) == 1:
+        return None, _none(method, n, "only one group with values", groups=labels)
+    if len(arrays) > 2:
+        return None, _none(method, n, f"needs exactly 2 groups (found {len(arrays)})",
+                           groups=labels)
+    return (labels, arrays, n), None
+
+
+def _rank_sum_z(a: np.ndarray, b: np.ndarray, d: float, correct: bool) -> float:
+    """R's W(d) in wilcox.test's two-sample CI code."""
+    allv = np.concatenate([a - d, b])
+    r = _st.rankdata(allv)
+    na, nb = a.size, b.size
+    dz = r[:na].sum() - na * (na + 1) / 2.0 - na * nb / 2.0
+    corr = math.copysign(0.5, dz) if (correct and dz != 0) else 0.0
+    var = (na * nb / 12.0) * ((na + nb + 1) - _tie_sum(np.sort(allv)) / ((na + nb) * (na + nb - 1)))
+    return (dz - corr) / math.sqrt(var) if var > 0 else math.nan
+
+
+def _hl_two_sample(a: np.ndarray, b: np.ndarray, conf_level: float = 0.95) -> dict:
+    """HL shift a - b and CI as R wilcox.test(exact=FALSE, correct=TRUE, conf.int=TRUE); exact roots."""
+    table = _diff_table(a, b)
+    if table is None:
+        return {"hl_note": f"Hodges-Lehmann skipped: more than {HL_MAX_PAIRS} value pairs"}
+    na, nb = a.size, b.size
+    nn = float(na * nb)
+    mumin, mumax = float(a.min() - b.max()), float(a.max() - b.min())
+    wmin, wmax = _rank_sum_z(a, b, mumin, True), _rank_sum_z(a, b, mumax, True)
+    out: dict[str, Any] = {"hl_estimate": _median_table(table)}
+    if not (math.isfinite(wmin) and math.isfinite(wmax)):
+        out["hl_note"] = "CI not computable: all observations tied"
+        return out
+    alpha = 1 - conf_level
+    zq = float(_st.norm.isf(alpha / 2))
+    sigma = math.sqrt((na * nb / 12.0) * ((na + nb + 1) - (
+        _tie_sum(np.sort(a)) + _tie_sum(np.sort(b))) / ((na + nb) * (na + nb - 1))))
+    # root(zq): R returns an endpoint when the sign does not change inside.
+    lo = mumin if wmin - zq <= 0 else (mumax if wmax - zq >= 0 else
+                                       _kth(table, math.ceil(nn / 2 - 0.5 - zq * sigma)))
+    hi = mumin if wmin + zq <= 0 else (mumax if wmax + zq >= 0 else
+                                       _kth(table, math.ceil(nn / 2 + 0.5 + zq * sigma)))
+    out.update({"hl_ci_low": lo, "hl_ci_high": hi})
+    return out
+
+
+def mann_whitney(values: Any, groups: Any, hodges_lehmann: bool = True) -> TestResult:
+    """Wilcoxon rank-sum, normal approx with continuity correction; R wilcox.test(x ~ g, exact=FALSE, correct=TRUE).
+
+    statistic is R's W (group1 rank sum minus n1(n1+1)/2, group1 = first label
+    in sorted order). extra["z"], effect r = z/sqrt(N) and the Hodges-Lehmann
+    shift follow group2 - group1 (R's estimate with the sign flipped).
+    """
+    ok, bad = _two_groups("mann_whitney", values, groups)
+    if bad:
+        return bad
+    labels, (a, b), n = ok
+    na, nb = a.size, b.size
+    allv = np.concatenate([a, b])
+    r = _st.rankdata(allv)
+    w = float(r[:na].sum() - na * (na + 1) / 2.0)
+    ts = _tie_sum(np.sort(allv))
+    var = (na * nb / 12.0) * ((na + nb + 1) - ts / ((na + nb) * (na + nb - 1)))
+    extra: dict[str, Any] = {"group1": labels[0], "group2": labels[1], "n1": na, "n2": nb,
+                             "W": w, "median1": float(np.median(a)),
+                             "median2": float(np.median(b))}
+    if var <= 0:
+        return _none("mann_whitney", n, "all values are tied", **extra)
+    zr = w - na * nb / 2.0
+    zr = (zr - math.copysign(0.5, zr) * (zr != 0)) / math.sqrt(var)
+    z = -zr  # group2 - group1 direction
+    extra["z"] = z
+    if hodges_lehmann:
+        hl = _hl_two_sample(a, b)
+        if "hl_estimate" in hl:
+            hl["hl_estimate"] = -hl["hl_estimate"]
+        if "hl_ci_low" in hl:
+            hl["hl_ci_low"], hl["hl_ci_high"] = -hl["hl_ci_high"], -hl["hl_ci_low"]
+        extra.update(hl)
+    return TestResult("mann_whitney", n, statistic=w, p_value=_p_norm2(zr),
+                      mean_diff=float(b.mean() - a.mean()), effect=z / math.sqrt(n),
+                      effect_name="r", extra=extra)
+
+
+def kruskal(values: Any, groups: Any) -> TestResult:
+    """Kruskal-Wallis rank test, tie-corrected; R kruskal.test(x ~ g)."""
+    labels, arrays = _groups(values, groups)
+    n = int(sum(a.size for a in arrays))
+    if not arrays:
+        return _none("kruskal", 0, "all values missing")
+    if len(arrays) < 2:
+        return _none("kruskal", n, "only one group with values", groups=labels)
+    allv = np.concatenate(arrays)
+    r = _st.rankdata(allv)
+    sizes = np.array([a.size for a in arrays])
+    idx = np.repeat(np.arange(len(arrays)), sizes)
+    rs = np.bincount(idx, weights=r)
+    ts = _tie_sum(np.sort(allv))
+    denom = 1 - ts / (n**3 - n)
+    extra = {"groups": labels, "sizes": sizes.tolist(), "df": len(arrays) - 1}
+    if denom <= 0:
+        return _none("kruskal", n, "all values are tied", **extra)
+    h = (12.0 / (n * (n + 1)) * float(np.sum(rs**2 / sizes)) - 3 * (n + 1)) / denom
+    k = len(arrays)
+    return TestResult("kruskal", n, statistic=h, p_value=float(_st.chi2.sf(h, k - 1)),
+                      df=float(k - 1), effect=(h - k + 1) / (n - k) if n > k else None,
+                      effect_name="eta_sq_h" if n > k else None, extra=extra)
+
+
+def welch_t(values: Any, groups: Any, conf_level: float = 0.95) -> TestResult:
+    """Welch two-sample t-test; R t.test(x ~ g) with mean_diff = group2 - group1."""
+    ok, bad = _two_groups("welch_t", values, groups)
+    if bad:
+        return bad
+    labels, (a, b), n = ok
+    extra: dict[str, Any] = {"group1": labels[0], "group2": labels[1], "n1": a.size,
+                             "n2": b.size, "mean1": float(a.mean()), "mean2": float(b.mean())}
+    if a.size < 2 or b.size < 2:
+        return _none("welch_t", n, "a group has fewer than 2 values", **extra)
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = math.sqrt(va + vb)
+    md = float(b.mean() - a.mean())
+    if se < 10 * np.finfo(float).eps * max(abs(a.mean()), abs(b.mean())) or se == 0:
+        r = _none("welch_t", n, "constant variable (SD 0 in both groups)", **extra)
+        r.mean_diff = md
+        return r
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    t = md / se
+    q = float(_st.t.ppf(1 - (1 - conf_level) / 2, df))
+    sp = math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (n - 2))
+    return TestResult("welch_t", n, statistic=t, p_value=float(2 * _st.t.sf(abs(t), df)),
+                      mean_diff=md, ci_low=md - q * se, ci_high=md + q * se, df=float(df),
+                      effect=md / sp if sp > 0 else None,
+                      effect_name="cohen_d" if sp > 0 else None, extra=extra)
+
+
+def _table(table_or_a: Any, b: Any = None) -> tuple[np.ndarray, list, list]:
+    """Contingency table from a 2-D array/DataFrame, or from two label arrays (NA pairs dropped)."""
+    if b is not None:
+        sa = pd.Series(list(table_or_a))
+        sb = pd.Series(list(b))
+        if len(sa) != len(sb):
+            raise ValueError(f"b must have the same length as a ({len(sb)} vs {len(sa)})")
+        ok = sa.notna() & sb.notna()
+        ct = pd.crosstab(sa[ok].to_numpy(), sb[ok].to_numpy())
+        return ct.to_numpy(dtype=float), [_clean(x) for x in ct.index], [
+            _clean(x) for x in ct.columns]
+    if isinstance(table_or_a, pd.DataFrame):
+        t = table_or_a.to_numpy(dtype=float)
+        rows, cols = list(table_or_a.index), list(table_or_a.columns)
+    else:
+        t = np.asarray(table_or_a, dtype=float)
+        if t.ndim != 2:
+            raise ValueError(f"table must be two-dimensional (got shape {t.shape})")
+        rows, cols = list(range(t.shape[0])), list(range(t.shape[1]))
+    if np.isnan(t).any() or (t < 0).any():
+        raise ValueError("table must hold non-negative counts")
+    return t, [_clean(x) for x in rows], [_clean(x) for x in cols]
+
+
+def _drop_empty(t: np.ndarray, rows: list, cols: list):
+    rk, ck = t.sum(axis=1) > 0, t.sum(axis=0) > 0
+    return t[rk][:, ck], [r for r, k in zip(rows, rk) if k], [c for c, k in zip(cols, ck) if k]
+
+
+def chi2(table_or_a: Any, b: Any = None) -> TestResult:
+    """Pearson chi-square, Yates-corrected on 2x2; R chisq.test. Empty rows/columns dropped."""
+    t, rows, cols = _drop_empty(*_table(table_or_a, b))
+    n = int(t.sum())
+    extra: dict[str, Any] = {"rows": rows, "cols": cols, "table": t.astype(int).tolist()}
+    if t.shape[0] < 2 or t.shape[1] < 2:
+        return _none("chi2", n, "table has fewer than 2 non-empty rows or columns", **extra)
+    e = np.outer(t.sum(axis=1), t.sum(axis=0)) / n
+    yates = t.shape == (2, 2)
+    if yates:
+        diff = np.abs(t - e)
+        stat = float(np.sum((diff - np.minimum(0.5, diff)) ** 2 / e))
+    else:
+        stat = float(np.sum((t - e) ** 2 / e))
+    dof = (t.shape[0] - 1) * (t.shape[1] - 1)
+    extra.update({"yates": yates, "min_expected": float(e.min()),
+                  "expected_below_5": int(np.sum(e < 5))})
+    if e.min() < 5:
+        extra["warning"] = "Chi-squared approximation may be incorrect (expected count < 5)"
+    v = math.sqrt(stat / (n * (min(t.shape) - 1)))
+    return TestResult("chi2", n, statistic=stat, p_value=float(_st.chi2.sf(stat, dof)),
+                      df=float(dof), effect=v, effect_name="cramers_v", extra=extra)
+
+
+def fisher(table_or_a: Any, b: Any = None) -> TestResult:
+    """Fisher's exact test, 2x2 (conditional-MLE odds ratio and CI, as R prints) or r x c; R fisher.test."""
+    t, rows, cols = _drop_empty(*_table(table_or_a, b))
+    n = int(t.sum())
+    extra: dict[str, Any] = {"rows": rows, "cols": cols, "table": t.astype(int).tolist()}
+    if t.shape[0] < 2 or t.shape[1] < 2:
+        return _none("fisher", n, "table has fewer than 2 non-empty rows or columns", **extra)
+    ti = t.astype(np.int64)
+    if ti.shape == (2, 2):
+        p = float(_st.fisher_exact(ti).pvalue)
+        orr = _st.contingency.odds_ratio(ti, kind="conditional")
+        ci = orr.confidence_interval(0.95)
+        est = float(orr.statistic)
+        if not math.isfinite(est):
+            extra["odds_ratio_note"] = "odds ratio is infinite (a zero cell)"
+        return TestResult("fisher", n, p_value=p, ci_low=_f(ci.low), ci_high=_f(ci.high),
+                          effect=_f(est), effect_name="odds_ratio", extra=extra)
+    try:
+        p = float(_st.fisher_exact(ti).pvalue)
+    except (ValueError, MemoryError, NotImplementedError) as exc:
+        return _none("fisher", n, f"Fisher's exact r x c not computable ({exc}); use chi2",
+                     **extra)
+    return TestResult("fisher", n, p_value=p, extra=extra)
+
+
+def odds_ratio_ci(table: Any, conf_level: float = 0.95) -> TestResult:
+    """Sample odds ratio ad/bc of a 2x2 [[a, b], [c, d]] with Woolf (log) CI.
+
+    Rows are the two groups, columns (event, no event): OR = odds of the event
+    in row 1 over row 2. A zero cell adds 0.5 to every cell (Haldane-Anscombe)
+    and extra["haldane"] says so.
+    """
+    t, _, _ = _table(table)
+    if t.shape != (2, 2):
+        raise ValueError(f"table must be 2x2 (got {t.shape})")
+    n = int(t.sum())
+    if (t.sum(axis=1) == 0).any() or (t.sum(axis=0) == 0).any():
+        return _none("odds_ratio", n, "a row or column of the table is empty")
+    haldane = bool((t == 0).any())
+    tt = t + 0.5 if haldane else t
+    a, b_, c, d = tt.ravel()
+    lor = math.log(a * d / (b_ * c))
+    se = math.sqrt(1 / a + 1 / b_ + 1 / c + 1 / d)
+    q = float(_st.norm.isf((1 - conf_level) / 2))
+    return TestResult("odds_ratio", n, ci_low=math.exp(lor - q * se),
+                      ci_high=math.exp(lor + q * se), effect=math.exp(lor),
+                      effect_name="odds_ratio", extra={"haldane": haldane, "se_log_or": se})
+
+
+def risk_difference_ci(table: Any, conf_level: float = 0.95) -> TestResult:
+    """Risk difference row1 - row2 of a 2x2 [[events, non-events], ...] with Newcombe hybrid-score CI.
+
+    Newcombe (1998) method 10: combines the two Wilson intervals (R
+    prop.test(correct=FALSE)$conf.int for each row).
+    """
+    t, _, _ = _table(table)
+    if t.shape != (2, 2):
+        raise ValueError(f"table must be 2x2 (got {t.shape})")
+    n1, n2 = t[0].sum(), t[1].sum()
+    n = int(n1 + n2)
+    if n1 == 0 or n2 == 0:
+        return _none("risk_difference", n, "a group has no patients")
+    p1, l1, u1 = proportion_ci(int(t[0, 0]), int(n1), conf_level=conf_level)
+    p2, l2, u2 = proportion_ci(int(t[1, 0]), int(n2), conf_level=conf_level)
+    rd = p1 - p2
+    return TestResult("risk_difference", n, mean_diff=rd,
+                      ci_low=rd - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
+                      ci_high=rd + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2),
+                      effect=rd, effect_name="risk_difference",
+                      extra={"risk1": p1, "risk2": p2, "method": "newcombe_hybrid_score"})
+
+
+# --------------------------------------------------------------------------- survival
+
+
+def _surv_inputs(time: Any, event: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ta, ea = _as_float(time, "time"), _as_float(event, "event")
+    _same_length(time=ta, event=ea)
+    ok = ~(np.isnan(ta) | np.isnan(ea))
+    if np.any(ta[ok] < 0):
+        raise ValueError("time must be non-negative")
+    return ta, ea, ok
+
+
+def kaplan_meier(time: Any, event: Any, conf_level: float = 0.95) -> pd.DataFrame:
+    """Kaplan-Meier table at each distinct time; R survfit(Surv(time, event) ~ 1), conf.type "log" (R's default)."""
+    ta, ea, ok = _surv_inputs(time, event)
+    ta, ea = ta[ok], ea[ok] != 0
+    cols = ["time", "n_risk", "n_event", "n_censor", "survival", "ci_low", "ci_high"]
+    if ta.size == 0:
+        return pd.DataFrame(columns=cols)
+    ut, inv = np.unique(ta, return_inverse=True)
+    n_event = np.bincount(inv, weights=ea.astype(float), minlength=ut.size)
+    n_all = np.bincount(inv, minlength=ut.size).astype(float)
+    n_risk = ta.size - np.concatenate(([0.0], np.cumsum(n_all)[:-1]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        surv = np.cumprod(1 - n_event / n_risk)
+        # Greenwood variance of the cumulative hazard, as survfit's std.err.
+        se = np.sqrt(np.cumsum(n_event / (n_risk * (n_risk - n_event))))
+        q = float(_st.norm.isf((1 - conf_level) / 2))
+        lo = np.exp(np.log(surv) - q * se)
+        hi = np.minimum(1.0, np.exp(np.log(surv) + q * se))
+    bad = ~np.isfinite(se) | (surv <= 0)
+    lo[bad], hi[bad] = np.nan, np.nan
+    return pd.DataFrame({"time": ut, "n_risk": n_risk.astype(int), "n_event": n_event.astype(int),
+                         "n_censor": (n_all - n_event).astype(int), "survival": surv,
+                         "ci_low": lo, "ci_high": hi})
+
+
+def logrank(time: Any, event: Any, groups: Any) -> TestResult:
+    """Log-rank test across groups; R survival::survdiff(Surv(time, event) ~ g)."""
+    ta, ea, ok = _surv_inputs(time, event)
+    g = pd.Series(groups.to_numpy() if isinstance(groups, pd.Series) else list(groups))
+    if len(g) != len(ta):
+        raise ValueError(f"groups must have the same length as time ({len(g)} vs {len(ta)})")
+    ok &= g.notna().to_numpy()
+    ta, ea, gv = ta[ok], ea[ok] != 0, g[ok].to_numpy()
+    n = int(ta.size)
+    if n == 0:
+        return _none("logrank", 0, "all values missing")
+    codes, labels = pd.factorize(gv, sort=True)
+    k = len(labels)
+    labels = [_clean(x) for x in labels]
+    if k < 2:
+        return _none("logrank", n, "only one group with values", groups=labels)
+    ut, inv = np.unique(ta, return_inverse=True)
+    nt = ut.size
+    # d[t, g] events, c[t, g] all leaving at t; at risk = those with time >= t.
+    d = np.zeros((nt, k))
+    np.add.at(d, (inv, codes), ea.astype(float))
+    c = np.zeros((nt, k))
+    np.add.at(c, (inv, codes), 1.0)
+    risk = c[::-1].cumsum(axis=0)[::-1]
+    dt, rt = d.sum(axis=1), risk.sum(axis=1)
+    obs = d.sum(axis=0)
+    if dt.sum() == 0:
+        return _none("logrank", n, "no events", groups=labels)
+    exp = (risk * (dt / rt)[:, None]).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(rt > 1, dt * (rt - dt) / (rt**2 * (rt - 1)), 0.0)
+    v = np.diag((f[:, None] * risk * rt[:, None]).sum(axis=0)) - (
+        (f[:, None] * risk).T @ risk)
+    oe = (obs - exp)[:-1]
+    vv = v[:-1, :-1]
+    stat = float(oe @ np.linalg.pinv(vv) @ oe)
+    df = int(np.linalg.matrix_rank(vv))
+    return TestResult("logrank", n, statistic=stat,
+                      p_value=float(_st.chi2.sf(stat, df)) if df > 0 else None,
+                      df=float(df), reason=None if df > 0 else "no variance",
+                      extra={"groups": labels, "observed": obs.tolist(),
+                             "expected": exp.tolist()})
+
+
+# --------------------------------------------------------------------------- descriptives
+
+
+def describe(values: Any) -> dict:
+    """n, mean, SD (n-1), SE, median, SPSS quartiles (R quantile type 6), min, max."""
+    v = _as_float(values, "values")
+    v = v[~np.isnan(v)]
+    n = int(v.size)
+    keys = ["mean", "sd", "se", "median", "p25", "p75", "min", "max"]
+    if n == 0:
+        return {"n": 0, **{k: None for k in keys}}
+    sd = float(v.std(ddof=1)) if n > 1 else None
+    p25, med, p75 = np.percentile(v, [25, 50, 75], method="weibull")
+    return {"n": n, "mean": float(v.mean()), "sd": sd,
+            "se": sd / math.sqrt(n) if sd is not None else None,
+            "median": float(med), "p25": float(p25), "p75": float(p75),
+            "min": float(v.min()), "max": float(v.max())}
+
+
+def proportion_ci(k: int, n: int, method: str = "wilson",
+                  conf_level: float = 0.95) -> tuple[float | None, float | None, float | None]:
+    """(rate, low, high): Wilson = R prop.test(k, n, correct=FALSE); clopper_pearson = R binom.test."""
+    if method not in ("wilson", "clopper_pearson"):
+        raise ValueError(f"method must be 'wilson' or 'clopper_pearson' (got {method!r})")
+    if n is None or n <= 0:
+        return (None, None, None)
+    if not 0 <= k <= n:
+        raise ValueError(f"k must be between 0 and n (k={k}, n={n})")
+    p = k / n
+    alpha = 1 - conf_level
+    if method == "clopper_pearson":
+        lo = 0.0 if k == 0 else float(_st.beta.ppf(alpha / 2, k, n - k + 1))
+        hi = 1.0 if k == n else float(_st.beta.ppf(1 - alpha / 2, k + 1, n - k))
+        return (p, lo, hi)
+    z = float(_st.norm.ppf((1 + conf_level) / 2))
+    z22n = z * z / (2 * n)
+    half = z * math.sqrt(p * (1 - p) / n + z22n / (2 * n))
+    hi = 1.0 if p >= 1 else (p + z22n + half) / (1 + 2 * z22n)
+    lo = 0.0 if p <= 0 else (p + z22n - half) / (1 + 2 * z22n)
+    return (p, lo, hi)
+
+
+_ADJUST = {"none", "bonferroni", "holm", "bh"}
+
+
+def adjust_p(pvalues: Sequence[float | None], method: str) -> list[float | None]:
+    """Multiplicity-adjusted p-values as R p.adjust; None/NaN kept in place and not counted."""
+    m = method.lower()
+    m = {"fdr": "bh", "benjamini-hochberg": "bh"}.get(m, m)
+    if m not in _ADJUST:
+        raise ValueError(f"method must be one of {sorted(_ADJUST)} (got {method!r})")
+    p = np.array([np.nan if v is None else float(v) for v in pvalues], dtype=float)
+    ok = ~np.isnan(p)
+    q = p[ok]
+    n = q.size
+    if m == "none" or n == 0:
+        adj = q
+    elif m == "bonferroni":
+        adj = np.minimum(1.0, q * n)
+    elif m == "holm":
+        o = np.argsort(q, kind="stable")
+        a = np.minimum(1.0, np.maximum.accumulate((n - np.arange(n)) * q[o]))
+        adj = np.empty(n)
+        adj[o] = a
+    else:
+        o = np.argsort(-q, kind="stable")
+        i = np.arange(n, 0, -1)
+        a = np.minimum(1.0, np.minimum.accumulate(n / i * q[o]))
+        adj = np.empty(n)
+        adj[o] = a
+    out: list[float | None] = [None] * len(p)
+    for pos, val in zip(np.flatnonzero(ok), adj):
+        out[pos] = float(val)
+    return out
+
+
+# --------------------------------------------------------------------------- automatic choice
+
+
+def _shapiro(v: np.ndarray) -> float | None:
+    if v.size < 3 or np.ptp(v) == 0:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = _st.shapiro(v).pvalue
+    return _f(p)
+
+
+def choose_paired_method(x: Any, y: Any, alpha: float = 0.05) -> tuple[str, str]:
+    """("paired_t" | "wilcoxon", reason) from Shapiro-Wilk on the differences at alpha."""
+    xa, ya = _pairs(x, y)
+    d = xa - ya
+    if d.size < 3:
+        return "wilcoxon", f"too few pairs (n = {d.size}) to check normality; rank test used"
+    p = _shapiro(d)
+    if p is None:
+        return "wilcoxon", "differences are constant; normality cannot be checked"
+    if p >= alpha:
+        return "paired_t", f"differences look normal (Shapiro-Wilk p = {p:.2g})"
+    return "wilcoxon", f"differences are not normal (Shapiro-Wilk p = {p:.2g})"
+
+
+def choose_group_method(values: Any, groups: Any, alpha: float = 0.05) -> tuple[str, str]:
+    """("welch_t" | "mann_whitney" | "kruskal", reason) from Shapiro-Wilk within each group."""
+    labels, arrays = _groups(values, groups)
+    if len(arrays) > 2:
+        return "kruskal", f"{len(arrays)} groups: Kruskal-Wallis (no parametric test offered)"
+    if len(arrays) < 2:
+        return "mann_whitney", "fewer than 2 groups with values"
+    ps = [_shapiro(a) for a in arrays]
+    if any(p is None for p in ps):
+        return "mann_whitney", "a group is too small or constant to check normality; rank test used"
+    worst = min(ps)
+    if worst >= alpha:
+        return "welch_t", f"values look normal in both groups (smallest Shapiro-Wilk p = {worst:.2g})"
+    return "mann_whitney", f"values are not normal in a group (Shapiro-Wilk p = {worst:.2g})"
