@@ -89,22 +89,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import schema
+from . import derive, endpoints, schema
 
 # Weeks used to build default windows when nothing else says what the schedule is:
 # the seed paper's visits (weeks 0, 4, 12, 24, 52), then every 26 weeks to 10 years.
 DEFAULT_SCHEDULE: tuple[int, ...] = (0, 4, 12, 24, 52, *range(78, 521, 26))
 BASELINE_WINDOW = (-30, 7)  # days around treatment start counted as week 0
 
-# Prednisone-equivalent factors (CLINICAL_DEFINITIONS.md §7; Meikle & Tyler 1977).
-PREDNISONE_FACTORS: dict[str, float] = {
-    "prednisone": 1.0,
-    "prednisolone": 1.0,
-    "methylprednisolone": 1.25,
-    "dexamethasone": 6.67,
-    "hydrocortisone": 0.25,
-    "none": 0.0,
-}
+# Prednisone-equivalent factors (CLINICAL_DEFINITIONS.md §7; Meikle & Tyler 1977), from
+# endpoints.py so there is one table; "none" means no glucocorticoid (0 mg).
+PREDNISONE_FACTORS: dict[str, float] = {**endpoints.PREDNISONE_FACTORS, "none": 0.0}
 
 # Unit conversions to the stored unit (CLINICAL_DEFINITIONS.md §8):
 # complement 1 g/L = 100 mg/dL; creatinine mg/dL × 88.4 = µmol/L.
@@ -983,9 +977,11 @@ def read_cohort(
             {c.name: _empty_series(c, 0) for c in schema.columns("adverse_events")}
         )
     if v is not None:
-        v["visit_week"] = v["visit_week"].astype("Int64")
-        v.sort_values(["patient_id", "visit_week"], inplace=True, kind="stable")
-        v.reset_index(drop=True, inplace=True)
+        v = v.sort_values(["patient_id", "visit_week"], kind="stable")
+    # One set of dtypes for every source (CSV, xlsx, Parquet): derive's schema dtypes.
+    tables = {t: derive.coerce(df, t) for t, df in tables.items()}
+    if v is not None:
+        tables["visits"] = derive.coerce(v, "visits")
     order = {t: i for i, t in enumerate(["--complement-unit", "--creatinine-unit",
                                            "--schedule", "--week-windows"])}
     problems = sorted(sink.problems, key=lambda q: (order.get(q.file, 9), q.file, q.row or 0))
