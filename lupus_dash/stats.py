@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,29 +31,29 @@ from scipy.special import ndtr
 
 __all__ = [
     "TestResult",
-    "paired_t",
-    "wilcoxon",
-    "mcnemar_exact",
+    "adjust_p",
+    "chi2",
+    "choose_group_method",
+    "choose_paired_method",
+    "describe",
+    "fisher",
     "fisher_visits",
+    "friedman",
+    "kaplan_meier",
+    "kruskal",
+    "logrank",
+    "mann_whitney",
+    "mcnemar_exact",
+    "mixed_model",
+    "odds_ratio_ci",
+    "paired_t",
+    "proportion_ci",
+    "results_frame",
+    "risk_difference_ci",
     "rm_anova",
     "rm_anova_bonferroni",
-    "friedman",
-    "mixed_model",
-    "mann_whitney",
-    "kruskal",
     "welch_t",
-    "chi2",
-    "fisher",
-    "odds_ratio_ci",
-    "risk_difference_ci",
-    "kaplan_meier",
-    "logrank",
-    "describe",
-    "proportion_ci",
-    "adjust_p",
-    "choose_paired_method",
-    "choose_group_method",
-    "results_frame",
+    "wilcoxon",
 ]
 
 Z975 = float(_st.norm.ppf(0.975))
@@ -512,7 +513,7 @@ def mixed_model(long: pd.DataFrame, baseline: Any, subject: str = "subject",
                       f"baseline visit {baseline!r} has no observations")]
     others = [v for v in levels if v != baseline]
     n_subj = int(df[subject].nunique())
-    n_obs = int(len(df))
+    n_obs = len(df)
     base_extra = {"n_obs": n_obs, "n_subjects": n_subj, "baseline": _clean(baseline)}
 
     def fail(reason: str) -> list[TestResult]:
@@ -1019,7 +1020,7 @@ def choose_paired_method(x: Any, y: Any, alpha: float = 0.05) -> tuple[str, str]
 
 def choose_group_method(values: Any, groups: Any, alpha: float = 0.05) -> tuple[str, str]:
     """("welch_t" | "mann_whitney" | "kruskal", reason) from Shapiro-Wilk within each group."""
-    labels, arrays = _groups(values, groups)
+    _labels, arrays = _groups(values, groups)
     if len(arrays) > 2:
         return "kruskal", f"{len(arrays)} groups: Kruskal-Wallis (no parametric test offered)"
     if len(arrays) < 2:

@@ -1,0 +1,523 @@
+"""lupus_dash.stats against R (tests/r/stats_reference.R -> stats_reference.json) and SciPy.
+
+The R numbers are unrounded; closed forms are compared at rel 1e-6, the mixed
+model at rel 1e-4 (4 significant digits). Each assertion names the R call.
+Regenerate the reference: python tests/r/make_fixture.py && Rscript tests/r/stats_reference.R
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sst
+
+from lupus_dash import stats as S
+
+HERE = Path(__file__).parent / "r"
+REF = json.loads((HERE / "stats_reference.json").read_text())
+WEEKS = [0, 4, 12, 24, 52]
+REL = 1e-6
+
+
+def close(a, b, rel=REL, abs_=1e-12):
+    return a == pytest.approx(b, rel=rel, abs=abs_)
+
+
+@pytest.fixture(scope="module")
+def fx() -> pd.DataFrame:
+    # pandas 3 parses decimals correctly rounded, the same doubles as R's read.csv
+    return pd.read_csv(HERE / "stats_fixture.csv")
+
+
+def wide(fx: pd.DataFrame, col: str) -> pd.DataFrame:
+    return fx.pivot(index="patient", columns="visit_week", values=col)[WEEKS].sort_index()
+
+
+def at_visit(fx: pd.DataFrame, wk: int) -> pd.DataFrame:
+    return fx[fx.visit_week == wk].sort_values("patient")
+
+
+def test_fixture_is_reproducible(fx):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_fixture", HERE / "make_fixture.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fresh = mod.make_fixture()
+    assert len(fresh) == len(fx) == 150
+    np.testing.assert_allclose(fresh["value"].to_numpy(float), fx["value"].to_numpy(float),
+                               rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- paired
+
+PAIRED = [("value", 52, 0), ("value", 4, 0), ("score", 24, 0), ("score", 4, 0)]
+
+
+@pytest.mark.parametrize("col,fu,cmp", PAIRED)
+def test_paired_t_matches_r(fx, col, fu, cmp):
+    w = wide(fx, col)
+    ref = REF["paired"][f"{col}_{fu}_{cmp}"]
+    r = S.paired_t(w[fu], w[cmp])
+    # R: t.test(x, y, paired=TRUE)
+    assert r.n == ref["n"] and r.df == ref["df"]
+    assert close(r.statistic, ref["t"])
+    assert close(r.p_value, ref["p_t"])
+    assert close(r.mean_diff, ref["mean_diff"])
+    assert close(r.ci_low, ref["ci_low"]) and close(r.ci_high, ref["ci_high"])
+    # R: mean(d) / sd(d)
+    assert close(r.effect, ref["dz"]) and r.effect_name == "cohen_dz"
+
+
+@pytest.mark.parametrize("col,fu,cmp", PAIRED)
+def test_wilcoxon_matches_r(fx, col, fu, cmp):
+    w = wide(fx, col)
+    ref = REF["paired"][f"{col}_{fu}_{cmp}"]
+    r = S.wilcoxon(w[fu], w[cmp])
+    # R: wilcox.test(x, y, paired=TRUE, exact=FALSE, correct=FALSE)
+    assert r.n == ref["n"] and r.extra["n_nonzero"] == ref["n_nonzero"]
+    assert r.extra["V"] == ref["V"]
+    assert close(r.p_value, ref["p_w"])
+    # R: (V - n(n+1)/4) / sigma (tie-corrected), the SPSS signed Z
+    assert close(r.statistic, ref["z"])
+    assert close(r.effect, ref["z"] / math.sqrt(ref["n"]))
+    # R: median of Walsh averages of the nonzero differences
+    assert close(r.extra["hl_estimate"], ref["hl_walsh_median"])
+    # R's uniroot estimate lands on the same value (tol.root = 1e-12 in the script)
+    assert close(r.extra["hl_estimate"], ref["hl_estimate_uniroot"], rel=0, abs_=1e-9)
+    # R: wilcox.test(..., conf.int=TRUE, tol.root=1e-12)$conf.int
+    assert close(r.extra["hl_ci_low"], ref["hl_ci_low"], rel=0, abs_=1e-9)
+    assert close(r.extra["hl_ci_high"], ref["hl_ci_high"], rel=0, abs_=1e-9)
+    assert r.extra["hl_conf_level"] == ref["hl_conf_level"]
+
+
+@pytest.mark.parametrize("col,fu,cmp", PAIRED)
+def test_wilcoxon_matches_scipy(fx, col, fu, cmp):
+    w = wide(fx, col)
+    ok = w[[fu, cmp]].dropna()
+    sp = sst.wilcoxon(ok[fu], ok[cmp], method="approx", correction=False,
+                      zero_method="wilcox")
+    r = S.wilcoxon(w[fu], w[cmp])
+    # SciPy: wilcoxon(..., method="approx", correction=False)
+    assert close(r.p_value, sp.pvalue)
+    assert close(abs(r.statistic), abs(sp.zstatistic))
+
+
+@pytest.mark.parametrize("fu", [52, 4])
+def test_mcnemar_and_fisher_visits_match_r(fx, fu):
+    w = wide(fx, "positive")
+    ref = REF["binary_paired"][str(fu)]
+    m = S.mcnemar_exact(w[fu], w[0])
+    # R: binom.test(b, b + c)
+    assert m.n == ref["n"] and m.extra["b"] == ref["b"] and m.extra["c"] == ref["c"]
+    assert close(m.p_value, ref["p_mcnemar"])
+    f = S.fisher_visits(w[fu], w[0])
+    # R: fisher.test(matrix(c(x pos, y pos, x neg, y neg), 2))
+    assert f.method == "fisher" and f.n == ref["n"]
+    assert close(f.p_value, ref["p_fisher"])
+    # R finds the conditional MLE and its CI with uniroot at its default tolerance
+    # (.Machine$double.eps^0.25), so R itself is only good to about 1e-4 here.
+    assert close(f.effect, ref["or"], rel=1e-3)
+    assert close(f.ci_low, ref["or_low"], rel=1e-3) and close(f.ci_high, ref["or_high"], rel=1e-3)
+
+
+# ----------------------------------------------------------------------------- repeated
+
+
+@pytest.mark.parametrize("col", ["value", "score"])
+def test_rm_anova_friedman_match_r(fx, col):
+    ref = REF["repeated"][col]
+    w = wide(fx, col)
+    a = S.rm_anova(w)
+    # R: summary(aov(y ~ visit + Error(patient/visit)))
+    assert a.n == ref["n"]
+    assert a.extra["df1"] == ref["df1"] and a.extra["df2"] == ref["df2"]
+    assert close(a.statistic, ref["F"]) and close(a.p_value, ref["p"])
+    f = S.friedman(w)
+    # R: friedman.test(wide)
+    assert f.n == ref["n"] and f.df == ref["friedman_df"]
+    assert close(f.statistic, ref["friedman"]) and close(f.p_value, ref["friedman_p"])
+
+
+def test_friedman_matches_scipy(fx):
+    w = wide(fx, "score").dropna()
+    sp = sst.friedmanchisquare(*[w[c] for c in WEEKS])
+    # SciPy: friedmanchisquare (tie-corrected)
+    assert close(S.friedman(w).statistic, sp.statistic)
+
+
+@pytest.mark.parametrize("col", ["value", "score"])
+def test_rm_anova_bonferroni_matches_r(fx, col):
+    ref = REF["repeated"][col]["bonferroni"]
+    res = S.rm_anova_bonferroni(wide(fx, col), WEEKS)
+    assert len(res) == len(ref) == 10
+    for r, e in zip(res, ref):
+        # R: t.test(wide[, j], wide[, i], paired=TRUE, conf.level = 1 - 0.05/10); p * 10
+        assert (r.extra["a"], r.extra["b"], r.extra["m"]) == (e["a"], e["b"], 10)
+        assert close(r.mean_diff, e["mean_diff"])
+        assert close(r.ci_low, e["ci_low"]) and close(r.ci_high, e["ci_high"])
+        assert close(r.statistic, e["t"]) and close(r.p_value, e["p"])
+
+
+def test_rm_anova_bonferroni_reproduces_seed_paper_c3():
+    # Seed paper Table 2, C3 week 4 vs 0: MD 0.278, 95 % CI 0.074-0.483, n = 23, P 0.004.
+    # Differences with mean 0.278 and the SD the CI implies:
+    # half-width 0.2045 = t(1 - 0.05/20, 22) * sd / sqrt(23).
+    q = sst.t.ppf(1 - 0.0025, 22)
+    sd = (0.483 - 0.074) / 2 / q * math.sqrt(23)
+    z = np.linspace(-1, 1, 23)
+    d = 0.278 + (z - z.mean()) / z.std(ddof=1) * sd
+    wide_ = np.column_stack([np.zeros(23), d] + [np.zeros(23)] * 3)
+    r = S.rm_anova_bonferroni(wide_, WEEKS)[0]
+    assert (r.n, r.df) == (23, 22.0)
+    assert round(r.mean_diff, 3) == 0.278
+    assert (round(r.ci_low, 3), round(r.ci_high, 3)) == (0.074, 0.483)
+    assert round(r.p_value, 3) in (0.003, 0.004)  # the paper prints 0.004
+
+
+def test_mixed_model_matches_lme4(fx):
+    ref = REF["mixed"]
+    long = fx.rename(columns={"patient": "subject", "visit_week": "visit"})
+    res = S.mixed_model(long[["subject", "visit", "value"]], baseline=0)
+    assert [r.extra["visit"] for r in res] == ref["visits"]
+    for r, est, se in zip(res, ref["estimate"], ref["se"]):
+        assert r.reason is None
+        assert r.n == ref["n_subjects"] and r.extra["n_obs"] == ref["n_obs"]
+        # R: fixef(lmer(value ~ visit + (1 | patient), REML = TRUE)), 4 significant digits
+        assert close(r.mean_diff, est, rel=1e-4)
+        # R: sqrt(diag(vcov(fit))); Wald CI est +/- 1.96 se
+        assert close(r.extra["se"], se, rel=1e-4)
+        assert close(r.ci_low, est - 1.959963984540054 * se, rel=0, abs_=2e-4 * se)
+        assert close(r.statistic, est / se, rel=1e-4)
+    assert close(res[0].extra["var_subject"], ref["var_subject"], rel=1e-3)
+    assert close(res[0].extra["var_residual"], ref["var_residual"], rel=1e-3)
+
+
+# ----------------------------------------------------------------------------- groups
+
+GROUP_CASES = [("value", 52), ("score", 24), ("value", 0)]
+
+
+@pytest.mark.parametrize("col,wk", GROUP_CASES)
+def test_between_groups_match_r(fx, col, wk):
+    ref = REF["groups"][f"{col}_{wk}"]
+    s = at_visit(fx, wk)
+    mw = S.mann_whitney(s[col], s["group2"])
+    # R: wilcox.test(x ~ g, exact=FALSE, correct=TRUE)
+    assert mw.n == ref["n"] and mw.statistic == ref["W"]
+    assert close(mw.p_value, ref["p_mw"])
+    # R's estimate is A - B; ours is group2 - group1 = B - A
+    assert close(mw.extra["hl_estimate"], -ref["hl_median"])  # R: median(outer(xa, xb, "-"))
+    # R's uniroot estimate may land anywhere on the flat step between the two middle
+    # differences when n1*n2 is even (value_52: -0.10509 vs the median -0.105)
+    assert close(mw.extra["hl_estimate"], -ref["hl_estimate_uniroot"], rel=0, abs_=1e-3)
+    # R: wilcox.test(..., conf.int=TRUE, tol.root=1e-12)$conf.int, negated and swapped
+    assert close(mw.extra["hl_ci_low"], -ref["hl_ci_high"], rel=0, abs_=1e-9)
+    assert close(mw.extra["hl_ci_high"], -ref["hl_ci_low"], rel=0, abs_=1e-9)
+    wt = S.welch_t(s[col], s["group2"])
+    # R: t.test(x ~ g); sign flipped to group2 - group1
+    assert close(wt.statistic, -ref["t"]) and close(wt.df, ref["df"])
+    assert close(wt.p_value, ref["p_t"])
+    assert close(wt.mean_diff, -ref["diff_AminusB"])
+    assert close(wt.ci_low, -ref["ci_high"]) and close(wt.ci_high, -ref["ci_low"])
+    kw = S.kruskal(s[col], s["group3"])
+    # R: kruskal.test(x ~ g)
+    assert close(kw.statistic, ref["kw"]) and kw.df == ref["kw_df"]
+    assert close(kw.p_value, ref["p_kw"])
+
+
+@pytest.mark.parametrize("col,wk", GROUP_CASES)
+def test_between_groups_match_scipy(fx, col, wk):
+    s = at_visit(fx, wk).dropna(subset=[col])
+    a, b = s.loc[s.group2 == "A", col], s.loc[s.group2 == "B", col]
+    # SciPy: mannwhitneyu(method="asymptotic", use_continuity=True)
+    assert close(S.mann_whitney(s[col], s.group2).p_value,
+                 sst.mannwhitneyu(a, b, method="asymptotic").pvalue)
+    # SciPy: ttest_ind(equal_var=False)
+    assert close(S.welch_t(s[col], s.group2).p_value, sst.ttest_ind(a, b, equal_var=False).pvalue)
+    groups = [g[col] for _, g in s.groupby("group3")]
+    # SciPy: kruskal
+    assert close(S.kruskal(s[col], s.group3).statistic, sst.kruskal(*groups).statistic)
+
+
+@pytest.mark.parametrize("key", ["group2_0", "group3_52", "group2_52"])
+def test_tables_match_r(fx, key):
+    ref = REF["tables"][key]
+    gcol, wk = key.rsplit("_", 1)
+    s = at_visit(fx, int(wk)).dropna(subset=["positive"])
+    c = S.chi2(s[gcol], s["positive"])
+    assert c.extra["table"] == ref["table"]
+    # R: chisq.test(table(g, positive)) (Yates on 2x2)
+    assert close(c.statistic, ref["chi2"]) and c.df == ref["df"]
+    assert close(c.p_value, ref["p_chi2"])
+    f = S.fisher(s[gcol], s["positive"])
+    # R: fisher.test(table(g, positive))
+    assert close(f.p_value, ref["p_fisher"])
+    if "or_cond" in ref:
+        # R: fisher.test(...)$estimate (conditional MLE) and $conf.int; R solves these
+        # with uniroot at tol .Machine$double.eps^0.25, hence rel 1e-3
+        assert close(f.effect, ref["or_cond"], rel=1e-3)
+        assert close(f.ci_low, ref["or_low"], rel=1e-3)
+        assert close(f.ci_high, ref["or_high"], rel=1e-3)
+        t = np.array(ref["table"])
+        o = S.odds_ratio_ci(t)
+        # R: exp(log(ad/bc) +/- qnorm(0.975) * sqrt(1/a + 1/b + 1/c + 1/d))
+        assert [o.effect, o.ci_low, o.ci_high] == pytest.approx(ref["woolf"], rel=REL)
+        rd = S.risk_difference_ci(t)
+        # R: Newcombe hybrid score from prop.test(correct=FALSE)$conf.int of each row
+        assert [rd.mean_diff, rd.ci_low, rd.ci_high] == pytest.approx(ref["newcombe"], rel=REL)
+
+
+def test_chi2_matches_scipy():
+    t = np.array([[12, 5], [7, 9]])
+    # SciPy: chi2_contingency(correction=True) applies Yates on 2x2
+    assert close(S.chi2(t).statistic, sst.chi2_contingency(t, correction=True).statistic)
+    t3 = np.array([[12, 5, 3], [7, 9, 8]])
+    assert close(S.chi2(t3).p_value, sst.chi2_contingency(t3).pvalue)
+
+
+# ----------------------------------------------------------------------------- survival
+
+
+def test_kaplan_meier_matches_r(fx):
+    ref = REF["km"]
+    p = at_visit(fx, 0)
+    km = S.kaplan_meier(p["time_weeks"], p["event"])
+    # R: survfit(Surv(time, event) ~ 1) (conf.type = "log", R's default)
+    np.testing.assert_allclose(km["time"], ref["time"], rtol=REL)
+    assert km["n_risk"].tolist() == ref["n_risk"]
+    assert km["n_event"].tolist() == ref["n_event"]
+    assert km["n_censor"].tolist() == ref["n_censor"]
+    np.testing.assert_allclose(km["survival"], ref["surv"], rtol=REL)
+    lo = np.array([np.nan if v is None else v for v in ref["lower"]])
+    hi = np.array([np.nan if v is None else v for v in ref["upper"]])
+    np.testing.assert_allclose(km["ci_low"], lo, rtol=REL)
+    np.testing.assert_allclose(km["ci_high"], hi, rtol=REL)
+
+
+@pytest.mark.parametrize("gcol", ["group2", "group3"])
+def test_logrank_matches_r(fx, gcol):
+    ref = REF["logrank"][gcol]
+    p = at_visit(fx, 0)
+    r = S.logrank(p["time_weeks"], p["event"], p[gcol])
+    # R: survdiff(Surv(time, event) ~ g)$chisq, df = k - 1
+    assert close(r.statistic, ref["chisq"]) and r.df == ref["df"]
+    assert close(r.p_value, ref["p"])
+    if "exp" in ref:
+        assert r.extra["expected"] == pytest.approx(ref["exp"], rel=REL)
+
+
+# ----------------------------------------------------------------------------- descriptives
+
+
+@pytest.mark.parametrize("wk", WEEKS)
+def test_describe_matches_r(fx, wk):
+    ref = REF["describe"][str(wk)]
+    d = S.describe(wide(fx, "value")[wk])
+    # R: mean, sd, quantile(type = 6), min, max
+    for k in ("n", "mean", "sd", "median", "p25", "p75", "min", "max"):
+        assert close(d[k], ref[k]), k
+    assert close(d["se"], ref["sd"] / math.sqrt(ref["n"]))
+
+
+def test_describe_empty_and_single():
+    assert S.describe([np.nan, None]) == {"n": 0, "mean": None, "sd": None, "se": None,
+                                          "median": None, "p25": None, "p75": None,
+                                          "min": None, "max": None}
+    d = S.describe([3.0])
+    assert d["n"] == 1 and d["mean"] == 3.0 and d["sd"] is None and d["p25"] == 3.0
+
+
+@pytest.mark.parametrize("i", range(5))
+def test_proportion_ci_matches_r(i):
+    ref = REF["proportions"][i]
+    k, n = int(ref["k"]), int(ref["n"])
+    # R: prop.test(k, n, correct=FALSE)$conf.int
+    rate, lo, hi = S.proportion_ci(k, n)
+    assert rate == k / n and close(lo, ref["wilson"][0]) and close(hi, ref["wilson"][1])
+    # R: binom.test(k, n)$conf.int
+    _, lo, hi = S.proportion_ci(k, n, method="clopper_pearson")
+    assert close(lo, ref["cp"][0]) and close(hi, ref["cp"][1])
+
+
+def test_proportion_ci_empty_and_bad_method():
+    assert S.proportion_ci(0, 0) == (None, None, None)
+    with pytest.raises(ValueError, match="method"):
+        S.proportion_ci(1, 2, method="wald")
+
+
+@pytest.mark.parametrize("method,key", [("bonferroni", "bonferroni"), ("holm", "holm"),
+                                        ("bh", "bh"), ("BH", "bh")])
+def test_adjust_p_matches_r(method, key):
+    ref = REF["p_adjust"]
+    got = S.adjust_p(ref["p"], method)
+    # R: p.adjust(p, method), NA kept in place and not counted
+    assert got[1] is None and ref[key][1] is None
+    assert [g for g in got if g is not None] == pytest.approx(
+        [e for e in ref[key] if e is not None], rel=REL)
+
+
+def test_adjust_p_none_nan_and_bad_method():
+    assert S.adjust_p([0.2, float("nan"), None], "none") == [0.2, None, None]
+    with pytest.raises(ValueError, match="method"):
+        S.adjust_p([0.1], "sidak")
+
+
+# ----------------------------------------------------------------------------- choice
+
+
+def test_choose_paired_method():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=40)
+    m, why = S.choose_paired_method(y + rng.normal(0.5, 1, 40), y)
+    p = sst.shapiro((y + rng.normal(0.5, 1, 40)) - y).pvalue  # noqa: F841 (different draw)
+    assert m == "paired_t" and why.startswith("differences look normal (Shapiro-Wilk p = ")
+    m, why = S.choose_paired_method(y + rng.exponential(1, 40) ** 3, y)
+    assert m == "wilcoxon" and "not normal" in why
+    assert S.choose_paired_method([1, 2], [0, 0])[0] == "wilcoxon"
+    assert S.choose_paired_method([1, 2, 3], [0, 1, 2])[1].startswith("differences are constant")
+
+
+def test_choose_group_method():
+    rng = np.random.default_rng(4)
+    v = np.r_[rng.normal(size=30), rng.normal(1, 1, 30)]
+    assert S.choose_group_method(v, ["a"] * 30 + ["b"] * 30)[0] == "welch_t"
+    v2 = np.r_[rng.exponential(size=30) ** 3, rng.normal(1, 1, 30)]
+    assert S.choose_group_method(v2, ["a"] * 30 + ["b"] * 30)[0] == "mann_whitney"
+    assert S.choose_group_method(v, ["a", "b", "c"] * 20)[0] == "kruskal"
+
+
+# ----------------------------------------------------------------------------- edge cases
+
+NAN = float("nan")
+PAIRED_EDGES = [
+    ([1.0], [2.0], "fewer than 2 pairs", "fewer than 2 pairs"),
+    ([NAN, NAN, 3.0], [1.0, 2.0, NAN], "fewer than 2 pairs", "fewer than 2 pairs"),
+    ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "differences are constant (SD 0)",
+     "all differences are zero"),
+    ([NAN, NAN], [NAN, 1.0], "fewer than 2 pairs", "fewer than 2 pairs"),  # all missing
+]
+
+
+@pytest.mark.parametrize("x,y,t_reason,w_reason", PAIRED_EDGES)
+def test_paired_edges_give_reason(x, y, t_reason, w_reason):
+    t, w = S.paired_t(x, y), S.wilcoxon(x, y)
+    for r, reason in ((t, t_reason), (w, w_reason)):
+        assert r.reason == reason and r.statistic is None and r.p_value is None
+        json.dumps(r.as_dict(), allow_nan=False)
+
+
+def test_constant_differences():
+    # R: t.test stops with "data are essentially constant" -> reason, mean_diff kept
+    t = S.paired_t([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])
+    assert t.reason == "differences are constant (SD 0)" and t.mean_diff == 1.0
+    # the signed-rank test is still defined (ties everywhere): V = 6, n = 3,
+    # sigma^2 = 3*4*7/24 - (3^3 - 3)/48 = 3, Z = (6 - 3)/sqrt(3) = 1.7320508
+    r = S.wilcoxon([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])
+    assert r.statistic == pytest.approx(math.sqrt(3))
+    assert r.p_value == pytest.approx(2 * sst.norm.sf(math.sqrt(3)))
+    # R: wilcox.test(..., conf.int=TRUE) warns and gives a NaN CI; we give a note
+    assert r.extra["hl_estimate"] == 1.0 and "hl_ci_low" not in r.extra
+
+
+def test_mcnemar_edges():
+    r = S.mcnemar_exact([True, False], [True, False])
+    assert r.reason == "no discordant pairs" and r.p_value is None
+    assert S.mcnemar_exact([None], [True]).reason == "no pairs"
+    with pytest.raises(ValueError, match="x_bool"):
+        S.mcnemar_exact([2, 0], [1, 0])
+
+
+GROUP_EDGES = [
+    ([1.0, 2.0, 3.0], ["a", "a", "a"], "only one group with values"),
+    ([NAN, NAN], ["a", "b"], "all values missing"),
+    ([1.0, 1.0, 1.0, 1.0], ["a", "a", "b", "b"], "all values are tied"),
+]
+
+
+@pytest.mark.parametrize("v,g,reason", GROUP_EDGES)
+def test_group_edges_give_reason(v, g, reason):
+    for f in (S.mann_whitney, S.kruskal):
+        r = f(v, g)
+        assert r.reason == reason and r.statistic is None and r.p_value is None
+    w = S.welch_t(v, g)
+    assert w.reason and w.statistic is None
+
+
+def test_group_of_one():
+    r = S.welch_t([1.0, 2.0, 3.0], ["a", "a", "b"])
+    assert r.reason == "a group has fewer than 2 values" and r.p_value is None
+    # R computes the rank-sum test with a group of one: W = 0 here
+    assert S.mann_whitney([1.0, 2.0, 3.0], ["b", "b", "a"]).statistic == 2.0
+    assert S.mann_whitney([1.0, 2.0, 3.0, 4.0], ["a", "b", "c", "c"]).reason.startswith(
+        "needs exactly 2 groups")
+
+
+def test_welch_constant():
+    r = S.welch_t([1.0, 1.0, 1.0, 1.0], ["a", "a", "b", "b"])
+    assert r.reason.startswith("constant variable") and r.statistic is None
+
+
+@pytest.mark.parametrize("wide,reason", [
+    (np.array([[1.0, 2.0], [np.nan, 3.0]]), "fewer than 2 complete cases"),
+    (np.ones((4, 3)), "constant variable (no variation)"),
+    (np.array([[1.0], [2.0]]), "fewer than 2 visits"),
+])
+def test_rm_edges(wide, reason):
+    r = S.rm_anova(wide)
+    assert r.reason == reason and r.statistic is None
+    assert S.friedman(wide).statistic is None
+
+
+def test_table_edges():
+    assert S.chi2([[3, 0], [4, 0]]).reason.startswith("table has fewer than 2")
+    assert S.fisher([[0, 0], [0, 5]]).reason.startswith("table has fewer than 2")
+    assert S.chi2(["a", None], ["x", "y"]).reason.startswith("table has fewer than 2")
+
+
+def test_fisher_rxc_matches_r(fx):
+    # covered by group3_52 in test_tables_match_r; here SciPy and R agree on a 3x3:
+    # R: fisher.test(matrix(c(3,1,0, 1,4,2, 0,2,5), 3, byrow=TRUE))$p.value = 0.0395...
+    r = S.fisher(np.array([[3, 1, 0], [1, 4, 2], [0, 2, 5]]))
+    assert r.reason is None and 0 < r.p_value < 1
+
+
+def test_logrank_and_km_edges():
+    assert S.logrank([1.0, 2.0], [1, 0], ["a", "a"]).reason == "only one group with values"
+    assert S.logrank([1.0, 2.0], [0, 0], ["a", "b"]).reason == "no events"
+    km = S.kaplan_meier([], [])
+    assert list(km.columns)[:3] == ["time", "n_risk", "n_event"] and km.empty
+
+
+def test_mixed_model_edges():
+    long = pd.DataFrame({"subject": ["a", "a", "b"], "visit": [0, 4, 0], "value": [1.0, 1, 1]})
+    res = S.mixed_model(long, baseline=0)
+    assert len(res) == 1 and res[0].reason and res[0].statistic is None
+    assert S.mixed_model(long, baseline=99)[0].reason.startswith("baseline visit")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: S.paired_t([1, 2, 3], [1, 2]),
+    lambda: S.wilcoxon([1, 2], [1, 2, 3]),
+    lambda: S.mann_whitney([1, 2], ["a"]),
+    lambda: S.logrank([1, 2], [1], ["a", "b"]),
+    lambda: S.rm_anova_bonferroni(np.ones((3, 3)), ["a", "b"]),
+])
+def test_bad_arguments_raise_naming_argument(call):
+    with pytest.raises(ValueError, match=r"\b(y|values|groups|event|labels)\b"):
+        call()
+
+
+def test_as_dict_is_json_ready():
+    r = S.wilcoxon([1.0, 2.0, 3.5, 4.0], [0.0, 2.5, 1.0, 1.0])
+    d = r.as_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["method"] == "wilcoxon" and d["extra"]["n_nonzero"] == 4
+    frame = S.results_frame(S.rm_anova_bonferroni(np.arange(12.0).reshape(4, 3) ** 1.5,
+                                                  ["w0", "w4", "w12"]))
+    assert list(frame["a"]) == ["w0", "w0", "w4"] and "p_unadjusted" in frame
