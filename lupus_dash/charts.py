@@ -1,0 +1,610 @@
+"""Altair chart builders: a tidy DataFrame and column names in, an `alt.Chart` out.
+
+The builders never aggregate: the data arrive summarised by `analysis` or
+`explore` (DuckDB), so a chart never carries more than a few hundred rows.
+`finalize` sizes type and marks for the screen or a projector; `to_png` and
+`to_svg` export offline through vl-convert.
+"""
+
+from __future__ import annotations
+
+import math
+
+import altair as alt
+import pandas as pd
+
+# Okabe & Ito (2008) colour-blind-safe palette, ordered so the first two
+# colours (blue, orange) stay distinct under every common colour deficiency.
+OKABE_ITO = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#F0E442",
+    "#000000",
+)
+# Endpoint states, ordered from best to worst; fixed colours so a figure reads
+# the same whatever subset is present.
+STATE_ORDER = ("remission", "LLDAS", "active", "not evaluable", "no visit")
+STATE_COLOURS = ("#009E73", "#56B4E9", "#D55E00", "#BBBBBB", "#EEEEEE")
+
+MAX_ROWS = 5000  # never send more rows than this to a browser chart
+
+
+def _check(df: pd.DataFrame, *cols: str | None) -> None:
+    missing = [c for c in cols if c and c not in df.columns]
+    if missing:
+        raise ValueError(f"chart data lacks column(s) {', '.join(missing)}")
+    if len(df) > MAX_ROWS:
+        raise ValueError(f"{len(df)} rows is too many for a chart; aggregate first")
+
+
+def stars(p: float | None) -> str:
+    """Significance marks as in the seed paper's Figure 1: * <0.05, ** <0.01, *** <0.001."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return ""
+    if p < 0.001:
+        return "***"
+    if p < 0.01:
+        return "**"
+    if p < 0.05:
+        return "*"
+    return ""
+
+
+def _week_axis(title: str = "Week") -> alt.X:
+    return alt.X("visit_week:O", title=title, axis=alt.Axis(labelAngle=0))
+
+
+def trajectory(
+    df: pd.DataFrame,
+    y: str,
+    lo: str,
+    hi: str,
+    *,
+    x: str = "visit_week",
+    n: str | None = "n",
+    color: str | None = None,
+    y_title: str = "",
+    title: str = "",
+    p_values: pd.DataFrame | None = None,
+    p_col: str = "p_value",
+    width: int | str = "container",
+    height: int = 320,
+) -> alt.Chart:
+    """Centre line with an interval band per visit (mean ± CI or median with IQR).
+
+    `p_values` (visit_week, p) adds the paper's stars above each visit's upper bound.
+    """
+    _check(df, x, y, lo, hi, color, n)
+    base = alt.Chart(df)
+    enc_x = alt.X(f"{x}:O", title="Week", axis=alt.Axis(labelAngle=0))
+    tips = [
+        alt.Tooltip(f"{x}:O", title="Week"),
+        alt.Tooltip(f"{y}:Q", title=y_title or y, format=".3g"),
+        alt.Tooltip(f"{lo}:Q", title="lower", format=".3g"),
+        alt.Tooltip(f"{hi}:Q", title="upper", format=".3g"),
+    ]
+    if n:
+        tips.append(alt.Tooltip(f"{n}:Q", title="n"))
+    if color:
+        tips.insert(0, alt.Tooltip(f"{color}:N", title=color.replace("_", " ")))
+    col_enc = (
+        alt.Color(f"{color}:N", scale=alt.Scale(range=list(OKABE_ITO)), title=None)
+        if color
+        else alt.value(OKABE_ITO[0])
+    )
+    offset = {"xOffset": alt.XOffset(f"{color}:N")} if color else {}
+    bars = base.mark_errorbar(ticks=True).encode(
+        x=enc_x, y=alt.Y(f"{lo}:Q", title=y_title), y2=f"{hi}:Q", color=col_enc, tooltip=tips,
+        **offset,
+    )
+    line = base.mark_line(point=alt.OverlayMarkDef(filled=True, size=70)).encode(
+        x=enc_x, y=alt.Y(f"{y}:Q", title=y_title), color=col_enc, tooltip=tips,
+        **({"detail": f"{color}:N"} if color else {}),
+    )
+    layers = [bars, line]
+    if p_values is not None and len(p_values):
+        marks = df[[x, hi]].groupby(x, as_index=False).max()
+        pv = p_values[[x, p_col]].copy()
+        pv["stars"] = [stars(p) for p in pv[p_col]]
+        marks = marks.merge(pv, on=x, how="inner")
+        marks = marks[marks["stars"] != ""]
+        if len(marks):
+            layers.append(
+                alt.Chart(marks)
+                .mark_text(dy=-12, fontSize=16, fontWeight="bold", color="#222222")
+                .encode(
+                    x=enc_x,
+                    y=alt.Y(f"{hi}:Q"),
+                    text="stars:N",
+                    tooltip=[
+                        alt.Tooltip(f"{x}:O", title="Week"),
+                        alt.Tooltip(f"{p_col}:Q", title="p", format=".3g"),
+                    ],
+                )
+            )
+    return alt.layer(*layers).properties(title=title, width=width, height=height)
+
+
+def spaghetti(
+    df: pd.DataFrame,
+    y: str,
+    *,
+    x: str = "visit_week",
+    detail: str = "patient_id",
+    y_title: str = "",
+    title: str = "",
+    width: int | str = "container",
+    height: int = 320,
+) -> alt.Chart:
+    """One thin line per patient (the caller caps the number of patients)."""
+    _check(df, x, y, detail)
+    return (
+        alt.Chart(df)
+        .mark_line(point=True, opacity=0.45, strokeWidth=1)
+        .encode(
+            x=alt.X(f"{x}:O", title="Week", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y(f"{y}:Q", title=y_title),
+            detail=f"{detail}:N",
+            color=alt.value("#555555"),
+            tooltip=[
+                alt.Tooltip(f"{detail}:N", title="Patient"),
+                alt.Tooltip(f"{x}:O", title="Week"),
+                alt.Tooltip(f"{y}:Q", title=y_title or y, format=".3g"),
+            ],
+        )
+        .properties(title=title, width=width, height=height)
+    )
+
+
+def small_multiples(
+    df: pd.DataFrame,
+    *,
+    facet: str = "label",
+    y: str = "centre",
+    lo: str = "lower",
+    hi: str = "upper",
+    stars_col: str | None = "stars",
+    columns: int = 4,
+    width: int = 210,
+    height: int = 150,
+) -> alt.FacetChart:
+    """All endpoints side by side, each with its own y scale (the paper's Figure 1)."""
+    _check(df, "visit_week", facet, y, lo, hi)
+    enc_x = alt.X("visit_week:O", title="Week", axis=alt.Axis(labelAngle=0))
+    tips = [
+        alt.Tooltip(f"{facet}:N", title="Endpoint"),
+        alt.Tooltip("visit_week:O", title="Week"),
+        alt.Tooltip(f"{y}:Q", title="value", format=".3g"),
+        alt.Tooltip(f"{lo}:Q", title="lower", format=".3g"),
+        alt.Tooltip(f"{hi}:Q", title="upper", format=".3g"),
+    ]
+    if "summary" in df.columns:
+        tips.insert(2, alt.Tooltip("summary:N", title="shown"))
+    base = alt.Chart()
+    layers = [
+        base.mark_errorbar(ticks=True, color=OKABE_ITO[0]).encode(
+            x=enc_x, y=alt.Y(f"{lo}:Q", title=None), y2=f"{hi}:Q", tooltip=tips
+        ),
+        base.mark_line(point=True, color=OKABE_ITO[0]).encode(
+            x=enc_x, y=alt.Y(f"{y}:Q", title=None), tooltip=tips
+        ),
+    ]
+    if stars_col and stars_col in df.columns:
+        layers.append(
+            base.mark_text(dy=-10, fontSize=14, fontWeight="bold", color="#222222").encode(
+                x=enc_x, y=f"{hi}:Q", text=f"{stars_col}:N"
+            )
+        )
+    return (
+        alt.layer(*layers, data=df)
+        .properties(width=width, height=height)
+        .facet(facet=alt.Facet(f"{facet}:N", title=None, header=alt.Header(labelFontSize=13)),
+               columns=columns)
+        .resolve_scale(y="independent")
+    )
+
+
+def rates(
+    df: pd.DataFrame,
+    *,
+    x: str = "visit_week",
+    y: str = "rate",
+    lo: str = "ci_low",
+    hi: str = "ci_high",
+    color: str = "definition",
+    title: str = "",
+    width: int | str = "container",
+    height: int = 320,
+) -> alt.Chart:
+    """Proportions per visit with 95 % CIs, one colour per definition."""
+    _check(df, x, y, lo, hi, color)
+    tips = [
+        alt.Tooltip(f"{color}:N", title="Definition"),
+        alt.Tooltip(f"{x}:O", title="Week"),
+        alt.Tooltip(f"{y}:Q", title="Rate", format=".1%"),
+        alt.Tooltip(f"{lo}:Q", title="95 % CI low", format=".1%"),
+        alt.Tooltip(f"{hi}:Q", title="95 % CI high", format=".1%"),
+    ]
+    for extra, name in (("n_achieved", "achieved"), ("n_evaluable", "denominator")):
+        if extra in df.columns:
+            tips.append(alt.Tooltip(f"{extra}:Q", title=name))
+    enc_x = alt.X(f"{x}:N", title="Week", sort=None, axis=alt.Axis(labelAngle=0))
+    col = alt.Color(f"{color}:N", scale=alt.Scale(range=list(OKABE_ITO)), title=None)
+    base = alt.Chart(df)
+    return alt.layer(
+        base.mark_errorbar(ticks=True).encode(
+            x=enc_x, xOffset=f"{color}:N", y=alt.Y(f"{lo}:Q", title="Patients (%)",
+                                                    axis=alt.Axis(format="%")),
+            y2=f"{hi}:Q", color=col, tooltip=tips,
+        ),
+        base.mark_point(filled=True, size=90).encode(
+            x=enc_x, xOffset=f"{color}:N", y=alt.Y(f"{y}:Q", scale=alt.Scale(domain=[0, 1])),
+            color=col, tooltip=tips,
+        ),
+    ).properties(title=title, width=width, height=height)
+
+
+def stacked_states(
+    df: pd.DataFrame,
+    *,
+    x: str = "visit_week",
+    state: str = "state",
+    pct: str = "pct",
+    n: str = "n",
+    title: str = "",
+    width: int | str = "container",
+    height: int = 320,
+) -> alt.Chart:
+    """Share of patients per state at each visit, stacked to 100 % (the paper's Figure 2)."""
+    _check(df, x, state, pct, n)
+    order = {s: i for i, s in enumerate(STATE_ORDER)}
+    data = df.assign(_order=[order.get(s, 99) for s in df[state]])
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X(f"{x}:N", title="Week", sort=None, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y(f"{pct}:Q", stack="normalize", title="Patients (%)",
+                    axis=alt.Axis(format="%")),
+            color=alt.Color(
+                f"{state}:N",
+                scale=alt.Scale(domain=list(STATE_ORDER), range=list(STATE_COLOURS)),
+                title=None,
+            ),
+            order=alt.Order("_order:Q"),
+            tooltip=[
+                alt.Tooltip(f"{x}:N", title="Week"),
+                alt.Tooltip(f"{state}:N", title="State"),
+                alt.Tooltip(f"{n}:Q", title="Patients"),
+                alt.Tooltip(f"{pct}:Q", title="Share", format=".1%"),
+            ],
+        )
+        .properties(title=title, width=width, height=height)
+    )
+
+
+def km(
+    df: pd.DataFrame,
+    *,
+    time: str = "time",
+    survival: str = "survival",
+    lo: str = "ci_low",
+    hi: str = "ci_high",
+    group: str | None = "group",
+    title: str = "",
+    x_title: str = "Week",
+    y_title: str = "Reached (cumulative %)",
+    width: int | str = "container",
+    height: int = 320,
+) -> alt.Chart:
+    """Kaplan–Meier step curves drawn as cumulative incidence, 1 − S(t), with CI band."""
+    _check(df, time, survival, lo, hi, group)
+    data = df.assign(
+        _cum=1 - df[survival], _cum_lo=1 - df[hi], _cum_hi=1 - df[lo]
+    )
+    col = (
+        alt.Color(f"{group}:N", scale=alt.Scale(range=list(OKABE_ITO)), title=None)
+        if group
+        else alt.value(OKABE_ITO[0])
+    )
+    tips = [
+        alt.Tooltip(f"{time}:Q", title=x_title),
+        alt.Tooltip("_cum:Q", title="Reached", format=".1%"),
+        alt.Tooltip("_cum_lo:Q", title="95 % CI low", format=".1%"),
+        alt.Tooltip("_cum_hi:Q", title="95 % CI high", format=".1%"),
+    ]
+    for extra in ("n_risk", "n_event"):
+        if extra in df.columns:
+            tips.append(alt.Tooltip(f"{extra}:Q", title=extra.replace("_", " ")))
+    if group:
+        tips.insert(0, alt.Tooltip(f"{group}:N", title="Group"))
+    base = alt.Chart(data)
+    band = base.mark_area(interpolate="step-after", opacity=0.15).encode(
+        x=alt.X(f"{time}:Q", title=x_title),
+        y=alt.Y("_cum_lo:Q", title=y_title, axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1])),
+        y2="_cum_hi:Q",
+        color=col,
+        **({"detail": f"{group}:N"} if group else {}),
+    )
+    line = base.mark_line(interpolate="step-after", strokeWidth=2.5).encode(
+        x=alt.X(f"{time}:Q"), y=alt.Y("_cum:Q"), color=col, tooltip=tips,
+        **({"detail": f"{group}:N"} if group else {}),
+    )
+    pts = base.mark_point(filled=True, size=30, opacity=0.7).encode(
+        x=f"{time}:Q", y="_cum:Q", color=col, tooltip=tips
+    )
+    return alt.layer(band, line, pts).properties(title=title, width=width, height=height)
+
+
+def forest(
+    df: pd.DataFrame,
+    *,
+    y: str = "group",
+    est: str = "mean",
+    lo: str = "ci_low",
+    hi: str = "ci_high",
+    n: str | None = "n",
+    x_title: str = "Change from baseline (95 % CI)",
+    title: str = "",
+    width: int | str = "container",
+    height: int | None = None,
+) -> alt.Chart:
+    """Estimate with CI per subgroup, a reference line at zero."""
+    _check(df, y, est, lo, hi, n)
+    h = height or max(120, 38 * max(1, len(df)))
+    tips = [
+        alt.Tooltip(f"{y}:N", title="Group"),
+        alt.Tooltip(f"{est}:Q", title="Estimate", format=".3g"),
+        alt.Tooltip(f"{lo}:Q", title="95 % CI low", format=".3g"),
+        alt.Tooltip(f"{hi}:Q", title="95 % CI high", format=".3g"),
+    ]
+    if n:
+        tips.append(alt.Tooltip(f"{n}:Q", title="n"))
+    base = alt.Chart(df)
+    enc_y = alt.Y(f"{y}:N", title=None, sort=None)
+    return alt.layer(
+        alt.Chart(pd.DataFrame({"zero": [0]})).mark_rule(color="#888888", strokeDash=[4, 4])
+        .encode(x="zero:Q"),
+        base.mark_rule(strokeWidth=2.5, color=OKABE_ITO[0]).encode(
+            x=alt.X(f"{lo}:Q", title=x_title), x2=f"{hi}:Q", y=enc_y, tooltip=tips
+        ),
+        base.mark_point(filled=True, size=120, shape="square", color=OKABE_ITO[0]).encode(
+            x=f"{est}:Q", y=enc_y, tooltip=tips
+        ),
+    ).properties(title=title, width=width, height=h)
+
+
+def flow(
+    df: pd.DataFrame,
+    *,
+    stage: str = "stage",
+    n: str = "n",
+    title: str = "",
+    width: int | str = "container",
+) -> alt.Chart:
+    """Patient flow as horizontal bars in the given stage order, labelled with n."""
+    _check(df, stage, n)
+    enc_y = alt.Y(f"{stage}:N", sort=list(df[stage]), title=None)
+    tips = [alt.Tooltip(f"{stage}:N", title="Stage"), alt.Tooltip(f"{n}:Q", title="Patients")]
+    if "detail" in df.columns:
+        tips.append(alt.Tooltip("detail:N", title="Detail"))
+    base = alt.Chart(df)
+    return alt.layer(
+        base.mark_bar(color=OKABE_ITO[0]).encode(
+            x=alt.X(f"{n}:Q", title="Patients"), y=enc_y, tooltip=tips
+        ),
+        base.mark_text(align="left", dx=4, fontSize=13).encode(
+            x=f"{n}:Q", y=enc_y, text=f"{n}:Q"
+        ),
+    ).properties(title=title, width=width, height=max(120, 34 * len(df)))
+
+
+def bars(
+    df: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    lo: str | None = None,
+    hi: str | None = None,
+    x_title: str = "",
+    y_title: str = "",
+    pct: bool = True,
+    title: str = "",
+    width: int | str = "container",
+) -> alt.Chart:
+    """Horizontal bars of a value per category, with optional CI whiskers."""
+    _check(df, x, y, lo, hi)
+    fmt = ".1%" if pct else ".3g"
+    tips = [alt.Tooltip(f"{y}:N", title=y_title or y),
+            alt.Tooltip(f"{x}:Q", title=x_title or x, format=fmt)]
+    for extra in ("n_patients", "n_events", "n"):
+        if extra in df.columns:
+            tips.append(alt.Tooltip(f"{extra}:Q", title=extra.replace("_", " ")))
+    if lo and hi:
+        tips += [alt.Tooltip(f"{lo}:Q", title="95 % CI low", format=fmt),
+                 alt.Tooltip(f"{hi}:Q", title="95 % CI high", format=fmt)]
+    enc_y = alt.Y(f"{y}:N", sort=list(df[y]), title=None)
+    axis = alt.Axis(format="%") if pct else alt.Axis()
+    layers = [
+        alt.Chart(df).mark_bar(color=OKABE_ITO[0]).encode(
+            x=alt.X(f"{x}:Q", title=x_title, axis=axis), y=enc_y, tooltip=tips
+        )
+    ]
+    if lo and hi:
+        layers.append(
+            alt.Chart(df).mark_errorbar(ticks=True, color="#222222").encode(
+                x=alt.X(f"{lo}:Q"), x2=f"{hi}:Q", y=enc_y, tooltip=tips
+            )
+        )
+    return alt.layer(*layers).properties(
+        title=title, width=width, height=max(100, 30 * len(df))
+    )
+
+
+def heatmap(
+    df: pd.DataFrame,
+    *,
+    x: str = "visit_week",
+    y: str = "label",
+    value: str = "pct_missing",
+    title: str = "",
+    width: int | str = "container",
+) -> alt.Chart:
+    """Share missing per visit × variable."""
+    _check(df, x, y, value)
+    tips = [
+        alt.Tooltip(f"{y}:N", title="Variable"),
+        alt.Tooltip(f"{x}:O", title="Week"),
+        alt.Tooltip(f"{value}:Q", title="Missing", format=".0%"),
+    ]
+    for extra in ("n_missing", "n_expected"):
+        if extra in df.columns:
+            tips.append(alt.Tooltip(f"{extra}:Q", title=extra.replace("_", " ")))
+    base = alt.Chart(df).encode(
+        x=alt.X(f"{x}:O", title="Week", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y(f"{y}:N", title=None, sort=None),
+    )
+    return alt.layer(
+        base.mark_rect().encode(
+            color=alt.Color(f"{value}:Q", title="Missing",
+                            scale=alt.Scale(domain=[0, 1], scheme="blues"),
+                            legend=alt.Legend(format="%")),
+            tooltip=tips,
+        ),
+        base.mark_text(fontSize=11).encode(
+            text=alt.Text(f"{value}:Q", format=".0%"),
+            color=alt.condition(f"datum.{value} > 0.5", alt.value("white"), alt.value("black")),
+        ),
+    ).properties(title=title, width=width, height=max(120, 22 * df[y].nunique()))
+
+
+def patient_series(
+    df: pd.DataFrame,
+    y: str,
+    *,
+    x: str = "visit_week",
+    y_title: str = "",
+    ref_low: float | None = None,
+    ref_high: float | None = None,
+    thresholds: list[tuple[float, str]] | None = None,
+    doses: list[int] | None = None,
+    events: pd.DataFrame | None = None,
+    title: str = "",
+    width: int | str = "container",
+    height: int = 200,
+) -> alt.Chart:
+    """One patient's values over time against a reference band and threshold lines.
+
+    `thresholds` is [(value, label)], `doses` the weeks of belimumab infusions
+    (ticks along the bottom), `events` adverse events (onset_week, term).
+    """
+    _check(df, x, y)
+    enc_x = alt.X(f"{x}:Q", title="Week")
+    layers = []
+    if ref_low is not None or ref_high is not None:
+        band = pd.DataFrame({
+            "lo": [ref_low if ref_low is not None else 0.0],
+            "hi": [ref_high if ref_high is not None else float(df[y].max() or 0) * 1.1],
+            "label": [(f"reference {'' if ref_low is None else ref_low}–"
+                       f"{'' if ref_high is None else ref_high}")],
+        })
+        layers.append(
+            alt.Chart(band).mark_rect(color="#009E73", opacity=0.12).encode(
+                y="lo:Q", y2="hi:Q", tooltip=alt.Tooltip("label:N", title="Range")
+            )
+        )
+    for value, label in thresholds or []:
+        t = pd.DataFrame({"v": [value], "label": [label]})
+        layers.append(
+            alt.Chart(t).mark_rule(color="#D55E00", strokeDash=[6, 3], strokeWidth=1.5)
+            .encode(y="v:Q", tooltip=alt.Tooltip("label:N", title="Threshold"))
+        )
+        layers.append(
+            alt.Chart(t).mark_text(align="left", dx=3, dy=-6, color="#D55E00", fontSize=11)
+            .encode(y="v:Q", x=alt.value(2), text="label:N")
+        )
+    layers.append(
+        alt.Chart(df).mark_line(point=alt.OverlayMarkDef(filled=True, size=60),
+                                color=OKABE_ITO[0]).encode(
+            x=enc_x,
+            y=alt.Y(f"{y}:Q", title=y_title),
+            tooltip=[alt.Tooltip(f"{x}:Q", title="Week"),
+                     alt.Tooltip(f"{y}:Q", title=y_title or y, format=".3g")],
+        )
+    )
+    if doses:
+        d = pd.DataFrame({"week": doses, "what": "belimumab dose"})
+        layers.append(
+            alt.Chart(d).mark_tick(color="#CC79A7", thickness=2, size=10).encode(
+                x="week:Q", y=alt.value(height - 4),
+                tooltip=[alt.Tooltip("week:Q", title="Dose week"), "what:N"],
+            )
+        )
+    if events is not None and len(events):
+        layers.append(
+            alt.Chart(events).mark_point(shape="triangle-down", size=120, filled=True,
+                                         color="#E69F00")
+            .encode(x="onset_week:Q", y=alt.value(6),
+                    tooltip=[alt.Tooltip("onset_week:Q", title="Onset week"),
+                             alt.Tooltip("term:N", title="Adverse event")])
+        )
+    return alt.layer(*layers).properties(title=title, width=width, height=height)
+
+
+def finalize(chart: alt.TopLevelMixin, presenter: bool = False) -> alt.TopLevelMixin:
+    """Set type and mark sizes for the screen, or large ones for a projector."""
+    if presenter:
+        return (
+            chart.configure_axis(labelFontSize=18, titleFontSize=20)
+            .configure_legend(labelFontSize=18, titleFontSize=18, symbolSize=220)
+            .configure_title(fontSize=24)
+            .configure_header(labelFontSize=20, titleFontSize=20)
+            .configure_line(strokeWidth=4)
+            .configure_point(size=160)
+            .configure_errorbar(thickness=3)
+            .configure_rule(strokeWidth=3)
+            .configure_range(category=list(OKABE_ITO))
+        )
+    return (
+        chart.configure_axis(labelFontSize=12, titleFontSize=13)
+        .configure_legend(labelFontSize=12, titleFontSize=12)
+        .configure_title(fontSize=15)
+        .configure_range(category=list(OKABE_ITO))
+    )
+
+
+def _fixed_width(chart: alt.TopLevelMixin, width: int = 760) -> dict:
+    """Spec with 'container' widths replaced: an exported file has no container."""
+    spec = chart.to_dict()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("width") == "container":
+                node["width"] = width
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(spec)
+    return spec
+
+
+def to_png(chart: alt.TopLevelMixin, scale: float = 2.0) -> bytes:
+    """PNG bytes of a chart, rendered offline by vl-convert."""
+    import vl_convert as vlc
+
+    return vlc.vegalite_to_png(_fixed_width(chart), scale=scale)
+
+
+def to_svg(chart: alt.TopLevelMixin) -> str:
+    """SVG text of a chart, rendered offline by vl-convert."""
+    import vl_convert as vlc
+
+    return vlc.vegalite_to_svg(_fixed_width(chart))

@@ -1,0 +1,583 @@
+"""Page-specific DuckDB queries that `analysis` does not cover.
+
+Patient flow, one patient's record, a capped set of individual trajectories,
+adverse events (the seed paper's Table 3 layout, incidence, time to first
+event, listing) and data quality (missingness, values at range edges). Every
+function takes a `Database` and a `Filter` (or a patient id) and returns a
+small, unrounded DataFrame; aggregation runs in DuckDB.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import schema, stats
+from .db import Database
+from .filters import MISSING, Filter
+
+# Belimumab IV (US prescribing information; CLINICAL_DEFINITIONS.md §11):
+# 10 mg/kg at weeks 0, 2 and 4, then every 4 weeks.
+INDUCTION_WEEKS = (0, 2, 4)
+MAINTENANCE_INTERVAL = 4
+
+TRAJECTORY_CAP = 60  # patients drawn in the individual-trajectory view
+
+AE_LABELS = {
+    "infusion_reaction": "Infusion reaction",
+    "allergic_reaction": "Allergic reaction",
+    "infection": "Infection",
+    "leukopenia": "Leukopenia",
+    "gastrointestinal": "Gastrointestinal disorders",
+    "psychiatric": "Psychiatric disorders",
+    "nervous_system": "Nervous system disorders",
+    "musculoskeletal": "Musculoskeletal disorders",
+    "other": "Other",
+}
+# Rows of the seed paper's Table 3 (Wang et al. 2022), in its order; the
+# infection terms it lists are shown even when nobody had them.
+TABLE3_ORDER = (
+    "infusion_reaction",
+    "allergic_reaction",
+    "infection",
+    "leukopenia",
+    "gastrointestinal",
+    "psychiatric",
+    "nervous_system",
+    "musculoskeletal",
+    "other",
+)
+TABLE3_INFECTION_TERMS = (
+    "upper respiratory tract infection",
+    "lower respiratory tract infection",
+    "urinary tract infection",
+    "herpes simplex",
+    "herpes zoster",
+    "gastrointestinal infection",
+)
+
+
+# --- filter panel -------------------------------------------------------------
+
+
+def filter_options(db: Database, cohort: str) -> dict[str, list]:
+    """Values present in the cohort for every text filter column (MISSING for NULLs)."""
+    out: dict[str, list] = {}
+    for col in ("biopsy_class", "class_group", "immunosuppressant", "sex", "age_band",
+                "baseline_anti_dsdna"):
+        df = db.query(
+            f'SELECT DISTINCT CAST("{col}" AS VARCHAR) AS v FROM patient_facts WHERE cohort = ?',
+            [cohort],
+        )
+        vals = [v for v in df["v"] if v is not None and not _isnan(v)]
+        order = _choice_order(col)
+        vals.sort(key=lambda v: (order.get(v, len(order)), v))
+        if len(vals) < len(df):
+            vals.append(MISSING)
+        out[col] = vals
+    organs = db.query(
+        "SELECT " + ", ".join(f'count(*) FILTER (WHERE "organ_{o}") AS "{o}"'
+                              for o in schema.ORGANS)
+        + " FROM patient_facts WHERE cohort = ?",
+        [cohort],
+    ).iloc[0]
+    out["organs"] = [o for o in schema.ORGANS if int(organs[o]) > 0]
+    return out
+
+
+def _choice_order(col: str) -> dict[str, int]:
+    choices = schema.column("patient_facts", col).choices or ()
+    return {c: i for i, c in enumerate(choices)}
+
+
+def _isnan(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def age_limits(db: Database, cohort: str) -> tuple[float | None, float | None]:
+    """Youngest and oldest age at baseline in the cohort (None when unknown)."""
+    df = db.query(
+        "SELECT min(age_at_baseline_years) AS lo, max(age_at_baseline_years) AS hi "
+        "FROM patient_facts WHERE cohort = ?",
+        [cohort],
+    ).iloc[0]
+    lo, hi = df["lo"], df["hi"]
+    return (None if pd.isna(lo) else float(lo), None if pd.isna(hi) else float(hi))
+
+
+def patient_ids(db: Database, flt: Filter) -> list[str]:
+    """Patients matching the filter, sorted."""
+    sql, params = flt.patients_sql()
+    return sorted(db.query(sql, params)["patient_id"].astype(str))
+
+
+def group_sizes(db: Database, flt: Filter, group_by: str) -> pd.DataFrame:
+    """Patients per level of a grouping column (group, n), MISSING for NULL."""
+    if group_by not in schema.GROUPING_COLUMNS:
+        raise ValueError(f"cannot group by {group_by!r}")
+    cond, params = flt.where("p")
+    df = db.query(
+        f'SELECT CAST(p."{group_by}" AS VARCHAR) AS "group", count(*) AS n '
+        f"FROM patient_facts p WHERE {cond} GROUP BY 1 ORDER BY 1",
+        params,
+    )
+    df["group"] = df["group"].fillna(MISSING)
+    return df
+
+
+# --- patient flow -------------------------------------------------------------
+
+
+def belimumab_dose_weeks(last_week: int | None, discontinued_week: int | None) -> list[int]:
+    """Weeks of belimumab IV doses a patient received.
+
+    Weeks 0, 2, 4, then every 4 weeks (US label), up to and including the last
+    assessed visit (an infusion is given at each visit), and strictly before
+    `discontinued_week` when the drug was stopped (the stop visit has no dose).
+    The data contract records no infusions, so this is derived, not observed.
+    """
+    if last_week is None or _isnan(last_week):
+        return []
+    end = int(last_week)
+    weeks = [w for w in INDUCTION_WEEKS if w <= end]
+    w = INDUCTION_WEEKS[-1] + MAINTENANCE_INTERVAL
+    while w <= end:
+        weeks.append(w)
+        w += MAINTENANCE_INTERVAL
+    if discontinued_week is not None and not _isnan(discontinued_week):
+        weeks = [x for x in weeks if x < int(discontinued_week)] or [0]
+    return weeks
+
+
+def patient_flow(db: Database, flt: Filter) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(flow stages, discontinuation reasons, doses per patient) for the filtered patients.
+
+    Stages: enrolled → received the 3 induction doses → completed (has the
+    cohort's final scheduled visit) → stopped belimumab (discontinued_week set).
+    """
+    cond, params = flt.where("p")
+    df = db.query(
+        "SELECT p.patient_id, p.last_week, p.discontinued_week, p.discontinuation_reason, "
+        f"p.completer FROM patient_facts p WHERE {cond} ORDER BY p.patient_id",
+        params,
+    )
+    doses = pd.DataFrame({
+        "patient_id": df["patient_id"],
+        "doses": [
+            len(belimumab_dose_weeks(_opt_int(lw), _opt_int(dw)))
+            for lw, dw in zip(df["last_week"], df["discontinued_week"], strict=True)
+        ],
+    })
+    n = len(df)
+    induction = int((doses["doses"] >= len(INDUCTION_WEEKS)).sum())
+    completed = int(df["completer"].fillna(False).astype(bool).sum())
+    stopped_mask = df["discontinued_week"].notna()
+    stopped = int(stopped_mask.sum())
+    total = int(doses["doses"].sum())
+    med = float(np.median(doses["doses"])) if n else math.nan
+    flow = pd.DataFrame({
+        "stage": ["Enrolled", "Received induction (3 doses)", "Completed follow-up",
+                  "Stopped belimumab"],
+        "n": [n, induction, completed, stopped],
+        "detail": [
+            f"{n} patients started belimumab",
+            f"{total} doses in all, median {med:g} per patient (derived from the IV schedule)"
+            if n else "",
+            "has the cohort's final scheduled visit",
+            "discontinued_week recorded",
+        ],
+    })
+    reasons = (
+        df.loc[stopped_mask, "discontinuation_reason"].fillna("(no reason recorded)")
+        .value_counts().rename_axis("reason").reset_index(name="n")
+    )
+    return flow, reasons, doses
+
+
+def _opt_int(v) -> int | None:
+    return None if v is None or pd.isna(v) else int(v)
+
+
+# --- one patient --------------------------------------------------------------
+
+
+def patient_record(db: Database, cohort: str, patient_id: str) -> dict:
+    """The patient_facts row of one patient as a dict (empty when unknown)."""
+    df = db.query(
+        "SELECT * FROM patient_facts WHERE cohort = ? AND patient_id = ?", [cohort, patient_id]
+    )
+    return {} if df.empty else df.iloc[0].to_dict()
+
+
+def patient_visits(db: Database, cohort: str, patient_id: str) -> pd.DataFrame:
+    """Every visit_facts row of one patient, by week."""
+    return db.query(
+        "SELECT * FROM visit_facts WHERE cohort = ? AND patient_id = ? ORDER BY visit_week",
+        [cohort, patient_id],
+    )
+
+
+def patient_events(db: Database, cohort: str, patient_id: str) -> pd.DataFrame:
+    """Adverse events of one patient, by onset."""
+    join, params = _ae_join(db, cohort)
+    return db.query(
+        f"SELECT a.* FROM adverse_events a {join} WHERE a.patient_id = ? "
+        "ORDER BY a.onset_week NULLS LAST, a.term",
+        [*params, patient_id],
+    )
+
+
+def endpoint_states(
+    db: Database, flt: Filter, preset: str = "standard", week: int | str = "last"
+) -> pd.DataFrame:
+    """Per patient at one visit (or the last assessment): LLDAS, remission and why not."""
+    if preset not in schema.PRESETS:
+        raise ValueError(f"unknown preset {preset!r}")
+    cond, params = flt.where("p")
+    lld, rem = f"lldas_{preset}", f"remission_{preset}"
+    at = "v.is_last" if week == "last" else "v.visit_week = ?"
+    wparams = [] if week == "last" else [int(week)]
+    renal = ", ".join(f'v."{d}", v."{d}_why"' for d in ("renal_complete", "renal_partial"))
+    return db.query(
+        f'SELECT p.patient_id, v.visit_week, v."{lld}" AS lldas, v."{lld}_why" AS lldas_why, '
+        f'v."{rem}" AS remission, v."{rem}_why" AS remission_why, {renal} '
+        "FROM patient_facts p LEFT JOIN visit_facts v ON v.cohort = p.cohort "
+        f"AND v.patient_id = p.patient_id AND {at} WHERE {cond} ORDER BY p.patient_id",
+        [*wparams, *params],
+    )
+
+
+def individual_trajectories(
+    db: Database, flt: Filter, endpoint: str, cap: int = TRAJECTORY_CAP
+) -> tuple[pd.DataFrame, int, bool]:
+    """(patient_id, visit_week, value) for at most `cap` patients, total patients, sampled?
+
+    The sample is deterministic (ordered by md5 of the id) so a link shows the
+    same patients every time.
+    """
+    if endpoint not in schema.ENDPOINTS_BY_COLUMN:
+        raise ValueError(f"unknown endpoint {endpoint!r}")
+    cond, params = flt.where("p")
+    total = int(db.scalar(
+        f'SELECT count(DISTINCT v.patient_id) FROM visit_facts v JOIN patient_facts p '
+        f'ON p.cohort = v.cohort AND p.patient_id = v.patient_id WHERE {cond} '
+        f'AND v."{endpoint}" IS NOT NULL',
+        params,
+    ) or 0)
+    df = db.query(
+        f"""
+        WITH pts AS (
+            SELECT DISTINCT v.patient_id FROM visit_facts v JOIN patient_facts p
+              ON p.cohort = v.cohort AND p.patient_id = v.patient_id
+            WHERE {cond} AND v."{endpoint}" IS NOT NULL
+            ORDER BY md5(v.patient_id) LIMIT ?
+        )
+        SELECT v.patient_id, v.visit_week, CAST(v."{endpoint}" AS DOUBLE) AS value
+        FROM visit_facts v JOIN pts USING (patient_id)
+        WHERE v.cohort = ? AND v."{endpoint}" IS NOT NULL
+        ORDER BY v.patient_id, v.visit_week
+        """,
+        [*params, int(cap), flt.cohort],
+    )
+    return df, total, total > cap
+
+
+# --- adverse events -----------------------------------------------------------
+
+
+def _ae_join(db: Database, cohort: str) -> tuple[str, list]:
+    """Join adverse_events to the cohort's patients (by cohort too when the table has it)."""
+    cols = set(db.query("SELECT * FROM adverse_events LIMIT 0").columns)
+    if "cohort" in cols:
+        return ("JOIN patient_facts pf ON pf.patient_id = a.patient_id "
+                "AND pf.cohort = a.cohort AND pf.cohort = ?"), [cohort]
+    return "JOIN patient_facts pf ON pf.patient_id = a.patient_id AND pf.cohort = ?", [cohort]
+
+
+def _ae_rows(db: Database, flt: Filter) -> tuple[pd.DataFrame, int]:
+    cond, params = flt.where("p")
+    join, jparams = _ae_join(db, flt.cohort)
+    df = db.query(
+        f"SELECT a.* FROM adverse_events a {join} "
+        f"WHERE a.patient_id IN (SELECT p.patient_id FROM patient_facts p WHERE {cond}) "
+        "ORDER BY a.patient_id, a.onset_week NULLS LAST",
+        [*jparams, *params],
+    )
+    k = int(db.scalar(f"SELECT count(*) FROM patient_facts p WHERE {cond}", params))
+    return df, k
+
+
+def ae_table3(db: Database, flt: Filter) -> pd.DataFrame:
+    """Adverse events in the seed paper's Table 3 layout: patients with ≥ 1 event per row.
+
+    Columns: row (label, indented for infection terms), level (0 or 1), n_patients,
+    pct (of the filtered patients), n_events.
+    """
+    ae, k = _ae_rows(db, flt)
+
+    def row(label, mask, level=0):
+        sub = ae[mask] if len(ae) else ae
+        n_pat = int(sub["patient_id"].nunique()) if len(sub) else 0
+        return {"row": label, "level": level, "n_patients": n_pat,
+                "pct": n_pat / k * 100 if k else math.nan, "n_events": len(sub)}
+
+    all_mask = pd.Series(True, index=ae.index)
+    rows = [row("Patients with adverse events", all_mask)]
+    if "serious" in ae.columns:
+        rows.append(row("Serious adverse events", ae["serious"].fillna(False).astype(bool)))
+    if "severity" in ae.columns:
+        rows.append(row("Severe adverse events", ae["severity"] == "severe"))
+    cat = ae["category"] if "category" in ae.columns else pd.Series(dtype=object)
+    term = ae["term"].astype("string").str.lower() if "term" in ae.columns else cat
+    for c in TABLE3_ORDER:
+        rows.append(row(AE_LABELS[c], cat == c))
+        if c == "infection":
+            seen = set(term[cat == "infection"].dropna())
+            for t in (*TABLE3_INFECTION_TERMS, *sorted(seen - set(TABLE3_INFECTION_TERMS))):
+                rows.append(row(t[0].upper() + t[1:], (cat == "infection") & (term == t), 1))
+    unknown = cat.isna() | ~cat.isin(TABLE3_ORDER) if len(ae) else cat
+    if len(ae) and bool(unknown.any()):
+        rows.append(row("Category not recorded", unknown))
+    return pd.DataFrame(rows, columns=["row", "level", "n_patients", "pct", "n_events"])
+
+
+def ae_incidence(db: Database, flt: Filter) -> pd.DataFrame:
+    """Per category: patients with ≥ 1 event, % with Wilson 95 % CI, events, events per 100 PY.
+
+    Person-years: each filtered patient's follow_up_months / 12 (last assessment).
+    """
+    ae, k = _ae_rows(db, flt)
+    cond, params = flt.where("p")
+    py = float(db.scalar(
+        f"SELECT coalesce(sum(p.follow_up_months), 0) / 12.0 FROM patient_facts p WHERE {cond}",
+        params,
+    ) or 0.0)
+    rows = []
+    for c in TABLE3_ORDER:
+        sub = ae[ae["category"] == c] if len(ae) else ae
+        n_pat = int(sub["patient_id"].nunique()) if len(sub) else 0
+        rate, lo, hi = stats.proportion_ci(n_pat, k) if k else (math.nan,) * 3
+        rows.append({"category": c, "label": AE_LABELS[c], "n_patients": n_pat, "n": k,
+                     "rate": rate, "ci_low": lo, "ci_high": hi, "n_events": len(sub),
+                     "per_100_py": len(sub) / py * 100 if py else math.nan})
+    return pd.DataFrame(rows)
+
+
+def ae_time_to_first(db: Database, flt: Filter) -> pd.DataFrame:
+    """Kaplan–Meier of weeks to the first adverse event; no event → censored at the last visit."""
+    cond, params = flt.where("p")
+    join, jparams = _ae_join(db, flt.cohort)
+    df = db.query(
+        f"""
+        WITH first AS (
+            SELECT a.patient_id, min(a.onset_week) AS first_week
+            FROM adverse_events a {join} GROUP BY a.patient_id
+        )
+        SELECT p.patient_id, f.first_week, p.last_week
+        FROM patient_facts p LEFT JOIN first f ON f.patient_id = p.patient_id
+        WHERE {cond}
+        """,
+        [*jparams, *params],
+    )
+    if df.empty:
+        return pd.DataFrame(columns=["group", "time", "n_risk", "n_event", "survival",
+                                     "ci_low", "ci_high"])
+    event = df["first_week"].notna().to_numpy(dtype=int)
+    time = df["first_week"].fillna(df["last_week"]).fillna(0).to_numpy(dtype=float)
+    km = stats.kaplan_meier(time, event)
+    km.insert(0, "group", "All")
+    return km
+
+
+def ae_listing(db: Database, flt: Filter) -> pd.DataFrame:
+    """Every adverse event of the filtered patients."""
+    ae, _ = _ae_rows(db, flt)
+    keep = [c.name for c in schema.AE_COLUMNS if c.name in ae.columns]
+    return ae[keep].reset_index(drop=True)
+
+
+# --- data quality -------------------------------------------------------------
+
+QUALITY_COLUMNS = tuple(
+    c for c in schema.VISIT_COLUMNS
+    if c.name not in ("patient_id", "visit_week", "visit_date")
+    and not c.name.startswith("sledai_")
+)
+
+
+def missingness(db: Database, flt: Filter) -> pd.DataFrame:
+    """Per scheduled visit × variable: visits held, values missing and the share missing.
+
+    The first row per visit, '(visit attended)', counts filtered patients with no
+    visit row at that week; the others count missing values among held visits.
+    """
+    cond, params = flt.where("p")
+    weeks = [int(w) for w in db.query(
+        "SELECT unnest(scheduled_weeks) AS w FROM cohorts WHERE cohort = ?", [flt.cohort]
+    )["w"]]
+    present = set(db.query("SELECT * FROM visit_facts LIMIT 0").columns)
+    cols = [c for c in QUALITY_COLUMNS if c.name in present]
+    counts = ", ".join(f'count(v."{c.name}") AS "{c.name}"' for c in cols)
+    df = db.query(
+        f"""
+        WITH pts AS (SELECT p.cohort, p.patient_id FROM patient_facts p WHERE {cond}),
+        grid AS (SELECT pts.*, w.visit_week FROM pts, (SELECT unnest(?) AS visit_week) w)
+        SELECT g.visit_week, count(*) AS n_patients, count(v.patient_id) AS n_visits, {counts}
+        FROM grid g LEFT JOIN visit_facts v ON v.cohort = g.cohort
+          AND v.patient_id = g.patient_id AND v.visit_week = g.visit_week
+        GROUP BY g.visit_week ORDER BY g.visit_week
+        """,
+        [*params, weeks],
+    )
+    rows = []
+    for _, r in df.iterrows():
+        n_pat, n_vis = int(r["n_patients"]), int(r["n_visits"])
+        rows.append({"visit_week": int(r["visit_week"]), "variable": "visit",
+                     "label": "(visit attended)", "n_expected": n_pat,
+                     "n_missing": n_pat - n_vis,
+                     "pct_missing": (n_pat - n_vis) / n_pat if n_pat else math.nan})
+        for c in cols:
+            miss = n_vis - int(r[c.name])
+            rows.append({"visit_week": int(r["visit_week"]), "variable": c.name,
+                         "label": c.label, "n_expected": n_vis, "n_missing": miss,
+                         "pct_missing": miss / n_vis if n_vis else math.nan})
+    out = pd.DataFrame(rows, columns=["visit_week", "variable", "label", "n_expected",
+                                      "n_missing", "pct_missing"])
+    # A variable nobody ever recorded is a cohort design fact, not missing data.
+    tot = out.groupby("variable")[["n_missing", "n_expected"]].transform("sum")
+    out["recorded"] = (tot["n_missing"] < tot["n_expected"]) | (out["variable"] == "visit")
+    return out
+
+
+EDGE_FRACTION = 0.01  # within 1 % of the plausible span counts as "at the edge"
+
+
+def range_edges(db: Database, flt: Filter) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-variable summary, listing) of values at or near the plausibility limits.
+
+    A value is at an edge when it lies within EDGE_FRACTION of the span
+    (DATA_CONTRACT.md ranges, schema lo/hi) from a limit: often a unit slip or
+    a placeholder (0, 999) rather than a real measurement.
+    """
+    cond, params = flt.where("p")
+    present = set(db.query("SELECT * FROM visit_facts LIMIT 0").columns)
+    cols = [c for c in QUALITY_COLUMNS
+            if c.name in present and c.dtype in (schema.NUMBER, schema.INTEGER)
+            and c.lo is not None and c.hi is not None]
+    summary, listing = [], []
+    for c in cols:
+        tol = (c.hi - c.lo) * EDGE_FRACTION
+        r = db.query(
+            f'SELECT count(v."{c.name}") AS n, min(v."{c.name}") AS lo, '
+            f'max(v."{c.name}") AS hi, '
+            f'count(*) FILTER (WHERE v."{c.name}" <= ?) AS n_low, '
+            f'count(*) FILTER (WHERE v."{c.name}" >= ?) AS n_high '
+            "FROM visit_facts v JOIN patient_facts p ON p.cohort = v.cohort "
+            f"AND p.patient_id = v.patient_id WHERE {cond}",
+            [c.lo + tol, c.hi - tol, *params],
+        ).iloc[0]
+        summary.append({"variable": c.name, "label": c.label, "unit": c.unit,
+                        "range": f"{c.lo:g}–{c.hi:g}", "n_values": int(r["n"]),
+                        "min": r["lo"], "max": r["hi"], "n_near_low": int(r["n_low"]),
+                        "n_near_high": int(r["n_high"])})
+        if int(r["n_high"]) or int(r["n_low"]):
+            lst = db.query(
+                f'SELECT v.patient_id, v.visit_week, CAST(v."{c.name}" AS DOUBLE) AS value '
+                "FROM visit_facts v JOIN patient_facts p ON p.cohort = v.cohort "
+                f"AND p.patient_id = v.patient_id WHERE {cond} "
+                f'AND (v."{c.name}" <= ? OR v."{c.name}" >= ?) '
+                "ORDER BY v.patient_id, v.visit_week LIMIT 200",
+                [*params, c.lo + tol, c.hi - tol],
+            )
+            lst.insert(0, "variable", c.name)
+            lst["edge"] = np.where(lst["value"] >= c.hi - tol, "high", "low")
+            listing.append(lst)
+    summ = pd.DataFrame(summary)
+    lst = (pd.concat(listing, ignore_index=True) if listing
+           else pd.DataFrame(columns=["variable", "patient_id", "visit_week", "value", "edge"]))
+    return summ, lst
+
+
+# --- display helpers ----------------------------------------------------------
+
+
+def fmt_p(p) -> str:
+    """A p-value as papers print it (<0.001 or three decimals; 'not computable' when absent)."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "not computable"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+# --- shaping analysis results for display -------------------------------------------
+
+
+def pick_methods(lon: pd.DataFrame, method: str, recommended: pd.DataFrame | None = None
+                 ) -> pd.DataFrame:
+    """Rows of `analysis.longitudinal` for one method, or per visit the recommended one."""
+    if method != "auto" or recommended is None or recommended.empty:
+        return lon[lon["method"] == method].reset_index(drop=True)
+    rec = recommended[["visit_week", "method"]]
+    return lon.merge(rec, on=["visit_week", "method"], how="inner").reset_index(drop=True)
+
+
+def stats_table(rows: pd.DataFrame, summ: pd.DataFrame, display: str) -> pd.DataFrame:
+    """The statistics table: per visit the summary shown and the test against the comparator."""
+    s = summ.set_index("visit_week")
+    out = []
+    for r in rows.itertuples(index=False):
+        w = r.visit_week
+        cur = s.loc[w] if w in s.index else None
+        if cur is None or not cur["n"]:
+            shown = "—"
+        elif cur["kind"] == "binary":
+            shown = f"{int(cur['n_positive'])}/{int(cur['n'])} ({cur['rate'] * 100:.1f} %)"
+        elif display == "median":
+            shown = f"{cur['median']:.3g} ({cur['p25']:.3g}, {cur['p75']:.3g})"
+        else:
+            shown = f"{cur['mean']:.3g} ± {cur['sd']:.3g}" if cur["n"] > 1 else \
+                f"{cur['mean']:.3g}"
+        out.append({
+            "week": w, "vs week": r.comparator_week, "method": r.method, "n": r.n,
+            "summary": shown, "statistic": r.statistic, "p": r.p_value,
+            "p adjusted": r.p_adjusted, "difference": r.mean_diff, "CI low": r.ci_low,
+            "CI high": r.ci_high,
+            "note": r.reason if isinstance(r.reason, str) and r.reason else "",
+        })
+    return pd.DataFrame(out, columns=["week", "vs week", "method", "n", "summary", "statistic",
+                                      "p", "p adjusted", "difference", "CI low", "CI high",
+                                      "note"])
+
+
+def figure1_frame(summ: pd.DataFrame, lon: pd.DataFrame) -> pd.DataFrame:
+    """Small-multiples data as in the seed paper's Figure 1.
+
+    Skewed endpoints: median with IQR and Wilcoxon stars; others: mean ± 95 % CI
+    with Bonferroni-adjusted repeated-measures stars; binary: % positive with
+    Wilson CI and Fisher stars (the paper's test). All against baseline.
+    """
+    from .charts import stars
+
+    rows = []
+    for r in summ.itertuples(index=False):
+        ep = schema.ENDPOINTS_BY_COLUMN[r.endpoint]
+        if ep.kind == "binary":
+            c, lo, hi, what, method = r.rate * 100, r.ci_low * 100, r.ci_high * 100, \
+                "% positive (95 % CI)", "fisher"
+        elif ep.skewed:
+            c, lo, hi, what, method = r.median, r.p25, r.p75, "median (IQR)", "wilcoxon"
+        else:
+            c, lo, hi, what, method = r.mean, r.ci_low, r.ci_high, "mean (95 % CI)", \
+                "rm_anova_bonferroni"
+        sel = lon[(lon["endpoint"] == r.endpoint) & (lon["method"] == method)
+                  & (lon["comparator"] == "baseline") & (lon["visit_week"] == r.visit_week)]
+        p = float(sel["p_value"].iloc[0]) if len(sel) and pd.notna(sel["p_value"].iloc[0]) \
+            else None
+        label = f"{ep.label} ({ep.unit})" if ep.unit and ep.kind != "binary" else \
+            f"{ep.label} (%)"
+        rows.append({"endpoint": r.endpoint, "label": label, "visit_week": int(r.visit_week),
+                     "n": int(r.n), "centre": c, "lower": lo, "upper": hi, "summary": what,
+                     "method": method, "p_value": p, "stars": stars(p)})
+    df = pd.DataFrame(rows)
+    return df[df["n"] > 0].reset_index(drop=True) if len(df) else df

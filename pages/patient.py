@@ -1,0 +1,103 @@
+"""Patient: one patient's labs, activity, glucocorticoid dose, doses, events and states."""
+
+import pandas as pd
+import streamlit as st
+
+from lupus_dash import charts, endpoints, explore, schema, ui
+
+ctx = ui.page("Patient")
+flt = ctx.flt
+
+ids = ui.compute("explore.patient_ids", flt)
+c = st.columns([2, 2])
+with c[0]:
+    pid = ui.url_widget("selectbox", f"Patient ({len(ids)} match the filter)", ids, "patient",
+                        default=ids[0])
+with c[1]:
+    preset = ui.url_widget("selectbox", "Definitions", list(schema.PRESETS), "pt_preset",
+                           default="standard", format_func=lambda p: endpoints.PRESETS[p].label)
+p = endpoints.PRESETS[preset]
+
+rec = ui.compute("explore.patient_record", None, cohort=flt.cohort, patient_id=pid)
+visits = ui.compute("explore.patient_visits", None, cohort=flt.cohort, patient_id=pid)
+events = ui.compute("explore.patient_events", None, cohort=flt.cohort, patient_id=pid)
+last = None if pd.isna(rec.get("last_week")) else int(rec["last_week"])
+stop = None if pd.isna(rec.get("discontinued_week")) else int(rec["discontinued_week"])
+doses = explore.belimumab_dose_weeks(last, stop)
+
+m = st.columns(6)
+m[0].metric("Sex", {"F": "female", "M": "male"}.get(rec.get("sex"), "—"))
+age = rec.get("age_at_baseline_years")
+m[1].metric("Age at baseline", "—" if pd.isna(age) else f"{age:.0f} y")
+m[2].metric("Biopsy class", rec.get("biopsy_class") or "not biopsied")
+m[3].metric("Immunosuppressant", rec.get("immunosuppressant") or "—")
+m[4].metric("Follow-up", "—" if last is None else f"week {last}")
+m[5].metric("Belimumab doses", len(doses), help="Derived: weeks 0, 2, 4, then every 4 weeks "
+                                                "until the last visit or the stop week")
+if stop is not None:
+    st.warning(f"Belimumab stopped at week {stop}: "
+               f"{rec.get('discontinuation_reason') or 'no reason recorded'}.")
+
+ev = events[["onset_week", "term"]].dropna(subset=["onset_week"]) if len(events) else None
+code = ui.py_call(f"explore.patient_visits(db, {flt.cohort!r}, {pid!r})", None, "explore")
+
+
+def series(col, thresholds=None, with_doses=False):
+    e = schema.ENDPOINTS_BY_COLUMN.get(col)
+    if col not in visits.columns or visits[col].notna().sum() == 0:
+        return
+    data = visits[["visit_week", col]].dropna()
+    data = data.assign(**{col: data[col].astype(float)})
+    title = ui.endpoint_label(col) if e else schema.column("visit_facts", col).label
+    ui.chart(charts.patient_series(
+        data, col, y_title=title, ref_low=e.ref_low if e else None,
+        ref_high=e.ref_high if e else None, thresholds=thresholds,
+        doses=doses if with_doses else None, events=ev if with_doses else None, title=title,
+        height=260 if ctx.presenter else 200),
+        f"patient_{pid}_{col}", code)
+
+
+st.subheader("Disease activity and treatment")
+a, b = st.columns(2)
+with a:
+    sledai_l = f"LLDAS SLEDAI-2K {p.lldas_sledai_op} {p.lldas_sledai_max}"
+    series("sledai2k", [(p.lldas_sledai_max, sledai_l)], with_doses=True)
+    pred_l = (f"LLDAS {p.lldas_pred_max_mg:g} mg" if p.lldas_pred_mg_kg is None else
+              f"LLDAS min({p.lldas_pred_mg_kg:g} mg/kg, {p.lldas_pred_max_mg:g}) mg")
+    pred_r = (f"remission {p.remission_pred_max_mg:g} mg" if p.remission_pred_mg_kg is None else
+              f"remission min({p.remission_pred_mg_kg:g} mg/kg, {p.remission_pred_max_mg:g}) mg")
+    series("prednisone_mg_day", [(p.lldas_pred_max_mg, pred_l),
+                                 (p.remission_pred_max_mg, pred_r)], with_doses=True)
+with b:
+    pga_l = f"LLDAS PGA {p.lldas_pga_op} {p.lldas_pga_max:g}"
+    pga_r = f"remission PGA {p.remission_pga_op} {p.remission_pga_max:g}"
+    series("pga", [(p.lldas_pga_max, pga_l), (p.remission_pga_max, pga_r)])
+    series("anti_dsdna_iu_ml")
+st.caption("Pink ticks along the bottom: belimumab doses (derived); orange triangles: adverse "
+           "events; green band: reference range; dashed lines: thresholds of the chosen "
+           "definitions.")
+
+st.subheader("Laboratory values against reference ranges")
+labs = [e.column for e in schema.ENDPOINTS if e.kind == "continuous" and e.column not in
+        ("sledai2k", "pga", "prednisone_mg_day", "anti_dsdna_iu_ml")]
+present = [c for c in labs if c in visits.columns and visits[c].notna().any()]
+grid = st.columns(2)
+for i, col in enumerate(present):
+    with grid[i % 2]:
+        series(col)
+
+st.subheader("State per visit")
+lld, rem_c = f"lldas_{preset}", f"remission_{preset}"
+want = ["visit_week", "sledai2k", "pga", "prednisone_mg_day", lld, f"{lld}_why", rem_c,
+        f"{rem_c}_why", "renal_complete", "renal_complete_why"]
+state = visits[[c for c in want if c in visits.columns]].rename(columns={
+    lld: "LLDAS", f"{lld}_why": "LLDAS: why", rem_c: "remission", f"{rem_c}_why":
+    "remission: why"})
+ui.table(state, f"patient_{pid}_states", code)
+
+st.subheader("Adverse events")
+if events.empty:
+    st.write("No adverse event recorded.")
+else:
+    ui.table(events, f"patient_{pid}_adverse_events",
+             ui.py_call(f"explore.patient_events(db, {flt.cohort!r}, {pid!r})", None, "explore"))
