@@ -521,3 +521,46 @@ def test_as_dict_is_json_ready():
     frame = S.results_frame(S.rm_anova_bonferroni(np.arange(12.0).reshape(4, 3) ** 1.5,
                                                   ["w0", "w4", "w12"]))
     assert list(frame["a"]) == ["w0", "w0", "w4"] and "p_unadjusted" in frame
+
+
+@pytest.mark.parametrize("engine", ["statsmodels", "closed_form"])
+def test_mixed_model_engines_match_lme4(fx, engine):
+    ref = REF["mixed"]
+    long = fx.rename(columns={"patient": "subject", "visit_week": "visit"})
+    res = S.mixed_model(long[["subject", "visit", "value"]], baseline=0, engine=engine)
+    assert res[0].extra["engine"] == engine
+    # R: fixef(fit), sqrt(diag(vcov(fit))), as.data.frame(VarCorr(fit))$vcov
+    assert [r.mean_diff for r in res] == pytest.approx(ref["estimate"], rel=1e-4)
+    assert [r.extra["se"] for r in res] == pytest.approx(ref["se"], rel=1e-4)
+    assert res[0].extra["var_subject"] == pytest.approx(ref["var_subject"], rel=1e-4)
+    assert res[0].extra["var_residual"] == pytest.approx(ref["var_residual"], rel=1e-4)
+
+
+def test_mixed_model_engines_agree_on_unbalanced_data():
+    # 300 patients, ~25 % of visits missing at random: statsmodels and the closed form
+    # maximise the same REML criterion, so they agree to optimiser precision.
+    rng = np.random.default_rng(11)
+    subj = np.repeat(np.arange(300), 5)
+    vis = np.tile(WEEKS, 300)
+    val = rng.normal(0, 0.4, 300)[subj] + 0.004 * vis + rng.normal(0, 0.3, 1500)
+    long = pd.DataFrame({"subject": subj, "visit": vis, "value": val})
+    long = long[rng.random(1500) > 0.25]
+    a = S.mixed_model(long, 0, engine="statsmodels")
+    b = S.mixed_model(long, 0, engine="closed_form")
+    assert [r.mean_diff for r in a] == pytest.approx([r.mean_diff for r in b], rel=1e-5)
+    # both use lme4's vcov formula s2 (X'V^-1X)^-1 at their variance components
+    assert [r.extra["se"] for r in a] == pytest.approx([r.extra["se"] for r in b], rel=1e-5)
+
+
+def test_mixed_model_boundary_fit():
+    # no patient effect at all: the REML variance of the intercept is 0 (lme4 "singular")
+    rng = np.random.default_rng(5)
+    long = pd.DataFrame({"subject": np.repeat(np.arange(40), 3), "visit": np.tile([0, 1, 2], 40),
+                         "value": rng.normal(size=120)})
+    long.loc[long.visit == 2, "value"] += 1.0
+    r = S.mixed_model(long, 0, engine="closed_form")
+    assert all(x.reason is None for x in r)
+    if r[0].extra["var_subject"] == 0:
+        # gamma = 0 is OLS: the estimate is the plain mean difference
+        m = long.groupby("visit")["value"].mean()
+        assert r[1].mean_diff == pytest.approx(m[2] - m[0], rel=1e-9)
