@@ -944,7 +944,9 @@ def read_cohort(
         else None,
     }
     sched = parse_schedule(schedule, sink)
+    n_before = len(sink.problems)
     wins = parse_windows(week_windows, sink)
+    windows_ok = len(sink.problems) == n_before  # a bad spec would only add noise below
     raws = _read_sources(path, sink)
     tables: dict[str, pd.DataFrame] = {}
     extras: dict[str, pd.Series] = {}
@@ -965,7 +967,8 @@ def read_cohort(
         _glucocorticoids(v, extras, raws["visits"], sink)
     if p is not None and v is not None:
         known = set(p["patient_id"].dropna())
-        _map_weeks(v, p, raws["visits"], sink, sched, wins)
+        if windows_ok:
+            _map_weeks(v, p, raws["visits"], sink, sched, wins)
         _check_visits(v, known, raws["visits"], sink)
         if "adverse_events" in tables:
             _check_aes(tables["adverse_events"], known, raws["adverse_events"], sink)
@@ -1005,7 +1008,8 @@ def _cli_unit(u: str | None) -> str | None:
     return "µmol/L" if u == "umol/L" else u
 
 
-def _print_report(res: ReadResult, out=sys.stderr) -> None:
+def _print_report(res: ReadResult, out=None) -> None:
+    out = out or sys.stderr
     for w in res.warnings:
         print(f"warning: {w}", file=out)
     if res.problems:
