@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--patients", type=int, default=100_000)
     bench.add_argument("--db", default=None)
     bench.add_argument("--format", default="text", choices=["text", "json"])
+    bench.add_argument("--demo", action="store_true",
+                       help="bench the demo database (--db, default data/demo.duckdb)")
+    bench.add_argument("--cohort", default=None, help="one cohort (default: every cohort)")
+    bench.add_argument("--pages", default=None, help="comma-separated page names")
+    bench.add_argument("--no-peer", action="store_true", help="skip the pandas peer")
+    bench.add_argument("--no-mixed", action="store_true", help="skip the mixed-model timing")
 
     dic = sub.add_parser("dictionary", help="print the data dictionary")
     dic.add_argument("--format", default="markdown", choices=["markdown", "csv", "json"])
