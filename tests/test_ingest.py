@@ -254,7 +254,7 @@ def _make_case(name: str, tmp: Path) -> Path:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_is_located(name, tmp_path):
+def test_bad_input_located_refused_database_unchanged(name, tmp_path, db, capsys):
     path = _make_case(name, tmp_path)
     file, row, column, value, reason = CASES[name][1]
     res = ingest.read_cohort(path)
@@ -272,19 +272,14 @@ def test_bad_input_is_located(name, tmp_path):
         assert f"column {column}" in text
     if value is not None:
         assert repr(value) in text
-
-
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_cli_exit_2_database_unchanged(name, tmp_path, db, capsys):
-    path = _make_case(name, tmp_path)
+    # The CLI: exit 2, the message printed, no traceback, the database byte-for-byte unchanged.
     before = sha(db)
     rc = cli.main(["import", str(path), "--db", str(db), "--replace"])
     out, err = capsys.readouterr()
     assert rc == 2
     assert "Traceback" not in out + err
+    assert text in err
     assert sha(db) == before
-    reason = CASES[name][1][4]
-    assert reason in err
     assert [p.name for p in db.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
@@ -297,7 +292,7 @@ def test_bad_input_validate_exit_2(name, tmp_path, capsys):
     assert "Traceback" not in out + err
 
 
-@pytest.mark.parametrize("name", ["pga_4", "utf16_encoding", "xlsx_missing_sheet", "missing_path"])
+@pytest.mark.parametrize("name", ["pga_4", "utf16_encoding", "missing_path"])
 def test_bad_input_subprocess(name, tmp_path, db):
     path = _make_case(name, tmp_path)
     before = sha(db)
