@@ -100,9 +100,9 @@ def _final_weeks(visits: pd.DataFrame, cohorts: pd.DataFrame | None) -> dict[str
                 fw = max(sw) if sw is not None and len(sw) else None
             if fw is not None:
                 final[str(row.cohort)] = int(fw)
-    missing = set(visits["cohort"].dropna().astype(str)) - set(final)
+    missing = set(visits["cohort"].dropna().unique().tolist()) - set(final)
     if missing:
-        inferred = infer_schedule(visits[visits["cohort"].astype(str).isin(missing)])
+        inferred = infer_schedule(visits[visits["cohort"].isin(list(missing))])
         final.update({c: max(w) for c, w in inferred.items()})
     return final
 
@@ -195,18 +195,9 @@ def build_facts(
     last_week = vis.groupby("patient_id", sort=False)["visit_week"].transform("max")
     vis["is_last"] = (week == last_week).astype("boolean")
 
-    for p in schema.PRESETS:
-        for d, fn in (
-            ("lldas", endpoints.evaluate_lldas),
-            ("remission", endpoints.evaluate_remission),
-        ):
-            r = fn(vis, p, weight_fb)
-            vis[f"{d}_{p}"] = r["met"]
-            vis[f"{d}_{p}_why"] = r["why"]
-    for k in schema.RENAL_DEFINITIONS:
-        r = endpoints.evaluate_renal(vis, k)
-        vis[k] = r["met"]
-        vis[f"{k}_why"] = r["why"]
+    ends = endpoints.evaluate_all(vis, weight_fb, schema.PRESETS)
+    for col in ends.columns:
+        vis[col] = ends[col]
 
     visit_facts = coerce(vis, "visit_facts")
 
@@ -222,10 +213,12 @@ def build_facts(
     pf["follow_up_months"] = pf["last_week"].astype("float64") / WEEKS_PER_MONTH
 
     final = _final_weeks(vis, cohorts)
-    fw = pf["cohort"].map(final)
-    key = vis["patient_id"].astype(str) + "\x00" + vis["visit_week"].astype(str)
-    pkey = pf["patient_id"].astype(str) + "\x00" + fw.astype("Int64").astype(str)
-    pf["completer"] = pd.array(pkey.isin(set(key)).to_numpy(dtype=bool), dtype="boolean")
+    vis_final = vis["cohort"].map(final).astype("Int64")
+    at_final = (vis["visit_week"] == vis_final).fillna(False).to_numpy(dtype=bool)
+    completers = set(vis.loc[at_final, "patient_id"])
+    pf["completer"] = pd.array(
+        pf["patient_id"].isin(completers).to_numpy(dtype=bool), dtype="boolean"
+    )
 
     base = vis.loc[vis["visit_week"] == 0].set_index("patient_id")
     pos_flag = (

@@ -26,8 +26,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lupus_dash.schema import SLEDAI_DESCRIPTORS
 
@@ -175,12 +178,161 @@ def get_preset(preset: Preset | str) -> Preset:
 # --------------------------------------------------------------------------
 # Small vectorised helpers
 # --------------------------------------------------------------------------
+#
+# Reason texts ("why") are built without a Python loop over rows: a message
+# column is held as integer ids into a list of distinct texts (``Msg``), each
+# distinct text is formatted once, and joining message columns factorises the
+# distinct combinations of ids. Where a join has many distinct combinations
+# (per-patient values such as a baseline eGFR), it is done by DuckDB's
+# concat_ws in one multi-threaded pass and kept as an Arrow array.
+
+# Above this many distinct combinations a join is handed to DuckDB.
+_PY_JOIN_MAX = 20_000
 
 
 def _num(x: float) -> str:
     """Display a number without trailing zeros (display only, never used in computation)."""
     x = float(x)
+    if np.isnan(x):
+        return "?"
     return str(int(x)) if x.is_integer() else f"{x:g}"
+
+
+def _d(x: float, digits: int = 3) -> str:
+    """Display a measured value rounded to `digits` decimals (display only)."""
+    x = float(x)
+    return "?" if np.isnan(x) else _num(round(x, digits))
+
+
+def _factorize_rows(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, first row of each code) for the distinct tuples across arrays."""
+    n = len(arrays[0])
+    key = np.zeros(n, dtype=np.int64)
+    for a in arrays:
+        c, u = pd.factorize(a, use_na_sentinel=False)
+        key = key * max(len(u), 1) + c
+        key, _ = pd.factorize(key)
+    k = int(key.max()) + 1 if n else 0
+    first = np.full(k, -1, dtype=np.int64)
+    first[key[::-1]] = np.arange(n - 1, -1, -1)
+    return key.astype(np.int64), first
+
+
+class Msg:
+    """A text column: ids into distinct ``texts`` (−1 = none), or an Arrow string array."""
+
+    def __init__(self, ids: np.ndarray | None, texts: list[str], arr: pa.Array | None = None):
+        self.ids, self.texts, self.arr = ids, texts, arr
+
+    def __len__(self) -> int:
+        return len(self.arr) if self.arr is not None else len(self.ids)
+
+    def present(self) -> np.ndarray:
+        if self.arr is not None:
+            return self.arr.is_valid().to_numpy(zero_copy_only=False)
+        return self.ids >= 0
+
+    def where(self, mask: np.ndarray) -> Msg:
+        """This text where mask, none elsewhere."""
+        if self.arr is not None:
+            return Msg(None, [], pc.if_else(pa.array(mask), self.arr, _NULL))
+        return Msg(np.where(mask, self.ids, -1), self.texts)
+
+    def map(self, fn) -> Msg:
+        """Transform every distinct text (id form only)."""
+        return Msg(self.ids, [fn(t) for t in self.texts])
+
+    def to_arrow(self) -> pa.Array:
+        if self.arr is not None:
+            return self.arr
+        table = pa.array([*self.texts, None], pa.string())
+        return table.take(pa.array(np.where(self.ids < 0, len(self.texts), self.ids)))
+
+    def to_list(self) -> list[str | None]:
+        return self.to_arrow().to_pylist()
+
+
+_NULL = pa.scalar(None, pa.string())
+
+
+def _m_none(n: int) -> Msg:
+    return Msg(np.full(n, -1, dtype=np.int64), [])
+
+
+def _m_const(mask: np.ndarray, text: str) -> Msg:
+    return Msg(np.where(mask, 0, -1).astype(np.int64), [text])
+
+
+def _m_fmt(mask: np.ndarray, fn, *arrays: np.ndarray, digits: int = 3) -> Msg:
+    """fn(*values) where mask, formatted once per distinct tuple of displayed values.
+
+    Floats are grouped as displayed (rounded to `digits` decimals), so keep
+    each call to one or two low-cardinality values and join parts with _m_cat.
+    """
+    n = len(mask)
+    sel = np.flatnonzero(mask)
+    if sel.size == 0:
+        return _m_none(n)
+    cols = [np.asarray(a)[sel] for a in arrays]
+    keys = [np.round(c, digits) if c.dtype.kind == "f" else c for c in cols]
+    codes, first = _factorize_rows(keys)
+    texts = [fn(*(c[f] for c in cols)) for f in first]
+    ids = np.full(n, -1, dtype=np.int64)
+    ids[sel] = codes
+    return Msg(ids, texts)
+
+
+def _m_choose(cond: np.ndarray, a: Msg, b: Msg) -> Msg:
+    """a where cond, else b."""
+    if a.arr is not None or b.arr is not None:
+        return Msg(None, [], pc.if_else(pa.array(cond), a.to_arrow(), b.to_arrow()))
+    off = len(a.texts)
+    ids = np.where(cond, a.ids, np.where(b.ids >= 0, b.ids + off, -1))
+    return Msg(ids, a.texts + b.texts)
+
+
+def _m_join(msgs: Sequence[Msg], n: int, sep: str = "; ") -> Msg:
+    """Row-wise join of the present texts with sep (none where no text is present)."""
+    msgs = [m for m in msgs if m.arr is not None or (m.texts and (m.ids >= 0).any())]
+    if not msgs:
+        return _m_none(n)
+    if len(msgs) == 1:
+        return msgs[0]
+    if all(m.arr is None for m in msgs):
+        ids = np.stack([m.ids for m in msgs])
+        sel = np.flatnonzero((ids >= 0).any(axis=0))
+        codes, first = _factorize_rows([row[sel] for row in ids])
+        if len(first) <= _PY_JOIN_MAX:
+            texts = [sep.join(m.texts[m.ids[c]] for m in msgs if m.ids[c] >= 0) for c in sel[first]]
+            out = np.full(n, -1, dtype=np.int64)
+            out[sel] = codes
+            return Msg(out, texts)
+    return Msg(None, [], _duck_concat_ws([m.to_arrow() for m in msgs], sep))
+
+
+def _m_cat(*parts: Msg) -> Msg:
+    """Row-wise concatenation of message parts (present where any part is)."""
+    return _m_join(parts, len(parts[0]), "")
+
+
+def _duck_concat_ws(parts: Sequence[pa.Array], sep: str) -> pa.Array:
+    """concat_ws over Arrow string arrays in DuckDB: NULLs skipped, all-NULL rows NULL.
+
+    A private in-memory connection per call (thread-safe, touches no file);
+    column names are generated here and the separator is a parameter.
+    """
+    table = pa.table({f"p{i}": p for i, p in enumerate(parts)})
+    cols = ", ".join(f"p{i}" for i in range(len(parts)))
+    con = duckdb.connect()
+    try:
+        con.register("parts_tbl", table)
+        rel = con.sql(
+            f"SELECT nullif(concat_ws($sep, {cols}), '') AS w FROM parts_tbl", params={"sep": sep}
+        )
+        out = rel.to_arrow_table().column(0).combine_chunks()
+    finally:
+        con.close()
+    return out.cast(pa.string())
 
 
 def _col(df: pd.DataFrame, name: str) -> np.ndarray:
@@ -212,6 +364,7 @@ def _lt(x: np.ndarray, lim: np.ndarray | float) -> np.ndarray:
 
 
 def _ge(x: np.ndarray, lim: np.ndarray | float) -> np.ndarray:
+    """x ≥ lim with relative tolerance (NaN → False)."""
     return x >= lim - _TOL * np.maximum(1.0, np.abs(lim))
 
 
@@ -219,44 +372,19 @@ def _cmp(x: np.ndarray, lim: np.ndarray | float, op: str) -> np.ndarray:
     return _le(x, lim) if op == "le" else _lt(x, lim)
 
 
-def _join(parts: Sequence[np.ndarray], n: int) -> np.ndarray:
-    """Row-wise '; '.join of object arrays holding str or None."""
-    out = np.full(n, None, dtype=object)
-    have = np.zeros(n, dtype=bool)
-    for p in parts:
-        pm = pd.notna(p)
-        both, only = have & pm, ~have & pm
-        if both.any():
-            out[both] = out[both] + "; " + p[both]
-        out[only] = p[only]
-        have |= pm
-    return out
-
-
-def _msgs(n: int, mask: np.ndarray, fn, *arrays: np.ndarray) -> np.ndarray:
-    """Object array with fn(*values) where mask, None elsewhere (only masked rows formatted)."""
-    out = np.full(n, None, dtype=object)
-    idx = np.flatnonzero(mask)
-    if idx.size:
-        out[idx] = [fn(*vals) for vals in zip(*(a[idx] for a in arrays))] if arrays else fn()
-    return out
-
-
-def _const(n: int, mask: np.ndarray, text: str) -> np.ndarray:
-    out = np.full(n, None, dtype=object)
-    out[mask] = text
-    return out
+def _pd_string(m: Msg, index: pd.Index) -> pd.Series:
+    return pd.Series(pd.array(m.to_arrow(), dtype="string"), index=index)
 
 
 @dataclass
 class Criterion:
-    """One criterion evaluated over visits: known/ok arrays plus a message per row."""
+    """One criterion evaluated over visits: known/ok arrays plus a reason per row."""
 
     name: str
     label: str
     known: np.ndarray  # bool: could be judged
     ok: np.ndarray  # bool: met (meaningful where known)
-    message: np.ndarray  # object: text where failed or not evaluable, else None
+    message: Msg  # reason where failed or not evaluable, none where met
 
     @property
     def failed(self) -> np.ndarray:
@@ -267,28 +395,41 @@ class Criterion:
         return self.known & self.ok
 
 
-def _criterion(name, label, ok, fail, fail_msg, na_msg) -> Criterion:
+def _criterion(name: str, label: str, ok, fail, fail_msg: Msg, na_msg: Msg) -> Criterion:
     """Build a Criterion from ok/fail masks; rows in neither are not evaluable."""
+    fail = np.asarray(fail, dtype=bool)
+    ok = np.asarray(ok, dtype=bool) & ~fail
     known = ok | fail
-    msg = np.where(fail, fail_msg, np.where(known, None, na_msg))
-    return Criterion(name, label, known, ok & ~fail, msg)
+    msg = _m_choose(fail, fail_msg, na_msg.where(~known))
+    return Criterion(name, label, known, ok, msg)
+
+
+def _kleene_and(criteria: Sequence[Criterion], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(met, failed) of the conjunction; neither = not evaluable."""
+    fail = np.zeros(n, dtype=bool)
+    na = np.zeros(n, dtype=bool)
+    for c in criteria:
+        fail |= c.failed
+        na |= ~c.known
+    return ~fail & ~na, fail
+
+
+def _why(criteria: Sequence[Criterion], n: int) -> Msg:
+    """Reasons of every criterion failed or not judged, in criterion order."""
+    return _m_join([c.message for c in criteria], n)
+
+
+def _result(met: np.ndarray, failed: np.ndarray, why: Msg, index: pd.Index) -> pd.DataFrame:
+    out = pd.array(met, dtype="boolean")
+    out[~met & ~failed] = pd.NA
+    return pd.DataFrame({"met": out, "why": _pd_string(why.where(~met), index)}, index=index)
 
 
 def combine(criteria: Sequence[Criterion], index: pd.Index) -> pd.DataFrame:
     """Kleene AND of criteria → DataFrame(met: boolean, why: string)."""
     n = len(index)
-    any_fail = np.zeros(n, dtype=bool)
-    any_na = np.zeros(n, dtype=bool)
-    for c in criteria:
-        any_fail |= c.failed
-        any_na |= ~c.known
-    met = pd.array(np.where(any_fail | any_na, False, True), dtype="boolean")
-    met[any_na & ~any_fail] = pd.NA
-    # why: failures first, then what could not be judged.
-    fails = [np.where(c.failed, c.message, None) for c in criteria]
-    nas = [np.where(~c.known, c.message, None) for c in criteria]
-    why = _join(fails + nas, n)
-    return pd.DataFrame({"met": met, "why": pd.array(why, dtype="string")}, index=index)
+    met, failed = _kleene_and(criteria, n)
+    return _result(met, failed, _why(criteria, n), index)
 
 
 def breakdown(criteria: Sequence[Criterion], index: pd.Index) -> pd.DataFrame:
@@ -297,7 +438,7 @@ def breakdown(criteria: Sequence[Criterion], index: pd.Index) -> pd.DataFrame:
     for c in criteria:
         status = np.where(c.failed, FAILED, np.where(c.known, MET, NOT_EVALUABLE))
         data[c.name] = pd.array(status, dtype="string")
-        data[f"{c.name}_detail"] = pd.array(c.message, dtype="string")
+        data[f"{c.name}_detail"] = _pd_string(c.message, index)
     return pd.DataFrame(data, index=index)
 
 
@@ -305,22 +446,21 @@ def breakdown(criteria: Sequence[Criterion], index: pd.Index) -> pd.DataFrame:
 # SLEDAI-2K and clinical SLEDAI (§1)
 # --------------------------------------------------------------------------
 
+_WEIGHTS = {k: w for k, w, _, _ in SLEDAI_DESCRIPTORS}
+_ALL = tuple(d[0] for d in SLEDAI_DESCRIPTORS)
+_CLINICAL = tuple(k for k in _ALL if k not in SEROLOGY)
+
 
 def _descriptor_sums(df: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(weight of descriptors recorded True, weight of descriptors missing) per row."""
     n = len(df)
     true_w = np.zeros(n)
     na_w = np.zeros(n)
-    weights = {k: w for k, w, _, _ in SLEDAI_DESCRIPTORS}
     for k in keys:
         t, f = _bool(df, f"sledai_{k}")
-        true_w += weights[k] * t
-        na_w += weights[k] * ~(t | f)
+        true_w += _WEIGHTS[k] * t
+        na_w += _WEIGHTS[k] * ~(t | f)
     return true_w, na_w
-
-
-_ALL = tuple(d[0] for d in SLEDAI_DESCRIPTORS)
-_CLINICAL = tuple(k for k in _ALL if k not in SEROLOGY)
 
 
 def sledai_bounds(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -328,7 +468,8 @@ def sledai_bounds(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
     A reported ``sledai2k`` is exact (the importer rejects one that disagrees
     with complete descriptors); otherwise the bounds run from the weight of the
-    descriptors recorded present to that plus the weight of missing ones.
+    descriptors recorded present to that plus the weight of missing ones
+    (a missing descriptor is unknown, not absent).
     """
     t, na = _descriptor_sums(df, _ALL)
     s = _col(df, "sledai2k")
@@ -341,8 +482,9 @@ def csledai_bounds(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
     From descriptors: [present clinical weight, + missing clinical weight].
     From a reported SLEDAI-2K s: cSLEDAI ∈ [s − possible serology, s − serology
-    recorded present], the possible serology being at most 4 points. So with no
-    descriptors, s = 0 gives cSLEDAI = 0 and s > 4 gives cSLEDAI ≥ s − 4 > 0,
+    recorded present], possible serology being at most 4 points (low
+    complement 2 + increased DNA binding 2). So with no descriptors, s = 0
+    gives cSLEDAI = 0 and s > 4 gives cSLEDAI ≥ s − 4 > 0 (not in remission),
     while 1 ≤ s ≤ 4 leaves cSLEDAI unknown.
     """
     ct, cna = _descriptor_sums(df, _CLINICAL)
@@ -397,7 +539,7 @@ def previous_row(df: pd.DataFrame) -> np.ndarray:
 
 
 def _take(a: np.ndarray, pos: np.ndarray, fill) -> np.ndarray:
-    out = a[np.maximum(pos, 0)].copy() if a.size else a.copy()
+    out = a[np.maximum(pos, 0)] if a.size else a.copy()
     out[pos < 0] = fill
     return out
 
@@ -407,13 +549,15 @@ def _take(a: np.ndarray, pos: np.ndarray, fill) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-def _sledai_criterion(df, lo, hi, limit: float, op: str, label: str, name: str) -> Criterion:
-    n = len(df)
+def _sledai_criterion(
+    lo: np.ndarray, hi: np.ndarray, limit: float, op: str, label: str, name: str
+) -> Criterion:
+    """Score within the limit: met if the upper bound is, failed if the lower bound is not."""
     ok = _cmp(hi, limit, op)
-    fail = ~_cmp(lo, limit, op) & ~np.isnan(lo)
+    fail = ~np.isnan(lo) & ~_cmp(lo, limit, op)
     sym = _FAIL_OPS[op]
 
-    def fmsg(a, b):
+    def fmt(a, b):
         v = _num(a) if a == b else f"≥ {_num(a)}"
         return f"{label} {v} {sym} {_num(limit)}"
 
@@ -422,62 +566,88 @@ def _sledai_criterion(df, lo, hi, limit: float, op: str, label: str, name: str) 
         f"{label} {_OPS[op]} {_num(limit)}",
         ok,
         fail,
-        _msgs(n, fail, fmsg, lo, hi),
-        _const(n, ~(ok | fail), f"{label} missing"),
+        _m_fmt(fail, fmt, lo, hi),
+        _m_const(~(ok | fail), f"{label} missing"),
+    )
+
+
+def _descriptor_names(masks: Sequence[tuple[np.ndarray, str]], n: int) -> Msg:
+    """Comma-separated labels of the masks true in each row (none if no mask is)."""
+    code = np.zeros(n, dtype=np.int64)
+    for i, (m, _) in enumerate(masks):
+        code |= m.astype(np.int64) << i
+    return _m_fmt(
+        code > 0,
+        lambda c: ", ".join(lab for i, (_, lab) in enumerate(masks) if (int(c) >> i) & 1),
+        code,
     )
 
 
 def _major_organ_criterion(df: pd.DataFrame, total_hi: np.ndarray) -> Criterion:
-    """No major organ activity, no haemolytic anaemia, no GI activity (LLDAS criterion 1)."""
+    """No major organ activity, haemolytic anaemia or GI activity (LLDAS criterion 1).
+
+    Activity recorded by any source fails (major_organ_activity column, a
+    major-organ SLEDAI-2K descriptor, haemolytic_anaemia, gi_activity). Absence
+    is shown by the column being False, by every major descriptor being
+    recorded absent, or by SLEDAI-2K = 0 (no descriptor can then be present).
+    Haemolytic anaemia and GI activity are not SLEDAI items: when not recorded
+    they are taken as absent (otherwise no file without those columns could
+    ever reach LLDAS).
+    """
     n = len(df)
     col_t, col_f = _bool(df, "major_organ_activity")
     ha_t, _ = _bool(df, "haemolytic_anaemia")
     gi_t, _ = _bool(df, "gi_activity")
-    active_names = np.full(n, None, dtype=object)
     desc_active = np.zeros(n, dtype=bool)
     desc_all_false = np.ones(n, dtype=bool)
+    names = []
     for key, _w, label, group in SLEDAI_DESCRIPTORS:
         if group not in MAJOR_ORGAN_GROUPS:
             continue
         t, f = _bool(df, f"sledai_{key}")
         desc_active |= t
         desc_all_false &= f
-        if t.any():
-            lab = label.lower()
-            add = t & pd.notna(active_names)
-            active_names[add] = active_names[add] + ", " + lab
-            active_names[t & ~add] = lab
-    # Any source recording activity decides; the column, complete negative
-    # descriptors, or a SLEDAI-2K of 0 (no descriptor can be present) show absence.
+        names.append((t, label.lower()))
     fail = col_t | desc_active | ha_t | gi_t
-    ok = (col_f | desc_all_false | (total_hi == 0)) & ~fail
-    parts = [
-        _msgs(n, col_t, lambda: "major organ activity recorded"),
-        _msgs(n, desc_active, lambda s: f"major organ activity ({s})", active_names),
-        _const(n, ha_t, "haemolytic anaemia"),
-        _const(n, gi_t, "GI activity"),
-    ]
+    ok = col_f | desc_all_false | (total_hi == 0)
+    msg = _m_join(
+        [
+            _m_const(col_t, "major organ activity recorded"),
+            _descriptor_names(names, n).map(lambda s: f"major organ activity ({s})"),
+            _m_const(ha_t, "haemolytic anaemia"),
+            _m_const(gi_t, "GI activity"),
+        ],
+        n,
+    )
     return _criterion(
         "major_organ",
         "no major organ activity, haemolytic anaemia or GI activity",
         ok,
         fail,
-        _join(parts, n),
-        _const(n, ~(ok | fail), "major organ activity not recorded"),
+        msg,
+        _m_const(np.ones(n, dtype=bool), "major organ activity not recorded"),
     )
 
 
 def _new_activity_criterion(df: pd.DataFrame, total_hi: np.ndarray) -> Criterion:
-    """No new activity since the previous assessment (LLDAS criterion 2; Oon et al.)."""
+    """No new activity since the previous assessment (LLDAS criterion 2; Oon et al.).
+
+    ``new_activity`` column where recorded; otherwise (and additionally: any
+    source recording new activity fails) from descriptors: a descriptor present
+    now that was recorded absent at the same patient's previous visit. A
+    descriptor present now whose previous state is unknown (in particular at
+    the first assessment) leaves the criterion not evaluable; with nothing
+    present now (all descriptors absent, or SLEDAI-2K 0) nothing can be new.
+    """
     n = len(df)
     col_t, col_f = _bool(df, "new_activity")
     prev = previous_row(df)
     has_prev = prev >= 0
     prev_zero = _take(total_hi, prev, np.nan) == 0  # previous SLEDAI-2K 0: nothing present
+    cur_zero = total_hi == 0
     new_any = np.zeros(n, dtype=bool)
     unknown_any = np.zeros(n, dtype=bool)
-    new_names = np.full(n, None, dtype=object)
-    cur_zero = total_hi == 0
+    names = []
     for key, _w, label, _g in SLEDAI_DESCRIPTORS:
         t, f = _bool(df, f"sledai_{key}")
         f = f | cur_zero
@@ -485,51 +655,50 @@ def _new_activity_criterion(df: pd.DataFrame, total_hi: np.ndarray) -> Criterion
         pf = _take(f, prev, False) | prev_zero
         pt = _take(t, prev, False)
         new = t & pf
-        # Not decided: the descriptor itself is missing, or present now with the
-        # previous state unknown (or no previous assessment at all).
         unknown = ~(t | f) | (t & ~pf & ~pt)
         new_any |= new
         unknown_any |= unknown
-        if new.any():
-            lab = label.lower()
-            add = new & pd.notna(new_names)
-            new_names[add] = new_names[add] + ", " + lab
-            new_names[new & ~add] = lab
+        names.append((new, label.lower()))
     fail = col_t | new_any
-    ok = (col_f | ~unknown_any) & ~fail
-    na = ~(ok | fail)
-    na_msg = np.where(
-        has_prev, "new activity not recorded", "new activity not evaluable (first assessment)"
-    ).astype(object)
-    parts = [
-        _msgs(n, col_t, lambda: "new activity recorded"),
-        _msgs(n, new_any, lambda s: f"new activity ({s})", new_names),
-    ]
+    ok = col_f | ~unknown_any
+    msg = _m_join(
+        [
+            _m_const(col_t, "new activity recorded"),
+            _descriptor_names(names, n).map(lambda s: f"new activity ({s})"),
+        ],
+        n,
+    )
+    na_msg = _m_choose(
+        has_prev,
+        _m_const(has_prev, "new activity not recorded"),
+        _m_const(~has_prev, "new activity not evaluable (first assessment)"),
+    )
     return _criterion(
-        "new_activity",
-        "no new activity since the previous assessment",
+        "new_activity", "no new activity since the previous assessment", ok, fail, msg, na_msg
+    )
+
+
+def _threshold(
+    x: np.ndarray, limit: float, op: str, label: str, unit: str = "", name: str | None = None
+) -> Criterion:
+    """x {≤,<} limit; missing x → not evaluable."""
+    have = ~np.isnan(x)
+    ok = have & _cmp(x, limit, op)
+    fail = have & ~ok
+    u = f" {unit}" if unit else ""
+    sym = _FAIL_OPS[op]
+    return _criterion(
+        name or label.lower().replace(" ", "_"),
+        f"{label} {_OPS[op]} {_num(limit)}{u}",
         ok,
         fail,
-        _join(parts, n),
-        np.where(na, na_msg, None),
+        _m_fmt(fail, lambda v: f"{label} {_d(v)}{u} {sym} {_num(limit)}{u}", x),
+        _m_const(~have, f"{label} missing"),
     )
 
 
 def _pga_criterion(df: pd.DataFrame, limit: float, op: str) -> Criterion:
-    n = len(df)
-    pga = _col(df, "pga")
-    have = ~np.isnan(pga)
-    ok = have & _cmp(pga, limit, op)
-    fail = have & ~ok
-    sym = _FAIL_OPS[op]
-    return _criterion(
-        "pga",
-        f"PGA {_OPS[op]} {_num(limit)}",
-        ok,
-        fail,
-        _msgs(n, fail, lambda v: f"PGA {_num(v)} {sym} {_num(limit)}", pga),
-        _const(n, ~have, "PGA missing"),
-    )
+    return _threshold(_col(df, "pga"), limit, op, "PGA", name="pga")
 
 
 def _pred_criterion(
@@ -539,51 +708,47 @@ def _pred_criterion(
     mg_kg: float | None,
     fallback_weight_kg: np.ndarray | None,
 ) -> Criterion:
-    n = len(df)
+    """Prednisone-equivalent dose within a fixed or weight-based (min(k × kg, max)) limit."""
     dose = _col(df, "prednisone_mg_day")
-    have = ~np.isnan(dose)
-    sym = _FAIL_OPS[op]
     if mg_kg is None:
-        ok = have & _cmp(dose, max_mg, op)
-        fail = have & ~ok
-        return _criterion(
-            "prednisone",
-            f"prednisone {_OPS[op]} {_num(max_mg)} mg/day",
-            ok,
-            fail,
-            _msgs(n, fail, lambda v: f"prednisone {_num(v)} mg {sym} {_num(max_mg)} mg", dose),
-            _const(n, ~have, "prednisone missing"),
-        )
+        return _threshold(dose, max_mg, op, "prednisone", "mg", name="prednisone")
+    have = ~np.isnan(dose)
     weight = _col(df, "weight_kg")
     if fallback_weight_kg is not None:
-        fb = np.asarray(fallback_weight_kg, dtype="float64")
-        weight = np.where(np.isnan(weight), fb, weight)
+        weight = np.where(np.isnan(weight), fallback_weight_kg, weight)
     wt = ~np.isnan(weight)
     limit = np.minimum(mg_kg * weight, max_mg)  # NaN where no weight
-    # Without weight the dose still decides at the extremes: above the cap fails,
-    # and a dose of 0 meets any positive limit.
+    # Without weight the dose still decides at the extremes: above the cap
+    # fails, and a dose of 0 meets any positive "≤" limit.
     over_cap = have & ~_cmp(dose, max_mg, op)
-    ok = have & wt & _cmp(dose, limit, op)
-    ok |= have & ~wt & (dose == 0) & (op == "le")
+    ok = have & ((wt & _cmp(dose, limit, op)) | (~wt & (dose == 0) & (op == "le")))
     fail = (have & wt & ~ok) | over_cap
+    sym = _FAIL_OPS[op]
 
-    def fmsg(v, lim, w):
+    def limit_text(w):
         if np.isnan(w):
-            return f"prednisone {_num(v)} mg {sym} {_num(max_mg)} mg"
-        return (
-            f"prednisone {_num(v)} mg {sym} {_num(lim)} mg "
-            f"(min({_num(mg_kg)} mg/kg × {_num(w)} kg, {_num(max_mg)} mg))"
-        )
+            return f"{_num(max_mg)} mg"
+        lim = min(mg_kg * w, max_mg)
+        return f"{_d(lim)} mg (min({_num(mg_kg)} mg/kg × {_d(w, 2)} kg, {_num(max_mg)} mg))"
 
-    na = ~(ok | fail)
-    na_msg = np.where(have, "weight missing for the mg/kg limit", "prednisone missing")
+    # Two parts, each formatted once per distinct value, then joined.
+    fail_msg = _m_cat(
+        _m_fmt(fail, lambda v: f"prednisone {_d(v)} mg {sym} ", dose),
+        _m_fmt(fail, limit_text, weight, digits=2),
+    )
+
+    na_msg = _m_choose(
+        have,
+        _m_const(have, "weight missing for the mg/kg limit"),
+        _m_const(~have, "prednisone missing"),
+    )
     return _criterion(
         "prednisone",
         f"prednisone {_OPS[op]} min({_num(mg_kg)} mg/kg, {_num(max_mg)} mg)/day",
         ok,
         fail,
-        _msgs(n, fail, fmsg, dose, limit, weight),
-        np.where(na, na_msg.astype(object), None),
+        fail_msg,
+        na_msg,
     )
 
 
@@ -595,117 +760,169 @@ def _maintenance_criterion(n: int) -> Criterion:
         "standard maintenance therapy (assumed: not recorded)",
         ones,
         ones.copy(),
-        np.full(n, None, dtype=object),
+        _m_none(n),
     )
 
 
 def _as_weight(fallback_weight_kg, n: int) -> np.ndarray | None:
     if fallback_weight_kg is None:
         return None
-    return pd.to_numeric(pd.Series(np.asarray(fallback_weight_kg)), errors="coerce").to_numpy(
-        dtype="float64", na_value=np.nan
-    )[:n]
+    w = pd.to_numeric(pd.Series(np.asarray(fallback_weight_kg, dtype=object)), errors="coerce")
+    w = w.to_numpy(dtype="float64", na_value=np.nan)
+    if len(w) != n:
+        raise ValueError(f"fallback_weight_kg has {len(w)} values for {n} visits")
+    return w
 
 
 def lldas_criteria(
     visits: pd.DataFrame,
     preset: Preset | str = "standard",
     fallback_weight_kg: Sequence[float] | pd.Series | None = None,
+    *,
+    cache: dict | None = None,
 ) -> list[Criterion]:
-    """The five LLDAS criteria evaluated per visit under a preset."""
+    """The five LLDAS criteria (Franklyn 2016 or the preset's variant) per visit.
+
+    ``cache``: a dict shared between calls on the same visits frame, so that
+    criteria that do not depend on the preset are computed once.
+    """
     p = get_preset(preset)
     n = len(visits)
-    lo, hi = sledai_bounds(visits)
+    c = {} if cache is None else cache
+    lo, hi = _memo(c, ("sledai_bounds",), lambda: sledai_bounds(visits))
     return [
-        _sledai_criterion(
-            visits, lo, hi, p.lldas_sledai_max, p.lldas_sledai_op, "SLEDAI-2K", "sledai"
+        _memo(
+            c,
+            ("sledai", p.lldas_sledai_max, p.lldas_sledai_op),
+            lambda: _sledai_criterion(
+                lo, hi, p.lldas_sledai_max, p.lldas_sledai_op, "SLEDAI-2K", "sledai"
+            ),
         ),
-        _major_organ_criterion(visits, hi),
-        _new_activity_criterion(visits, hi),
-        _pga_criterion(visits, p.lldas_pga_max, p.lldas_pga_op),
-        _pred_criterion(
-            visits,
-            p.lldas_pred_max_mg,
-            p.lldas_pred_op,
-            p.lldas_pred_mg_kg,
-            _as_weight(fallback_weight_kg, n),
+        _memo(c, ("major_organ",), lambda: _major_organ_criterion(visits, hi)),
+        _memo(c, ("new_activity",), lambda: _new_activity_criterion(visits, hi)),
+        _memo(
+            c,
+            ("pga", p.lldas_pga_max, p.lldas_pga_op),
+            lambda: _pga_criterion(visits, p.lldas_pga_max, p.lldas_pga_op),
+        ),
+        _memo(
+            c,
+            ("pred", p.lldas_pred_max_mg, p.lldas_pred_op, p.lldas_pred_mg_kg),
+            lambda: _pred_criterion(
+                visits,
+                p.lldas_pred_max_mg,
+                p.lldas_pred_op,
+                p.lldas_pred_mg_kg,
+                _as_weight(fallback_weight_kg, n),
+            ),
         ),
         _maintenance_criterion(n),
     ]
 
 
-def remission_criteria(
-    visits: pd.DataFrame,
-    preset: Preset | str = "standard",
-    fallback_weight_kg: Sequence[float] | pd.Series | None = None,
-) -> list[Criterion]:
-    """The remission criteria (DORIS 2021 or the preset's variant) evaluated per visit."""
-    p = get_preset(preset)
-    n = len(visits)
-    if p.remission_sledai_basis == "clinical":
-        lo, hi = csledai_bounds(visits)
-        crit = _csledai_criterion(visits, lo, hi)
-    else:
-        lo, hi = sledai_bounds(visits)
-        crit = _sledai_criterion(visits, lo, hi, 0, "le", "SLEDAI-2K", "sledai")
-    return [
-        crit,
-        _pga_criterion(visits, p.remission_pga_max, p.remission_pga_op),
-        _pred_criterion(
-            visits,
-            p.remission_pred_max_mg,
-            p.remission_pred_op,
-            p.remission_pred_mg_kg,
-            _as_weight(fallback_weight_kg, n),
-        ),
-    ]
+def _memo(cache: dict, key: tuple, fn):
+    if key not in cache:
+        cache[key] = fn()
+    return cache[key]
 
 
-def _csledai_criterion(df: pd.DataFrame, lo: np.ndarray, hi: np.ndarray) -> Criterion:
-    n = len(df)
+def _csledai_criterion(df: pd.DataFrame) -> Criterion:
+    """Clinical SLEDAI = 0 (DORIS 2021), judged from its bounds (see csledai_bounds)."""
+    lo, hi = csledai_bounds(df)
+    s = _col(df, "sledai2k")
     ok = hi == 0
     fail = lo > 0
-    s = _col(df, "sledai2k")
 
-    def fmsg(a, b, total):
+    def fmt(a, b, total):
         if a == b:
             return f"cSLEDAI {_num(a)} > 0"
-        if not np.isnan(total):
-            return f"cSLEDAI ≥ {_num(a)} > 0 (SLEDAI-2K {_num(total)} without descriptors)"
-        return f"cSLEDAI ≥ {_num(a)} > 0"
+        if np.isnan(total):
+            return f"cSLEDAI ≥ {_num(a)} > 0"
+        return f"cSLEDAI ≥ {_num(a)} > 0 (SLEDAI-2K {_num(total)} without serology descriptors)"
 
     def namsg(total):
         if np.isnan(total):
             return "cSLEDAI missing"
         return f"cSLEDAI not evaluable (SLEDAI-2K {_num(total)} without serology descriptors)"
 
-    na = ~(ok | fail)
     return _criterion(
         "csledai",
         "clinical SLEDAI = 0",
         ok,
         fail,
-        _msgs(n, fail, fmsg, lo, hi, s),
-        _msgs(n, na, namsg, s),
+        _m_fmt(fail, fmt, lo, hi, s),
+        _m_fmt(~(ok | fail), namsg, s),
     )
+
+
+def remission_criteria(
+    visits: pd.DataFrame,
+    preset: Preset | str = "standard",
+    fallback_weight_kg: Sequence[float] | pd.Series | None = None,
+    *,
+    cache: dict | None = None,
+) -> list[Criterion]:
+    """The remission criteria (DORIS 2021 or the preset's variant) per visit."""
+    p = get_preset(preset)
+    n = len(visits)
+    c = {} if cache is None else cache
+    if p.remission_sledai_basis == "clinical":
+        first = _memo(c, ("csledai",), lambda: _csledai_criterion(visits))
+    else:
+        lo, hi = _memo(c, ("sledai_bounds",), lambda: sledai_bounds(visits))
+        first = _memo(
+            c,
+            ("sledai", 0, "le"),
+            lambda: _sledai_criterion(lo, hi, 0, "le", "SLEDAI-2K", "sledai"),
+        )
+    return [
+        first,
+        _memo(
+            c,
+            ("pga", p.remission_pga_max, p.remission_pga_op),
+            lambda: _pga_criterion(visits, p.remission_pga_max, p.remission_pga_op),
+        ),
+        _memo(
+            c,
+            ("pred", p.remission_pred_max_mg, p.remission_pred_op, p.remission_pred_mg_kg),
+            lambda: _pred_criterion(
+                visits,
+                p.remission_pred_max_mg,
+                p.remission_pred_op,
+                p.remission_pred_mg_kg,
+                _as_weight(fallback_weight_kg, n),
+            ),
+        ),
+    ]
 
 
 def evaluate_lldas(
     visits: pd.DataFrame,
     preset: Preset | str = "standard",
     fallback_weight_kg: Sequence[float] | pd.Series | None = None,
+    *,
+    cache: dict | None = None,
 ) -> pd.DataFrame:
-    """LLDAS per visit: DataFrame(met: boolean with <NA> = not evaluable, why: string)."""
-    return combine(lldas_criteria(visits, preset, fallback_weight_kg), visits.index)
+    """LLDAS per visit: DataFrame(met: boolean with <NA> = not evaluable, why: string).
+
+    ``visits`` needs patient_id and visit_week for criterion 2 (previous
+    assessment); ``fallback_weight_kg`` (aligned to visits) is the patient's
+    baseline weight used by the paediatric preset where the visit has none.
+    """
+    crits = lldas_criteria(visits, preset, fallback_weight_kg, cache=cache)
+    return combine(crits, visits.index)
 
 
 def evaluate_remission(
     visits: pd.DataFrame,
     preset: Preset | str = "standard",
     fallback_weight_kg: Sequence[float] | pd.Series | None = None,
+    *,
+    cache: dict | None = None,
 ) -> pd.DataFrame:
     """Remission per visit: DataFrame(met: boolean with <NA> = not evaluable, why: string)."""
-    return combine(remission_criteria(visits, preset, fallback_weight_kg), visits.index)
+    crits = remission_criteria(visits, preset, fallback_weight_kg, cache=cache)
+    return combine(crits, visits.index)
 
 
 def criteria_breakdown(
@@ -714,7 +931,11 @@ def criteria_breakdown(
     preset: Preset | str = "standard",
     fallback_weight_kg: Sequence[float] | pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Per-criterion status and detail for 'lldas', 'remission' or a renal definition."""
+    """Per-criterion status ('met'/'failed'/'not evaluable') and detail, for the patient page.
+
+    ``definition``: 'lldas', 'remission' or one of RENAL_KINDS. Columns: one per
+    criterion (status) and ``<criterion>_detail`` (the reason text).
+    """
     if definition == "lldas":
         crits = lldas_criteria(visits, preset, fallback_weight_kg)
     elif definition == "remission":
@@ -732,10 +953,10 @@ def criteria_breakdown(
 
 # Active nephritis at baseline: proteinuria ≥ 0.5 g/g (the complete-response
 # threshold); below it a patient cannot "respond", so renal endpoints are not
-# applicable.
+# applicable (<NA>).
 RENAL_ACTIVE_MIN_G_G = 0.5
 # KDIGO 2021/2024: complete = UPCR < 0.5 g/g; partial = ≥ 50 % reduction and
-# < 3 g/g; kidney function "stable (±10–15 %)" — we take the stricter 10 %:
+# < 3 g/g; kidney function "stable (±10–15 %)": we take the stricter 10 %,
 # eGFR ≥ 0.9 × baseline.
 KDIGO_COMPLETE_UPCR = 0.5
 KDIGO_PARTIAL_UPCR = 3.0
@@ -751,231 +972,212 @@ RENAL_KINDS = ("renal_complete", "renal_partial", "renal_crr", "renal_perr")
 
 
 def _proteinuria(df: pd.DataFrame) -> np.ndarray:
-    """UPCR (g/g), or 24-h urine protein (g/day ≈ g/g, §8) when UPCR is absent."""
+    """UPCR (g/g), or 24-h urine protein (g/day ≈ g/g, §8) where UPCR is missing."""
     upcr = _col(df, "upcr_g_g")
     u24 = _col(df, "urine_protein_g_24h")
     return np.where(np.isnan(upcr), u24, upcr)
 
 
-def _baseline_values(df: pd.DataFrame, values: np.ndarray) -> np.ndarray:
-    """Each row's patient's value at visit_week 0 (NaN if no baseline visit)."""
+def _baseline(df: pd.DataFrame, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(patient's value at visit_week 0, patient has a week-0 visit) per row."""
     n = len(df)
     if n == 0 or "patient_id" not in df.columns or "visit_week" not in df.columns:
-        return np.full(n, np.nan)
+        return np.full(n, np.nan), np.zeros(n, dtype=bool)
     codes, uniq = pd.factorize(df["patient_id"])
     base = np.full(len(uniq), np.nan)
+    has = np.zeros(len(uniq), dtype=bool)
     is0 = _col(df, "visit_week") == 0
     base[codes[is0]] = values[is0]
-    return base[codes]
+    has[codes[is0]] = True
+    return base[codes], has[codes]
 
 
-def _has_baseline(df: pd.DataFrame) -> np.ndarray:
-    n = len(df)
-    if n == 0 or "patient_id" not in df.columns or "visit_week" not in df.columns:
-        return np.zeros(n, dtype=bool)
-    codes, uniq = pd.factorize(df["patient_id"])
-    has = np.zeros(len(uniq), dtype=bool)
-    has[codes[_col(df, "visit_week") == 0]] = True
-    return has[codes]
-
-
-def renal_criteria(visits: pd.DataFrame, kind: str) -> list[Criterion]:
-    """Criteria of one renal definition per visit, relative to the patient's week-0 visit.
-
-    ``kind``: renal_complete (KDIGO complete), renal_partial (KDIGO partial
-    **or better**: a complete responder counts as partial too, so
-    renal_partial ⊇ renal_complete), renal_crr, renal_perr (BLISS-LN, with
-    the week-0 value as the pre-flare reference; treatment failure and the
-    steroid-taper rule are not recorded and not applied, as in mCRR/mPERR).
-    A patient whose baseline proteinuria is < 0.5 g/g has no active nephritis
-    and is not applicable (<NA>). Proteinuria = UPCR, else 24-h protein.
-    """
-    if kind == "renal_partial":
-        comp = renal_criteria(visits, "renal_complete")
-        part = _renal_partial_only(visits)
-        return [_or_criterion("partial_or_better", "KDIGO partial or complete", comp, part)]
-    n = len(visits)
-    prot = _proteinuria(visits)
-    egfr = _col(visits, "egfr_ml_min")
-    base_prot = _baseline_values(visits, prot)
-    base_egfr = _baseline_values(visits, egfr)
-    applic = _applicability(visits, base_prot)
-    if kind == "renal_complete":
-        crits = [
-            _threshold(prot, KDIGO_COMPLETE_UPCR, "lt", "proteinuria", "g/g"),
-            _egfr_relative(egfr, base_egfr, KDIGO_EGFR_FRACTION, None),
-        ]
-    elif kind == "renal_crr":
-        crits = [
-            _threshold(prot, CRR_UPCR, "lt", "proteinuria", "g/g"),
-            _egfr_relative(egfr, base_egfr, CRR_EGFR_FRACTION, CRR_EGFR_ABS),
-        ]
-    elif kind == "renal_perr":
-        crits = [
-            _threshold(prot, PERR_UPCR, "le", "proteinuria", "g/g"),
-            _egfr_relative(egfr, base_egfr, PERR_EGFR_FRACTION, PERR_EGFR_ABS),
-        ]
-    else:
-        raise ValueError(f"unknown renal definition {kind!r}")
-    return [applic, *crits] if n else crits
-
-
-def _applicability(df: pd.DataFrame, base_prot: np.ndarray) -> Criterion:
-    """Active nephritis at baseline; otherwise the endpoint is not applicable (NA)."""
-    n = len(df)
-    has_base = _has_baseline(df)
+def _applicability(base_prot: np.ndarray, has_base: np.ndarray) -> Criterion:
+    """Active nephritis at baseline (proteinuria ≥ 0.5 g/g); otherwise not applicable."""
     active = _ge(base_prot, RENAL_ACTIVE_MIN_G_G)
-    inactive = ~np.isnan(base_prot) & ~active
 
-    def m(b, hb):
+    def fmt(b, hb):
         if not hb:
             return "no baseline visit"
         if np.isnan(b):
             return "baseline proteinuria missing"
         return (
-            f"no active nephritis at baseline (proteinuria {_num(b)} < "
+            f"no active nephritis at baseline (proteinuria {_d(b)} < "
             f"{_num(RENAL_ACTIVE_MIN_G_G)} g/g)"
         )
 
-    na = ~active
-    # Not applicable is "not evaluable" whatever else happens: never False.
+    # Never "failed": not applicable is not evaluable, whatever else happens.
     return Criterion(
         "active_nephritis",
-        f"baseline proteinuria ≥ {_num(RENAL_ACTIVE_MIN_G_G)} g/g",
+        f"active nephritis: baseline proteinuria ≥ {_num(RENAL_ACTIVE_MIN_G_G)} g/g",
         active,
-        active,
-        _msgs(n, na | inactive, m, base_prot, has_base),
-    )
-
-
-def _threshold(x: np.ndarray, limit: float, op: str, label: str, unit: str) -> Criterion:
-    n = len(x)
-    have = ~np.isnan(x)
-    ok = have & _cmp(x, limit, op)
-    fail = have & ~ok
-    sym = _FAIL_OPS[op]
-    return _criterion(
-        label.replace(" ", "_"),
-        f"{label} {_OPS[op]} {_num(limit)} {unit}",
-        ok,
-        fail,
-        _msgs(n, fail, lambda v: f"{label} {_num(v)} {sym} {_num(limit)} {unit}", x),
-        _const(n, ~have, f"{label} missing"),
+        active.copy(),
+        _m_fmt(~active, fmt, base_prot, has_base),
     )
 
 
 def _egfr_relative(
     egfr: np.ndarray, base: np.ndarray, fraction: float, absolute: float | None
 ) -> Criterion:
-    """eGFR ≥ fraction × baseline (or ≥ absolute, when given); Kleene OR of the two."""
-    n = len(egfr)
+    """eGFR ≥ fraction × baseline, or (when given) ≥ absolute: Kleene OR of the two."""
     have, have_b = ~np.isnan(egfr), ~np.isnan(base)
     rel_ok = have & have_b & _ge(egfr, fraction * base)
     rel_fail = have & have_b & ~rel_ok
     if absolute is None:
         ok, fail = rel_ok, rel_fail
+        alt = ""
     else:
         abs_ok = have & _ge(egfr, absolute)
-        ok = rel_ok | abs_ok
-        fail = rel_fail & ~abs_ok
-    pct = _num((1 - fraction) * 100)
-    alt = "" if absolute is None else f" and < {_num(absolute)}"
-
-    def fmsg(v, b):
-        return f"eGFR {_num(v)} < {_num(fraction)} × baseline {_num(b)}{alt}"
-
-    na_msg = np.where(~have, "eGFR missing", "baseline eGFR missing").astype(object)
-    label = f"eGFR ≥ {_num(fraction)} × baseline (within {pct} %)"
+        ok, fail = rel_ok | abs_ok, rel_fail & ~abs_ok
+        alt = f" and < {_num(absolute)}"
+    label = f"eGFR ≥ {_num(fraction)} × baseline"
     if absolute is not None:
         label += f" or ≥ {_num(absolute)}"
+    na_msg = _m_choose(
+        have, _m_const(have, "baseline eGFR missing"), _m_const(~have, "eGFR missing")
+    )
     return _criterion(
         "egfr",
         label,
         ok,
         fail,
-        _msgs(n, fail, fmsg, egfr, base),
-        np.where(~(ok | fail), na_msg, None),
+        _m_cat(
+            _m_fmt(fail, lambda v: f"eGFR {_d(v, 1)} < {_num(fraction)} × ", egfr, digits=1),
+            _m_fmt(fail, lambda b: f"baseline {_d(b, 1)}{alt}", base, digits=1),
+        ),
+        na_msg,
     )
 
 
-def _renal_partial_only(visits: pd.DataFrame) -> list[Criterion]:
-    """KDIGO partial: ≥ 50 % reduction from baseline and < 3 g/g, eGFR ≥ 0.9 × baseline."""
-    n = len(visits)
-    prot = _proteinuria(visits)
-    egfr = _col(visits, "egfr_ml_min")
-    base_prot = _baseline_values(visits, prot)
-    base_egfr = _baseline_values(visits, egfr)
-    have = ~np.isnan(prot) & ~np.isnan(base_prot)
-    red_ok = have & _le(prot, KDIGO_PARTIAL_REDUCTION * base_prot)
-    red_fail = have & ~red_ok
-
-    def rmsg(v, b):
-        return f"proteinuria {_num(v)} > 50 % of baseline {_num(b)} g/g"
-
-    reduction = _criterion(
+def _reduction(prot: np.ndarray, base: np.ndarray) -> Criterion:
+    """Proteinuria reduced by ≥ 50 % from baseline (KDIGO partial)."""
+    have = ~np.isnan(prot) & ~np.isnan(base)
+    ok = have & _le(prot, KDIGO_PARTIAL_REDUCTION * base)
+    fail = have & ~ok
+    p_na = np.isnan(prot)
+    na_msg = _m_choose(
+        p_na, _m_const(p_na, "proteinuria missing"), _m_const(~p_na, "baseline proteinuria missing")
+    )
+    return _criterion(
         "proteinuria_reduction",
-        "proteinuria reduced ≥ 50 % from baseline",
-        red_ok,
-        red_fail,
-        _msgs(n, red_fail, rmsg, prot, base_prot),
-        _const(n, ~have, "proteinuria missing"),
+        "proteinuria ≤ 50 % of baseline",
+        ok,
+        fail,
+        _m_cat(
+            _m_fmt(fail, lambda v: f"proteinuria {_d(v)} > 50 % of ", prot),
+            _m_fmt(fail, lambda b: f"baseline {_d(b)} g/g", base),
+        ),
+        na_msg,
     )
-    return [
-        _applicability(visits, base_prot),
-        reduction,
-        _threshold(prot, KDIGO_PARTIAL_UPCR, "lt", "proteinuria", "g/g"),
-        _egfr_relative(egfr, base_egfr, KDIGO_EGFR_FRACTION, None),
-    ]
 
 
-def _and_state(crits: Sequence[Criterion], n: int) -> tuple[np.ndarray, np.ndarray]:
-    fail = np.zeros(n, dtype=bool)
-    na = np.zeros(n, dtype=bool)
-    for c in crits:
-        fail |= c.failed
-        na |= ~c.known
-    return fail, na & ~fail
+def renal_criteria(
+    visits: pd.DataFrame, kind: str, *, cache: dict | None = None
+) -> list[Criterion]:
+    """Criteria of one renal definition per visit, relative to the patient's week-0 visit.
+
+    - renal_complete (KDIGO): proteinuria < 0.5 g/g and eGFR ≥ 0.9 × baseline.
+    - renal_partial (KDIGO partial **or better**, so renal_partial ⊇
+      renal_complete): eGFR ≥ 0.9 × baseline and either proteinuria < 0.5 g/g
+      or (≥ 50 % reduction from baseline and < 3 g/g).
+    - renal_crr / renal_perr (BLISS-LN): proteinuria < 0.5 / ≤ 0.7 g/g and
+      eGFR ≥ 0.9 / 0.8 × baseline or ≥ 90 / 60; the week-0 value stands in for
+      the pre-flare reference; treatment failure and the steroid-taper rule
+      are not recorded and not applied (as in the Toronto mCRR/mPERR).
+    Every definition first needs active nephritis at baseline (proteinuria ≥
+    0.5 g/g); otherwise it is not applicable (<NA>). Proteinuria = UPCR, else
+    24-h urine protein (g/day ≈ g/g). eGFR missing → not evaluable unless the
+    proteinuria criterion already fails.
+    """
+    c = {} if cache is None else cache
+
+    def inputs():
+        prot = _proteinuria(visits)
+        egfr = _col(visits, "egfr_ml_min")
+        base_prot, has_base = _baseline(visits, prot)
+        base_egfr, _ = _baseline(visits, egfr)
+        return prot, egfr, base_prot, base_egfr, _applicability(base_prot, has_base)
+
+    prot, egfr, base_prot, base_egfr, applic = _memo(c, ("renal_inputs",), inputs)
+    if kind == "renal_complete":
+        return [
+            applic,
+            _threshold(prot, KDIGO_COMPLETE_UPCR, "lt", "proteinuria", "g/g"),
+            _egfr_relative(egfr, base_egfr, KDIGO_EGFR_FRACTION, None),
+        ]
+    if kind == "renal_partial":
+        return [
+            applic,
+            _threshold(prot, KDIGO_COMPLETE_UPCR, "lt", "proteinuria", "g/g"),
+            _reduction(prot, base_prot),
+            _threshold(
+                prot, KDIGO_PARTIAL_UPCR, "lt", "proteinuria", "g/g", name="proteinuria_partial"
+            ),
+            _egfr_relative(egfr, base_egfr, KDIGO_EGFR_FRACTION, None),
+        ]
+    if kind == "renal_crr":
+        return [
+            applic,
+            _threshold(prot, CRR_UPCR, "lt", "proteinuria", "g/g"),
+            _egfr_relative(egfr, base_egfr, CRR_EGFR_FRACTION, CRR_EGFR_ABS),
+        ]
+    if kind == "renal_perr":
+        return [
+            applic,
+            _threshold(prot, PERR_UPCR, "le", "proteinuria", "g/g"),
+            _egfr_relative(egfr, base_egfr, PERR_EGFR_FRACTION, PERR_EGFR_ABS),
+        ]
+    raise ValueError(f"unknown renal definition {kind!r}; choose one of {RENAL_KINDS}")
 
 
-def _or_criterion(
-    name: str, label: str, a: Sequence[Criterion], b: Sequence[Criterion]
-) -> Criterion:
-    """Kleene OR of two criterion conjunctions (for 'partial or better')."""
-    n = len(a[0].known)
-    fa, na_a = _and_state(a, n)
-    fb, na_b = _and_state(b, n)
-    ta, tb = ~fa & ~na_a, ~fb & ~na_b
-    ok = ta | tb
-    fail = fa & fb
-    # The applicability criterion is shared: keep NA when not applicable.
-    app_na = ~a[0].known if a[0].name == "active_nephritis" else np.zeros(n, dtype=bool)
-    fail &= ~app_na
-    msg_a = combine(a, pd.RangeIndex(n))["why"].to_numpy(dtype=object, na_value=None)
-    msg_b = combine(b, pd.RangeIndex(n))["why"].to_numpy(dtype=object, na_value=None)
-    msg = np.full(n, None, dtype=object)
-    for i in np.flatnonzero(~ok):
-        parts = (msg_a[i] or "").split("; ") + (msg_b[i] or "").split("; ")
-        msg[i] = "; ".join(dict.fromkeys(p for p in parts if p)) or None
-    return Criterion(name, label, ok | fail, ok, msg)
-
-
-def evaluate_renal(visits: pd.DataFrame, kind: str) -> pd.DataFrame:
+def evaluate_renal(visits: pd.DataFrame, kind: str, *, cache: dict | None = None) -> pd.DataFrame:
     """One renal definition per visit: DataFrame(met: boolean, why: string).
 
-    Not applicable (no active nephritis at baseline, no baseline visit or
-    baseline proteinuria missing) is always <NA> with only that reason, even
-    where a later value would fail a threshold.
+    Not applicable (no baseline visit, baseline proteinuria missing or below
+    0.5 g/g) is always <NA> with only that reason, even where a later value
+    would fail a threshold.
     """
-    crits = renal_criteria(visits, kind)
-    out = combine(crits, visits.index)
+    crits = renal_criteria(visits, kind, cache=cache)
     n = len(visits)
-    if n:
-        prot = _proteinuria(visits)
-        app = _applicability(visits, _baseline_values(visits, prot))
-        na = ~app.known
-        out.loc[na, "met"] = pd.NA
-        out.loc[na, "why"] = pd.array(app.message[na], dtype="string")
-    return out
+    applic = crits[0]
+    if kind == "renal_partial":
+        _, p5, red, p3, eg = crits
+        # partial or better = applicable ∧ eGFR ∧ (P < 0.5 ∨ (reduction ∧ P < 3)).
+        part_met, part_fail = _kleene_and([red, p3], n)
+        inner_met = p5.met | part_met
+        inner_fail = p5.failed & part_fail
+        inner_msg = _m_join([p5.message, red.message, p3.message], n).where(~inner_met)
+        inner = Criterion("proteinuria_any", "", inner_met | inner_fail, inner_met, inner_msg)
+        crits = [applic, inner, eg]
+    met, failed = _kleene_and(crits, n)
+    na = ~applic.known
+    failed &= ~na
+    why = _m_choose(na, applic.message, _why(crits, n))
+    return _result(met, failed, why, visits.index)
+
+
+def evaluate_all(
+    visits: pd.DataFrame,
+    fallback_weight_kg: Sequence[float] | pd.Series | None = None,
+    presets: Sequence[str] = tuple(PRESETS),
+) -> pd.DataFrame:
+    """Every endpoint per visit, named as in schema.VISIT_DERIVED.
+
+    Columns ``lldas_<preset>``, ``remission_<preset>`` (boolean, <NA> = not
+    evaluable) with ``_why`` text, then ``renal_complete``, ``renal_partial``,
+    ``renal_crr``, ``renal_perr`` and their ``_why``. Criteria shared between
+    presets are computed once.
+    """
+    cache: dict = {}
+    out: dict[str, pd.Series] = {}
+    for p in presets:
+        for d, fn in (("lldas", evaluate_lldas), ("remission", evaluate_remission)):
+            r = fn(visits, p, fallback_weight_kg, cache=cache)
+            out[f"{d}_{p}"], out[f"{d}_{p}_why"] = r["met"], r["why"]
+    for k in RENAL_KINDS:
+        r = evaluate_renal(visits, k, cache=cache)
+        out[k], out[f"{k}_why"] = r["met"], r["why"]
+    return pd.DataFrame(out, index=visits.index)
 
 
 # --------------------------------------------------------------------------
