@@ -40,10 +40,11 @@ Units (converted before the range checks; messages say which unit was assumed)
 Dated visits
     A visit row needs ``visit_week`` or ``visit_date``. A ``visit_date`` is
     turned into days since the patient's ``treatment_start_date`` (day 0) and
-    mapped to the nominal week whose window holds that day. Default windows,
-    built from the cohort's schedule (``schedule=`` / ``--schedule``, else the
-    ``visit_week`` values of the cohort's undated rows, else
-    ``DEFAULT_SCHEDULE``: 0, 4, 12, 24, 52, then every 26 weeks):
+    mapped to the nominal week whose window holds that day. Default windows
+    are built from the cohort's schedule: ``schedule=`` / ``--schedule`` if
+    given (week 0 always added), else ``DEFAULT_SCHEDULE`` (0, 4, 12, 24, 52,
+    then every 26 weeks to 520) together with the ``visit_week`` values the
+    cohort's undated rows use:
 
     * week 0 (baseline): day −30 to +7 — baseline work-up is often done at
       screening up to four weeks before the first infusion;
@@ -255,7 +256,11 @@ def _sniff_separator(text: str) -> str:
 
 
 def _frame_from_rows(
-    label: str, records: Iterable[tuple[int, list]], sink: _Sink, decimal_comma: bool
+    label: str,
+    records: Iterable[tuple[int, list]],
+    sink: _Sink,
+    decimal_comma: bool,
+    plain: bool = False,
 ) -> _Raw | None:
     """Build a string frame from (row number, cells) records; first non-empty row is the header."""
     header: list[str] | None = None
@@ -263,9 +268,13 @@ def _frame_from_rows(
     data: list[list[str]] = []
     numbers: list[int] = []
     for rownum, cells in records:
-        cells = ["" if c is None else c for c in cells]
-        if not any(str(c).strip() for c in cells):
-            continue
+        if plain:
+            if not any(c.strip() for c in cells):
+                continue
+        else:
+            cells = ["" if c is None else c for c in cells]
+            if not any(str(c).strip() for c in cells):
+                continue
         if header is None:
             header = [str(c) for c in cells]
             header_row = rownum
@@ -303,13 +312,15 @@ def _frame_from_rows(
             continue
         raw_names[nm] = orig
         keep.append(i)
-    frame = pd.DataFrame(
-        [[_cell_text(r[i]) for i in keep] for r in data],
-        columns=[names[i] for i in keep],
-        dtype=object,
-    )
-    if frame.empty and len(frame.columns) == 0:
-        frame = pd.DataFrame(columns=[names[i] for i in keep], dtype=object)
+    cols = [names[i] for i in keep]
+    if not data:
+        frame = pd.DataFrame({c: pd.Series([], dtype=object) for c in cols})
+    elif plain:  # CSV cells are already text: build the frame in one go
+        frame = pd.DataFrame(data, dtype=object).iloc[:, keep]
+        frame.columns = cols
+    else:
+        frame = pd.DataFrame([[_cell_text(r[i]) for i in keep] for r in data],
+                             columns=cols, dtype=object)
     return _Raw(label, frame, np.asarray(numbers, dtype=np.int64), decimal_comma, raw_names)
 
 
@@ -352,7 +363,7 @@ def _read_csv(path: Path, label: str, sink: _Sink) -> _Raw | None:
     except csv.Error as exc:
         sink.error(label, None, None, None, f"not a readable CSV file: {exc}")
         return None
-    return _frame_from_rows(label, records, sink, decimal_comma=sep != ",")
+    return _frame_from_rows(label, records, sink, decimal_comma=sep != ",", plain=True)
 
 
 def _read_parquet(path: Path, label: str, sink: _Sink) -> _Raw | None:
@@ -834,57 +845,71 @@ def _map_weeks(
         if windows is not None:
             cohort_windows[cohort] = windows
             continue
-        sched = schedule
-        if sched is None:
+        if schedule is not None:
+            sched = {0, *schedule}
+        else:
             undated = week[(vcohort == cohort) & week.notna()].astype(int).unique().tolist()
-            sched = sorted(undated) if len(set(undated)) >= 2 else list(DEFAULT_SCHEDULE)
-        cohort_windows[cohort] = default_windows(sched)
+            sched = {0, *DEFAULT_SCHEDULE, *undated}
+        cohort_windows[cohort] = default_windows(sorted(sched))
 
-    neither = week.isna() & date.isna()
-    dated_cols = raw.frame.columns
-    for i in np.flatnonzero(neither.to_numpy()):
-        col = "visit_week" if "visit_week" in dated_cols else "visit_date"
-        if raw.frame[col].iloc[i] if col in raw.frame.columns else "":
+    def raw_cell(col: str, i: int) -> str:
+        return raw.frame[col].iloc[i] if col in raw.frame.columns else ""
+
+    neither = (week.isna() & date.isna()).to_numpy()
+    for i in np.flatnonzero(neither):
+        if raw_cell("visit_week", i) or raw_cell("visit_date", i):
             continue  # already reported as unparseable
+        col = "visit_week" if "visit_week" in raw.frame.columns else "visit_date"
         sink.error(raw.label, raw.rows[i], col, "", "needs a visit_week or a visit_date")
 
-    for i in np.flatnonzero(date.notna().to_numpy()):
-        pid = v["patient_id"].iloc[i]
-        if pid not in starts or v["patient_id"].iloc[i] is None:
-            continue  # unknown patient reported elsewhere
-        start = starts[pid]
-        d = date.iloc[i]
-        value = raw.frame["visit_date"].iloc[i]
-        if pd.isna(start):
-            if pd.isna(week.iloc[i]):
-                sink.error(raw.label, raw.rows[i], "visit_date", value,
-                           f"patient {pid} has no treatment_start_date in patients, which a "
-                           "dated visit needs to get its week")
-            continue
-        day = int((d - start).days)
-        wins = cohort_windows[cohort_of[pid]]
-        first = min(w[1] for w in wins)
-        if day < first:
-            sink.error(raw.label, raw.rows[i], "visit_date", value,
-                       f"visit before treatment start: {-day} days before treatment_start_date "
-                       f"{pd.Timestamp(start).date()} (the baseline window opens at day {first})")
-            continue
-        hit = [w for w in wins if w[1] <= day <= w[2]]
-        if pd.isna(week.iloc[i]):
-            if hit:
-                v.loc[v.index[i], "visit_week"] = hit[0][0]
-            else:
-                near = sorted(wins, key=lambda w: min(abs(day - w[1]), abs(day - w[2])))[:2]
-                shown = "; ".join(f"week {w[0]}: day {w[1]}–{w[2]}" for w in
-                                  sorted(near, key=lambda w: w[1]))
-                sink.error(raw.label, raw.rows[i], "visit_date", value,
-                           f"day {day} after treatment start fits no visit window "
-                           f"(nearest: {shown}); give visit_week or widen --week-windows")
-        elif not hit or hit[0][0] != int(week.iloc[i]):
-            where = f"the window of week {hit[0][0]}" if hit else "no visit window"
-            sink.warn(raw.label, raw.rows[i], "visit_date", value,
-                      f"day {day} after treatment start falls in {where}, not week "
-                      f"{int(week.iloc[i])}; visit_week kept")
+    pid = v["patient_id"]
+    start = pd.to_datetime(pid.map(starts)).astype("datetime64[s]")
+    known = pid.isin(set(starts)).to_numpy()
+    dated = date.notna().to_numpy() & known
+    no_start = dated & start.isna().to_numpy()
+    for i in np.flatnonzero(no_start & week.isna().to_numpy()):
+        sink.error(raw.label, raw.rows[i], "visit_date", raw_cell("visit_date", i),
+                   f"patient {pid.iloc[i]} has no treatment_start_date in patients, which a "
+                   "dated visit needs to get its week")
+    dated &= ~no_start
+    day = np.zeros(len(v), dtype=np.int64)
+    day[dated] = (date[dated] - start[dated]).dt.days.to_numpy(dtype=np.int64)
+    mapped = np.full(len(v), -1, dtype=np.int64)  # -1 = fits no window
+    before = np.zeros(len(v), dtype=bool)
+    for cohort, wins in cohort_windows.items():
+        rows = dated & (vcohort == cohort).to_numpy()
+        ws = sorted(wins, key=lambda w: w[1])
+        los = np.array([w[1] for w in ws])
+        his = np.array([w[2] for w in ws])
+        weeks = np.array([w[0] for w in ws])
+        k = np.searchsorted(los, day[rows], side="right") - 1
+        ok = (k >= 0) & (day[rows] <= his[np.clip(k, 0, None)])
+        mapped[rows] = np.where(ok, weeks[np.clip(k, 0, None)], -1)
+        before[rows] = day[rows] < los[0]
+    given = week.to_numpy(dtype="float64", na_value=np.nan)
+    has_week = ~np.isnan(given)
+    for i in np.flatnonzero(before):
+        first = min(w[1] for w in cohort_windows[vcohort.iloc[i]])
+        sink.error(raw.label, raw.rows[i], "visit_date", raw_cell("visit_date", i),
+                   f"visit before treatment start: {-day[i]} days before treatment_start_date "
+                   f"{pd.Timestamp(start.iloc[i]).date()} (the baseline window opens at day "
+                   f"{first})")
+    fill = dated & ~before & ~has_week & (mapped >= 0)
+    v.loc[fill, "visit_week"] = mapped[fill]
+    for i in np.flatnonzero(dated & ~before & ~has_week & (mapped < 0)):
+        wins = cohort_windows[vcohort.iloc[i]]
+        d = int(day[i])
+        near = sorted(wins, key=lambda w: min(abs(d - w[1]), abs(d - w[2])))[:2]
+        shown = "; ".join(f"week {w[0]}: day {w[1]}–{w[2]}" for w in sorted(near))
+        sink.error(raw.label, raw.rows[i], "visit_date", raw_cell("visit_date", i),
+                   f"day {d} after treatment start fits no visit window "
+                   f"(nearest: {shown}); give visit_week or widen --week-windows")
+    odd = dated & ~before & has_week & (mapped != np.nan_to_num(given, nan=-2).astype(np.int64))
+    for i in np.flatnonzero(odd):
+        where = f"the window of week {mapped[i]}" if mapped[i] >= 0 else "no visit window"
+        sink.warn(raw.label, raw.rows[i], "visit_date", raw_cell("visit_date", i),
+                  f"day {day[i]} after treatment start falls in {where}, not week "
+                  f"{int(given[i])}; visit_week kept")
 
 
 def _check_visits(v: pd.DataFrame, known: set, raw: _Raw, sink: _Sink) -> None:
@@ -894,19 +919,21 @@ def _check_visits(v: pd.DataFrame, known: set, raw: _Raw, sink: _Sink) -> None:
         sink.error(raw.label, raw.rows[i], "patient_id", pid.iloc[i],
                    "unknown patient: not in patients")
     keyed = pid.notna() & v["visit_week"].notna()
-    key = pid.astype(str) + "\x1f" + v["visit_week"].astype(str)
-    first: dict[str, int] = {}
-    for i in np.flatnonzero(keyed.to_numpy()):
-        k = key.iloc[i]
-        if k in first:
-            src = "visit_week" if raw.frame.get("visit_week", pd.Series([""] * len(v))).iloc[i] \
-                else "visit_date"
-            sink.error(raw.label, raw.rows[i], src,
-                       raw.frame[src].iloc[i] if src in raw.frame.columns else "",
-                       f"duplicate visit: patient {pid.iloc[i]} already has week "
-                       f"{int(v['visit_week'].iloc[i])} at row {first[k]}")
-        else:
-            first[k] = raw.rows[i]
+    keys = pd.DataFrame({"p": pid, "w": v["visit_week"]})[keyed]
+    dup = keys.duplicated(keep="first")
+    if not dup.any():
+        return
+    first = {}
+    for i in keys.index[keys.duplicated(keep=False).to_numpy()]:
+        first.setdefault((keys.at[i, "p"], int(keys.at[i, "w"])), raw.rows[i])
+    for i in dup.index[dup.to_numpy()]:
+        src = "visit_week" if raw.frame.get("visit_week") is not None and \
+            raw.frame["visit_week"].iloc[i] else "visit_date"
+        val = raw.frame[src].iloc[i] if src in raw.frame.columns else ""
+        w = int(v["visit_week"].iloc[i])
+        sink.error(raw.label, raw.rows[i], src, val,
+                   f"duplicate visit: patient {pid.iloc[i]} already has week {w} at row "
+                   f"{first[(pid.iloc[i], w)]}")
 
 
 def _check_aes(a: pd.DataFrame, known: set, raw: _Raw, sink: _Sink) -> None:

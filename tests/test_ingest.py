@@ -179,9 +179,9 @@ CASES = {
         ("visits.csv", 7, "visit_date", "2022-01-01", "visit before treatment start: 65 days"),
     ),
     "dated_visit_fits_no_window": (
-        # Schedule from the undated weeks {0, 4}: week 4 = day 21–35; 2022-05-20 is day 74.
-        {"visits": _replace_line(VISITS, "2022-04-04", "2022-05-20")},
-        ("visits.csv", 7, "visit_date", "2022-05-20", "day 74 after treatment start fits no"),
+        # Default windows: week 4 = day 21–35, week 12 = day 63–105; 2022-04-21 is day 45.
+        {"visits": _replace_line(VISITS, "2022-04-04", "2022-04-21")},
+        ("visits.csv", 7, "visit_date", "2022-04-21", "day 45 after treatment start fits no"),
     ),
     "dated_visit_without_treatment_start": (
         {"patients": _replace_line(PATIENTS, "P3,T,F,12,2022-03-07,", "P3,T,F,12,,")},
