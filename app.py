@@ -8,16 +8,17 @@ st.set_page_config(page_title="lupus-dash", page_icon="🩺", layout="wide")
 
 ctx = ui.start()  # database, sidebar filter panel, URL sync; a plain error if unusable
 
-# Emoji icons: Material icons would make the browser fetch an unreachable font.
+# No page icons: Material icons fetch a font from an unreachable host, and emoji show as
+# empty boxes on machines without an emoji font (headless Chromium here).
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
-    st.Page("pages/biomarkers.py", title="Biomarkers", icon="🧪"),
-    st.Page("pages/remission.py", title="Remission", icon="🎯"),
-    st.Page("pages/subgroups.py", title="Subgroups", icon="👥"),
-    st.Page("pages/patient.py", title="Patient", icon="🧍"),
-    st.Page("pages/safety.py", title="Safety", icon="⚠️"),
-    st.Page("pages/data.py", title="Data", icon="🗂️"),
-    st.Page("pages/methods.py", title="Methods", icon="📖"),
+    st.Page("pages/overview.py", title="Overview", default=True),
+    st.Page("pages/biomarkers.py", title="Biomarkers"),
+    st.Page("pages/remission.py", title="Remission"),
+    st.Page("pages/subgroups.py", title="Subgroups"),
+    st.Page("pages/patient.py", title="Patient"),
+    st.Page("pages/safety.py", title="Safety"),
+    st.Page("pages/data.py", title="Data"),
+    st.Page("pages/methods.py", title="Methods"),
 ]
 # Presenter mode hides the sidebar, so the page links move to the top bar.
 st.navigation(PAGES, position="top" if ctx.presenter else "sidebar").run()

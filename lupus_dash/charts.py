@@ -97,7 +97,7 @@ def trajectory(
         else alt.value(OKABE_ITO[0])
     )
     offset = {"xOffset": alt.XOffset(f"{color}:N")} if color else {}
-    bars = base.mark_errorbar(ticks=True).encode(
+    bars = base.mark_errorbar(ticks=alt.TickConfig(size=12)).encode(
         x=enc_x, y=alt.Y(f"{lo}:Q", title=y_title), y2=f"{hi}:Q", color=col_enc, tooltip=tips,
         **offset,
     )
@@ -186,7 +186,7 @@ def small_multiples(
         tips.insert(2, alt.Tooltip("summary:N", title="shown"))
     base = alt.Chart()
     layers = [
-        base.mark_errorbar(ticks=True, color=OKABE_ITO[0]).encode(
+        base.mark_errorbar(ticks=alt.TickConfig(size=10), color=OKABE_ITO[0]).encode(
             x=enc_x, y=alt.Y(f"{lo}:Q", title=None), y2=f"{hi}:Q", tooltip=tips
         ),
         base.mark_line(point=True, color=OKABE_ITO[0]).encode(
@@ -236,7 +236,7 @@ def rates(
     col = alt.Color(f"{color}:N", scale=alt.Scale(range=list(OKABE_ITO)), title=None)
     base = alt.Chart(df)
     return alt.layer(
-        base.mark_errorbar(ticks=True).encode(
+        base.mark_errorbar(ticks=alt.TickConfig(size=12)).encode(
             x=enc_x, xOffset=f"{color}:N", y=alt.Y(f"{lo}:Q", title="Patients (%)",
                                                     axis=alt.Axis(format="%")),
             y2=f"{hi}:Q", color=col, tooltip=tips,
@@ -389,19 +389,21 @@ def flow(
 ) -> alt.Chart:
     """Patient flow as horizontal bars in the given stage order, labelled with n."""
     _check(df, stage, n)
-    enc_y = alt.Y(f"{stage}:N", sort=list(df[stage]), title=None)
+    enc_y = alt.Y(f"{stage}:N", sort=list(df[stage]), title=None,
+                  axis=alt.Axis(labelLimit=320, labelOverlap=False))
     tips = [alt.Tooltip(f"{stage}:N", title="Stage"), alt.Tooltip(f"{n}:Q", title="Patients")]
     if "detail" in df.columns:
         tips.append(alt.Tooltip("detail:N", title="Detail"))
     base = alt.Chart(df)
     return alt.layer(
         base.mark_bar(color=OKABE_ITO[0]).encode(
-            x=alt.X(f"{n}:Q", title="Patients"), y=enc_y, tooltip=tips
+            x=alt.X(f"{n}:Q", title="Patients", axis=alt.Axis(format="d", tickMinStep=1)),
+            y=enc_y, tooltip=tips
         ),
         base.mark_text(align="left", dx=4, fontSize=13).encode(
             x=f"{n}:Q", y=enc_y, text=f"{n}:Q"
         ),
-    ).properties(title=title, width=width, height=max(120, 34 * len(df)))
+    ).properties(title=title, width=width, height=max(160, 44 * len(df)))
 
 
 def bars(
@@ -437,7 +439,7 @@ def bars(
     ]
     if lo and hi:
         layers.append(
-            alt.Chart(df).mark_errorbar(ticks=True, color="#222222").encode(
+            alt.Chart(df).mark_errorbar(ticks=alt.TickConfig(size=10), color="#222222").encode(
                 x=alt.X(f"{lo}:Q"), x2=f"{hi}:Q", y=enc_y, tooltip=tips
             )
         )
@@ -492,24 +494,24 @@ def patient_series(
     ref_low: float | None = None,
     ref_high: float | None = None,
     thresholds: list[tuple[float, str]] | None = None,
-    doses: list[int] | None = None,
-    events: pd.DataFrame | None = None,
+    x_max: float | None = None,
     title: str = "",
     width: int | str = "container",
     height: int = 200,
 ) -> alt.Chart:
     """One patient's values over time against a reference band and threshold lines.
 
-    `thresholds` is [(value, label)], `doses` the weeks of belimumab infusions
-    (ticks along the bottom), `events` adverse events (onset_week, term).
+    `thresholds` is [(value, label)]: dashed lines labelled at the right end.
     """
     _check(df, x, y)
-    enc_x = alt.X(f"{x}:Q", title="Week")
+    right = float(x_max if x_max is not None else (df[x].max() if len(df) else 0))
+    enc_x = alt.X(f"{x}:Q", title="Week", scale=alt.Scale(domain=[0, max(right, 1)]))
     layers = []
     if ref_low is not None or ref_high is not None:
+        top = float(df[y].max()) * 1.1 if len(df) else 1.0
         band = pd.DataFrame({
             "lo": [ref_low if ref_low is not None else 0.0],
-            "hi": [ref_high if ref_high is not None else float(df[y].max() or 0) * 1.1],
+            "hi": [ref_high if ref_high is not None else max(top, (ref_low or 0) * 1.2)],
             "label": [(f"reference {'' if ref_low is None else ref_low}–"
                        f"{'' if ref_high is None else ref_high}")],
         })
@@ -518,15 +520,17 @@ def patient_series(
                 y="lo:Q", y2="hi:Q", tooltip=alt.Tooltip("label:N", title="Range")
             )
         )
-    for value, label in thresholds or []:
-        t = pd.DataFrame({"v": [value], "label": [label]})
+    for i, (value, label) in enumerate(thresholds or []):
+        t = pd.DataFrame({"v": [value], "label": [label], "x": [right]})
         layers.append(
             alt.Chart(t).mark_rule(color="#D55E00", strokeDash=[6, 3], strokeWidth=1.5)
             .encode(y="v:Q", tooltip=alt.Tooltip("label:N", title="Threshold"))
         )
         layers.append(
-            alt.Chart(t).mark_text(align="left", dx=3, dy=-6, color="#D55E00", fontSize=11)
-            .encode(y="v:Q", x=alt.value(2), text="label:N")
+            alt.Chart(t).mark_text(align="right", dy=-7 if i % 2 == 0 else 12,
+                                   color="#D55E00", fontSize=12)
+            .encode(y="v:Q", x=alt.X("x:Q", scale=alt.Scale(domain=[0, max(right, 1)])),
+                    text="label:N")
         )
     layers.append(
         alt.Chart(df).mark_line(point=alt.OverlayMarkDef(filled=True, size=60),
@@ -537,32 +541,58 @@ def patient_series(
                      alt.Tooltip(f"{y}:Q", title=y_title or y, format=".3g")],
         )
     )
-    if doses:
-        d = pd.DataFrame({"week": doses, "what": "belimumab dose"})
-        layers.append(
-            alt.Chart(d).mark_tick(color="#CC79A7", thickness=2, size=10).encode(
-                x="week:Q", y=alt.value(height - 4),
-                tooltip=[alt.Tooltip("week:Q", title="Dose week"), "what:N"],
-            )
-        )
-    if events is not None and len(events):
-        layers.append(
-            alt.Chart(events).mark_point(shape="triangle-down", size=120, filled=True,
-                                         color="#E69F00")
-            .encode(x="onset_week:Q", y=alt.value(6),
-                    tooltip=[alt.Tooltip("onset_week:Q", title="Onset week"),
-                             alt.Tooltip("term:N", title="Adverse event")])
-        )
     return alt.layer(*layers).properties(title=title, width=width, height=height)
 
 
+def treatment_strip(
+    doses: list[int],
+    events: pd.DataFrame | None,
+    *,
+    x_max: float | None = None,
+    title: str = "",
+    width: int | str = "container",
+) -> alt.Chart:
+    """Belimumab doses and adverse events of one patient on a shared week axis."""
+    rows = [{"track": "belimumab dose", "week": w, "what": f"dose at week {w}"} for w in doses]
+    if events is not None:
+        for r in events.itertuples(index=False):
+            rows.append({"track": "adverse event", "week": r.onset_week, "what": str(r.term)})
+    df = pd.DataFrame(rows, columns=["track", "week", "what"])
+    right = float(x_max if x_max is not None else (df["week"].max() if len(df) else 1))
+    return (
+        alt.Chart(df)
+        .mark_point(filled=True, size=110)
+        .encode(
+            x=alt.X("week:Q", title="Week", scale=alt.Scale(domain=[0, max(right, 1)])),
+            y=alt.Y("track:N", title=None, sort=["belimumab dose", "adverse event"]),
+            shape=alt.Shape("track:N", legend=None,
+                            scale=alt.Scale(domain=["belimumab dose", "adverse event"],
+                                            range=["diamond", "triangle-down"])),
+            color=alt.Color("track:N", legend=None,
+                            scale=alt.Scale(domain=["belimumab dose", "adverse event"],
+                                            range=["#CC79A7", "#E69F00"])),
+            tooltip=[alt.Tooltip("track:N", title="What"), alt.Tooltip("week:Q", title="Week"),
+                     alt.Tooltip("what:N", title="Detail")],
+        )
+        .properties(title=title, width=width, height=90)
+    )
+
+
 def finalize(chart: alt.TopLevelMixin, presenter: bool = False) -> alt.TopLevelMixin:
-    """Set type and mark sizes for the screen, or large ones for a projector."""
+    """Set type and mark sizes for the screen, or large ones for a projector.
+
+    Also fixes the autosize: with Vega-Lite's "fit" (Streamlit's default) a
+    chart's height includes its title and axes, so small charts collapse;
+    "fit-x" stretches the width only and keeps the plot height as given.
+    """
+    kind = "pad" if isinstance(chart, alt.FacetChart) else "fit-x"
+    chart = chart.properties(autosize=alt.AutoSizeParams(type=kind, contains="padding"))
     if presenter:
         return (
-            chart.configure_axis(labelFontSize=18, titleFontSize=20)
-            .configure_legend(labelFontSize=18, titleFontSize=18, symbolSize=220)
-            .configure_title(fontSize=24)
+            chart.configure_axis(labelFontSize=20, titleFontSize=22)
+            .configure_legend(labelFontSize=20, titleFontSize=20, symbolSize=260, labelLimit=400)
+            .configure_title(fontSize=26)
+            .configure_text(fontSize=18)
             .configure_header(labelFontSize=20, titleFontSize=20)
             .configure_line(strokeWidth=4)
             .configure_point(size=160)

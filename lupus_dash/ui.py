@@ -45,12 +45,16 @@ _SEX = {"F": "female", "M": "male"}
 PRESENTER_CSS = """
 <style>
 html, body, .stApp { font-size: 22px; }
-.stApp p, .stApp li, .stApp label, .stApp span { font-size: 1.25rem; }
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li,
+[data-testid="stWidgetLabel"] p, [data-testid="stCaptionContainer"] { font-size: 1.3rem !important; }
+[data-baseweb="select"] div, [data-baseweb="tab"] p, .stRadio label p,
+[data-testid="stExpander"] summary p { font-size: 1.25rem !important; }
 .stApp h1 { font-size: 3.0rem !important; }
 .stApp h2 { font-size: 2.3rem !important; }
 .stApp h3 { font-size: 1.9rem !important; }
-[data-testid="stMetricValue"] { font-size: 3.4rem !important; }
-[data-testid="stMetricLabel"] p { font-size: 1.5rem !important; }
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] div,
+[data-testid="stMetricValue"] p { font-size: 3.2rem !important; line-height: 1.15; }
+[data-testid="stMetricLabel"] p { font-size: 1.05rem !important; }
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
 [data-testid="stExpandSidebarButton"] { display: none !important; }
 .stApp table { font-size: 1.3rem !important; }
@@ -394,7 +398,17 @@ def start() -> Context:
 
 def current() -> Context:
     """The context `start()` set up in this run."""
-    return st.session_state["_ctx"]
+    ctx = st.session_state.get("_ctx")
+    if ctx is None:
+        # A deep link (/patient?...) as the very first request after the server
+        # starts: Streamlit sees the pages/ folder and runs the page file alone
+        # (the v1 multipage mode) until some run calls st.navigation. Switch
+        # that mode off and rerun, so app.py runs and routes to this page.
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    return ctx
 
 
 def page(title: str, need_patients: bool = True) -> Context:
@@ -403,9 +417,10 @@ def page(title: str, need_patients: bool = True) -> Context:
     for note in st.session_state.pop("_url_notes", []) or []:
         st.warning(note)
     if ctx.presenter:
-        left, right = st.columns([6, 1])
+        left, right = st.columns([4, 1], vertical_alignment="center")
         left.title(title)
-        right.button("Exit presenter mode", on_click=_exit_presenter, key="exit_presenter")
+        right.button("Normal view", on_click=_exit_presenter, key="exit_presenter",
+                     help="Leave presenter mode (shows the sidebar again)")
     else:
         st.title(title)
     st.markdown(f'<div class="lupus-sentence">{_html(ctx.flt.sentence(ctx.k, ctx.n))}</div>',
@@ -435,10 +450,10 @@ def chart(ch: alt.TopLevelMixin, name: str, code: str | None = None,
     final = charts.finalize(ch, ctx.presenter)
     st.altair_chart(final, width="stretch", theme=None if ctx.presenter else "streamlit")
     slug = _slug(name)
-    c1, c2, _ = st.columns([1, 1, 5])
-    c1.download_button("PNG", data=lambda: charts.to_png(final), file_name=f"{slug}.png",
+    row = st.container(horizontal=True, gap="small")
+    row.download_button("PNG", data=lambda: charts.to_png(final), file_name=f"{slug}.png",
                        mime="image/png", key=f"dl_{slug}_png", on_click="ignore")
-    c2.download_button("SVG", data=lambda: charts.to_svg(final), file_name=f"{slug}.svg",
+    row.download_button("SVG", data=lambda: charts.to_svg(final), file_name=f"{slug}.svg",
                        mime="image/svg+xml", key=f"dl_{slug}_svg", on_click="ignore")
     if code or cli:
         reproduce(code, cli, sql, key=slug)
@@ -459,12 +474,12 @@ def table(df: pd.DataFrame, name: str, code: str | None = None, cli: str | None 
     else:
         st.dataframe(df, hide_index=True, column_config=column_config, height=height)
     slug = _slug(name)
-    cols = st.columns([1, 1, 5])
-    cols[0].download_button("CSV", data=lambda: df.to_csv(index=False).encode("utf-8"),
+    row = st.container(horizontal=True, gap="small")
+    row.download_button("CSV", data=lambda: df.to_csv(index=False).encode("utf-8"),
                             file_name=f"{slug}.csv", mime="text/csv", key=f"dl_{slug}_csv",
                             on_click="ignore")
     if xlsx:
-        cols[1].download_button(
+        row.download_button(
             "Excel", data=lambda: to_xlsx(df, slug[:31]), file_name=f"{slug}.xlsx",
             mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             key=f"dl_{slug}_xlsx", on_click="ignore",

@@ -44,11 +44,12 @@ with right:
                "to the last visit or the stop week); the contract records no infusions.")
 
 st.subheader("Table 1 — baseline characteristics")
-group_opts = [None, *schema.GROUPING_COLUMNS]
+group_opts = ["none", *schema.GROUPING_COLUMNS]
 labels = {c.name: c.label for c in schema.columns("patient_facts")}
-group_by = ui.url_widget("selectbox", "Split by", group_opts, "ov_group", default=None,
-                         format_func=lambda g: "no split (overall only)" if g is None
-                         else labels.get(g, g))
+split = ui.url_widget("selectbox", "Split by", group_opts, "ov_group", default="none",
+                      format_func=lambda g: "no split (overall only)" if g == "none"
+                      else labels.get(g, g))
+group_by = None if split == "none" else split
 t1 = ui.compute("report.table1_layout", flt, group_by=group_by)
 if group_by:
     st.caption("P: Wilcoxon rank-sum (2 groups) or Kruskal–Wallis for numbers; chi-square, or "

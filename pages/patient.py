@@ -17,6 +17,7 @@ with c[1]:
     preset = ui.url_widget("selectbox", "Definitions", list(schema.PRESETS), "pt_preset",
                            default="standard", format_func=lambda p: endpoints.PRESETS[p].label)
 p = endpoints.PRESETS[preset]
+OPS = {"le": "≤", "lt": "<"}
 
 rec = ui.compute("explore.patient_record", None, cohort=flt.cohort, patient_id=pid)
 visits = ui.compute("explore.patient_visits", None, cohort=flt.cohort, patient_id=pid)
@@ -42,7 +43,10 @@ ev = events[["onset_week", "term"]].dropna(subset=["onset_week"]) if len(events)
 code = ui.py_call(f"explore.patient_visits(db, {flt.cohort!r}, {pid!r})", None, "explore")
 
 
-def series(col, thresholds=None, with_doses=False):
+x_max = max([last or 0, *doses, *(ev["onset_week"].tolist() if ev is not None else [])])
+
+
+def series(col, thresholds=None):
     e = schema.ENDPOINTS_BY_COLUMN.get(col)
     if col not in visits.columns or visits[col].notna().sum() == 0:
         return
@@ -51,31 +55,35 @@ def series(col, thresholds=None, with_doses=False):
     title = ui.endpoint_label(col) if e else schema.column("visit_facts", col).label
     ui.chart(charts.patient_series(
         data, col, y_title=title, ref_low=e.ref_low if e else None,
-        ref_high=e.ref_high if e else None, thresholds=thresholds,
-        doses=doses if with_doses else None, events=ev if with_doses else None, title=title,
+        ref_high=e.ref_high if e else None, thresholds=thresholds, x_max=x_max, title=title,
         height=260 if ctx.presenter else 200),
         f"patient_{pid}_{col}", code)
 
 
 st.subheader("Disease activity and treatment")
+ui.chart(charts.treatment_strip(doses, ev, x_max=x_max,
+                                title="Belimumab doses (derived from the IV schedule) and adverse "
+                                      "events"),
+         f"patient_{pid}_treatment",
+         ui.py_call(f"rec = explore.patient_record(db, {flt.cohort!r}, {pid!r})\n"
+                    "explore.belimumab_dose_weeks(rec['last_week'], rec['discontinued_week'])",
+                    None, "explore"))
 a, b = st.columns(2)
 with a:
-    sledai_l = f"LLDAS SLEDAI-2K {p.lldas_sledai_op} {p.lldas_sledai_max}"
-    series("sledai2k", [(p.lldas_sledai_max, sledai_l)], with_doses=True)
-    pred_l = (f"LLDAS {p.lldas_pred_max_mg:g} mg" if p.lldas_pred_mg_kg is None else
+    sledai_l = f"LLDAS SLEDAI-2K {OPS[p.lldas_sledai_op]} {p.lldas_sledai_max}"
+    series("sledai2k", [(p.lldas_sledai_max, sledai_l)])
+    pred_l = (f"LLDAS {OPS[p.lldas_pred_op]} {p.lldas_pred_max_mg:g} mg" if p.lldas_pred_mg_kg is None else
               f"LLDAS min({p.lldas_pred_mg_kg:g} mg/kg, {p.lldas_pred_max_mg:g}) mg")
-    pred_r = (f"remission {p.remission_pred_max_mg:g} mg" if p.remission_pred_mg_kg is None else
+    pred_r = (f"remission {OPS[p.remission_pred_op]} {p.remission_pred_max_mg:g} mg" if p.remission_pred_mg_kg is None else
               f"remission min({p.remission_pred_mg_kg:g} mg/kg, {p.remission_pred_max_mg:g}) mg")
     series("prednisone_mg_day", [(p.lldas_pred_max_mg, pred_l),
-                                 (p.remission_pred_max_mg, pred_r)], with_doses=True)
+                                 (p.remission_pred_max_mg, pred_r)])
 with b:
-    pga_l = f"LLDAS PGA {p.lldas_pga_op} {p.lldas_pga_max:g}"
-    pga_r = f"remission PGA {p.remission_pga_op} {p.remission_pga_max:g}"
+    pga_l = f"LLDAS PGA {OPS[p.lldas_pga_op]} {p.lldas_pga_max:g}"
+    pga_r = f"remission PGA {OPS[p.remission_pga_op]} {p.remission_pga_max:g}"
     series("pga", [(p.lldas_pga_max, pga_l), (p.remission_pga_max, pga_r)])
     series("anti_dsdna_iu_ml")
-st.caption("Pink ticks along the bottom: belimumab doses (derived); orange triangles: adverse "
-           "events; green band: reference range; dashed lines: thresholds of the chosen "
-           "definitions.")
+st.caption("Green band: reference range; dashed lines: thresholds of the chosen definitions.")
 
 st.subheader("Laboratory values against reference ranges")
 labs = [e.column for e in schema.ENDPOINTS if e.kind == "continuous" and e.column not in

@@ -71,10 +71,11 @@ with c[0]:
                                                        "renal_partial"], "rem_km_def",
                                default="lldas", format_func=LABELS.get)
 with c[1]:
-    group_by = ui.url_widget("selectbox", "Compare groups", [None, *schema.GROUPING_COLUMNS],
-                             "rem_km_group", default=None,
-                             format_func=lambda g: "no grouping" if g is None
-                             else labels.get(g, g))
+    split = ui.url_widget("selectbox", "Compare groups", ["none", *schema.GROUPING_COLUMNS],
+                          "rem_km_group", default="none",
+                          format_func=lambda g: "no grouping" if g == "none"
+                          else labels.get(g, g))
+    group_by = None if split == "none" else split
 km, test = ui.compute("analysis.time_to_event", flt, definition=definition, preset=preset,
                       group_by=group_by)
 if km.empty:
