@@ -1,0 +1,239 @@
+"""Chart builders (lupus_dash.charts) and page queries (lupus_dash.explore).
+
+The explore tests run on the external fixture cohort (tests/fixtures/cohort_external),
+small enough that every expected number is counted by hand from its CSV files.
+"""
+
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import pytest
+
+from lupus_dash import charts, explore, ingest, store
+from lupus_dash.db import Database
+from lupus_dash.filters import Filter
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cohort_external"
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    res = ingest.read_cohort(FIXTURE)
+    assert res.ok, res.problems
+    path = tmp_path_factory.mktemp("explore") / "ext.duckdb"
+    store.write_database(path, res.tables, mode="create", schedules=res.schedules)
+    d = Database(path)
+    yield d
+    d.close()
+
+
+CSLE = Filter("cSLE-QD")
+
+
+# --- charts -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "p, expected",
+    [
+        (None, ""),
+        (float("nan"), ""),
+        (0.05, ""),  # not below 0.05
+        (0.0499, "*"),
+        (0.01, "*"),
+        (0.0099, "**"),
+        (0.001, "**"),
+        (0.00099, "***"),
+    ],
+)
+def test_stars_follow_the_papers_thresholds(p, expected):
+    assert charts.stars(p) == expected
+
+
+def _summary():
+    return pd.DataFrame({
+        "visit_week": [0, 4, 12],
+        "n": [10, 9, 8],
+        "mean": [0.5, 0.7, 0.8],
+        "ci_low": [0.4, 0.6, 0.7],
+        "ci_high": [0.6, 0.8, 0.9],
+    })
+
+
+def test_trajectory_puts_stars_on_significant_visits_only():
+    pv = pd.DataFrame({"visit_week": [4, 12], "p_value": [0.003, 0.2]})
+    ch = charts.trajectory(_summary(), "mean", "ci_low", "ci_high", p_values=pv)
+    spec = ch.to_dict()
+    text_layers = [lyr for lyr in spec["layer"] if lyr["mark"]["type"] == "text"]
+    assert len(text_layers) == 1
+    rows = spec["datasets"][text_layers[0]["data"]["name"]]
+    # week 4: p = 0.003 → "**" placed at its upper CI 0.8; week 12 (p = 0.2) has no mark
+    assert [(r["visit_week"], r["stars"], r["ci_high"]) for r in rows] == [(4, "**", 0.8)]
+    tips = {t["title"] for t in spec["layer"][1]["encoding"]["tooltip"]}
+    assert {"Week", "n", "lower", "upper"} <= tips
+
+
+def test_builders_refuse_more_than_5000_rows():
+    big = pd.DataFrame({"visit_week": range(5001), "value": 1.0, "patient_id": "x"})
+    with pytest.raises(ValueError, match="too many"):
+        charts.spaghetti(big, "value")
+
+
+def test_builders_name_a_missing_column():
+    with pytest.raises(ValueError, match="ci_high"):
+        charts.trajectory(_summary().drop(columns="ci_high"), "mean", "ci_low", "ci_high")
+
+
+def test_finalize_sizes_for_projector_and_keeps_plot_height():
+    ch = charts.rates(pd.DataFrame({"visit_week": ["4"], "definition": ["lldas"], "rate": [0.5],
+                                    "ci_low": [0.3], "ci_high": [0.7]}))
+    normal = charts.finalize(ch, presenter=False).to_dict()
+    big = charts.finalize(ch, presenter=True).to_dict()
+    assert normal["config"]["axis"]["labelFontSize"] == 12
+    assert big["config"]["axis"]["labelFontSize"] == 20
+    assert big["config"]["range"]["category"] == list(charts.OKABE_ITO)
+    assert big["autosize"] == {"type": "fit-x", "contains": "padding"}
+
+
+def test_png_and_svg_export_offline():
+    ch = charts.finalize(charts.trajectory(_summary(), "mean", "ci_low", "ci_high"))
+    png = charts.to_png(ch, scale=1)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = charts.to_svg(ch)
+    assert svg.lstrip().startswith("<svg") and "Week" in svg
+
+
+def test_small_multiples_facets_with_independent_scales():
+    df = pd.DataFrame({
+        "label": ["C3", "C3", "PGA", "PGA"], "visit_week": [0, 4, 0, 4],
+        "centre": [0.5, 0.8, 2.0, 1.0], "lower": [0.4, 0.7, 1.5, 0.5],
+        "upper": [0.6, 0.9, 2.5, 1.5], "stars": ["", "**", "", "*"],
+    })
+    spec = charts.small_multiples(df).to_dict()
+    assert spec["facet"]["field"] == "label"
+    assert spec["resolve"]["scale"]["y"] == "independent"
+    assert isinstance(charts.small_multiples(df), alt.FacetChart)
+
+
+# --- explore: dosing ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "last, stop, expected",
+    [
+        (None, None, []),
+        (0, None, [0]),
+        (3, None, [0, 2]),
+        (4, None, [0, 2, 4]),
+        (13, None, [0, 2, 4, 8, 12]),
+        # 52 weeks: 3 induction doses + weeks 8..52 every 4 weeks (12 doses) = 15
+        (52, None, [0, 2, 4, *range(8, 53, 4)]),
+        (52, 10, [0, 2, 4, 8]),  # stopped at week 10: no dose at or after it
+        (24, 24, [0, 2, 4, 8, 12, 16, 20]),
+        (52, 2, [0]),
+    ],
+)
+def test_belimumab_dose_weeks(last, stop, expected):
+    assert explore.belimumab_dose_weeks(last, stop) == expected
+
+
+# --- explore: fixture cohort -------------------------------------------------------
+
+
+def test_patient_flow_counts_by_hand(db):
+    flow, reasons, doses = explore.patient_flow(db, CSLE)
+    # C01, C02 reach week 52 (15 doses each); C03 stopped at week 24 (7 doses).
+    assert dict(zip(flow["stage"], flow["n"], strict=True)) == {
+        "Enrolled": 3, "Received induction (3 doses)": 3, "Completed follow-up": 2,
+        "Stopped belimumab": 1,
+    }
+    assert dict(zip(doses["patient_id"], doses["doses"], strict=True)) == {
+        "C01": 15, "C02": 15, "C03": 7}
+    assert reasons.to_dict("records") == [
+        {"reason": "switched to telitacicept for poor effect", "n": 1}]
+
+
+def test_flow_follows_the_filter(db):
+    flow, reasons, _ = explore.patient_flow(db, Filter.build("cSLE-QD", sex=["F"]))
+    assert flow["n"].tolist() == [2, 2, 2, 0]
+    assert reasons.empty
+
+
+def test_ae_table3_layout(db):
+    t3 = explore.ae_table3(db, CSLE).set_index("row")
+    # Every cSLE-QD patient has one event: C01 URTI (wk 6), C02 infusion reaction (wk 2),
+    # C03 herpes zoster (wk 16).
+    assert t3.loc["Patients with adverse events", "n_patients"] == 3
+    assert t3.loc["Patients with adverse events", "pct"] == pytest.approx(100.0)
+    assert t3.loc["Infection", "n_patients"] == 2
+    assert t3.loc["Upper respiratory tract infection", "n_patients"] == 1
+    assert t3.loc["Herpes zoster", "n_patients"] == 1
+    assert t3.loc["Urinary tract infection", "n_patients"] == 0  # paper row kept at 0
+    assert t3.loc["Infusion reaction", "n_patients"] == 1
+    assert t3.loc["Serious adverse events", "n_patients"] == 0
+    assert t3.loc["Leukopenia", "n_patients"] == 0  # A01's leukopenia is in the other cohort
+    assert list(t3.index[:3]) == ["Patients with adverse events", "Serious adverse events",
+                                  "Severe adverse events"]
+
+
+def test_ae_incidence_and_time_to_first(db):
+    inc = explore.ae_incidence(db, CSLE).set_index("category")
+    assert inc.loc["infection", "n_patients"] == 2
+    assert inc.loc["infection", "rate"] == pytest.approx(2 / 3)
+    km = explore.ae_time_to_first(db, CSLE)
+    # Events at weeks 2, 6, 16, nobody censored: S = 2/3, 1/3, 0.
+    ev = km[km["n_event"] > 0]
+    assert ev["time"].tolist() == [2.0, 6.0, 16.0]
+    assert ev["survival"].tolist() == pytest.approx([2 / 3, 1 / 3, 0.0])
+
+
+def test_missingness_counts_missed_visits(db):
+    miss = explore.missingness(db, CSLE)
+    wk52 = miss[(miss["visit_week"] == 52) & (miss["variable"] == "visit")].iloc[0]
+    # C03 stopped at week 24: 1 of 3 patients has no week-52 visit.
+    assert (wk52["n_expected"], wk52["n_missing"]) == (3, 1)
+    assert wk52["pct_missing"] == pytest.approx(1 / 3)
+    upcr = miss[(miss["variable"] == "upcr_g_g")]
+    assert not upcr["recorded"].any()  # cSLE-QD records 24-h protein, never UPCR
+
+
+def test_range_edges(db):
+    summ, listing = explore.range_edges(db, CSLE)
+    s = summ.set_index("variable")
+    # Prednisone range 0–2000, edge = within 20 mg of 0: C01 15, 10, 5; C02 20, 12.5, 7.5;
+    # C03 20, 20 → 8 values.
+    assert s.loc["prednisone_mg_day", "n_near_low"] == 8
+    assert s.loc["pga", "n_near_low"] == 0 and s.loc["pga", "n_near_high"] == 0
+    assert len(listing[listing["variable"] == "prednisone_mg_day"]) == 8
+
+
+def test_individual_trajectories_cap_and_sample(db):
+    df, total, sampled = explore.individual_trajectories(db, CSLE, "c3_g_l", cap=2)
+    assert (total, sampled) == (3, True)
+    assert df["patient_id"].nunique() == 2
+    again, _, _ = explore.individual_trajectories(db, CSLE, "c3_g_l", cap=2)
+    assert df.equals(again)  # deterministic sample
+    full, total, sampled = explore.individual_trajectories(db, CSLE, "c3_g_l")
+    assert (total, sampled, len(full)) == (3, False, 14)  # 5 + 5 + 4 visits
+
+
+def test_filter_options_and_group_sizes(db):
+    opts = explore.filter_options(db, "cSLE-QD")
+    assert opts["sex"] == ["F", "M"]
+    assert opts["biopsy_class"] == ["IV", "III+V", "(missing)"]  # C03 not biopsied
+    sizes = explore.group_sizes(db, CSLE, "sex")
+    assert dict(zip(sizes["group"], sizes["n"], strict=True)) == {"F": 2, "M": 1}
+
+
+def test_endpoint_states_give_the_reason(db):
+    st = explore.endpoint_states(db, CSLE, "standard", week=4).set_index("patient_id")
+    # C01 week 4: SLEDAI-2K 10 > 4 and prednisone 25 mg > 7.5: not in LLDAS, with a reason.
+    assert st.loc["C01", "lldas"] == False  # noqa: E712 (pandas boolean)
+    assert "SLEDAI-2K" in st.loc["C01", "lldas_why"]
+
+
+def test_fmt_p():
+    assert explore.fmt_p(None) == "not computable"
+    assert explore.fmt_p(0.0004) == "<0.001"
+    assert explore.fmt_p(0.04567) == "0.046"
