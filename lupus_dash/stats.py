@@ -22,6 +22,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -880,12 +881,77 @@ def fisher(table_or_a: Any, b: Any = None) -> TestResult:
             extra["odds_ratio_note"] = "odds ratio is infinite (a zero cell)"
         return TestResult("fisher", n, p_value=p, ci_low=_f(ci.low), ci_high=_f(ci.high),
                           effect=_f(est), effect_name="odds_ratio", extra=extra)
-    try:
-        p = float(_st.fisher_exact(ti).pvalue)
-    except (ValueError, MemoryError, NotImplementedError) as exc:
-        return _none("fisher", n, f"Fisher's exact r x c not computable ({exc}); use chi2",
-                     **extra)
+    # SciPy's r x c fisher_exact is Monte Carlo by default (not reproducible) and
+    # its exact permutation mode takes minutes, so the tables are enumerated here.
+    p = _fisher_rxc_exact(ti)
+    if p is None:
+        return _none("fisher", n, f"Fisher's exact r x c too large to enumerate "
+                     f"(more than {FISHER_MAX_TABLES} tables); use chi2", **extra)
     return TestResult("fisher", n, p_value=p, extra=extra)
+
+
+FISHER_MAX_TABLES = 5_000_000  # partial tables enumerated before giving up (~1 s)
+
+
+@lru_cache(maxsize=4096)
+def _compositions(m: int, bounds: tuple[int, ...]) -> np.ndarray:
+    """All vectors x with sum m and 0 <= x_i <= bounds_i (one per row)."""
+    head = [np.arange(min(b, m) + 1) for b in bounds[:-1]]
+    if not head:
+        return np.array([[m]]) if m <= bounds[0] else np.empty((0, 1), dtype=np.int64)
+    grid = np.stack([g.ravel() for g in np.meshgrid(*head, indexing="ij")], axis=1)
+    last = m - grid.sum(axis=1)
+    ok = (last >= 0) & (last <= bounds[-1])
+    return np.column_stack([grid[ok], last[ok]]).astype(np.int64)
+
+
+def _fisher_rxc_exact(t: np.ndarray) -> float | None:
+    """Exact two-sided r x c Fisher p (tables no more probable than the observed), as R's.
+
+    Enumerates the table column by column; partial tables are grouped by their
+    remaining row sums (coded as one integer). None when more than
+    FISHER_MAX_TABLES partial tables would be needed.
+    """
+    from scipy.special import gammaln
+
+    if t.shape[0] > t.shape[1]:
+        t = t.T
+    rows, cols = t.sum(axis=1).astype(np.int64), t.sum(axis=0).astype(np.int64)
+    n = int(t.sum())
+    const = float(gammaln(rows + 1).sum() + gammaln(cols + 1).sum() - gammaln(n + 1))
+    obs = const - float(gammaln(t + 1).sum())
+    radix = np.concatenate(([1], np.cumprod(rows[:-1] + 1))).astype(np.int64)
+    states = rows[None, :]  # distinct remaining row sums
+    state_of = np.zeros(1, dtype=np.int64)  # state index of each partial table
+    cost = np.zeros(1)  # sum of log(x!) over the partial table's cells
+    for c in cols[:-1]:
+        order = np.argsort(state_of, kind="stable")
+        state_of, cost = state_of[order], cost[order]
+        bounds = np.searchsorted(state_of, np.arange(len(states) + 1))
+        # cheap upper bound on the work (box size, ignoring the sum constraint)
+        box = np.prod(np.minimum(states[:, :-1], c) + 1, axis=1).astype(float)
+        if float(np.diff(bounds) @ box) > 2 * FISHER_MAX_TABLES:
+            return None
+        comps = [_compositions(int(c), tuple(int(v) for v in st)) for st in states]
+        if sum((bounds[i + 1] - bounds[i]) * len(cp) for i, cp in enumerate(comps)) > (
+                FISHER_MAX_TABLES):
+            return None
+        new_codes, new_cost = [], []
+        for i, cp in enumerate(comps):
+            if not len(cp):
+                continue
+            part = cost[bounds[i]: bounds[i + 1]]
+            new_cost.append((part[:, None] + gammaln(cp + 1).sum(axis=1)[None, :]).ravel())
+            codes = (states[i] - cp) @ radix
+            new_codes.append(np.tile(codes, part.size))
+        uniq, state_of = np.unique(np.concatenate(new_codes), return_inverse=True)
+        cost = np.concatenate(new_cost)
+        states = (uniq[:, None] // radix[None, :]) % (rows + 1)[None, :]
+    # the last column is forced: its cells are the remaining row sums
+    logp = const - (cost + gammaln(states + 1).sum(axis=1)[state_of])
+    # R: fisher.test counts tables with d <= d_obs * (1 + 1e-7)
+    keep = logp <= obs + math.log1p(1e-7)
+    return float(min(1.0, np.exp(logp[keep]).sum()))
 
 
 def odds_ratio_ci(table: Any, conf_level: float = 0.95) -> TestResult:

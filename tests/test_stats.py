@@ -480,11 +480,19 @@ def test_table_edges():
     assert S.chi2(["a", None], ["x", "y"]).reason.startswith("table has fewer than 2")
 
 
-def test_fisher_rxc_matches_r(fx):
-    # covered by group3_52 in test_tables_match_r; here SciPy and R agree on a 3x3:
-    # R: fisher.test(matrix(c(3,1,0, 1,4,2, 0,2,5), 3, byrow=TRUE))$p.value = 0.0395...
-    r = S.fisher(np.array([[3, 1, 0], [1, 4, 2], [0, 2, 5]]))
-    assert r.reason is None and 0 < r.p_value < 1
+@pytest.mark.parametrize("i", range(5))
+def test_fisher_rxc_matches_r(i):
+    ref = REF["fisher_rxc"][i]
+    r = S.fisher(np.array(ref["table"]))
+    # R: fisher.test(matrix(..., byrow=TRUE))$p.value (exact r x c)
+    assert r.reason is None and close(r.p_value, ref["p"])
+    # the transposed table is the same test
+    assert close(S.fisher(np.array(ref["table"]).T).p_value, ref["p"])
+
+
+def test_fisher_rxc_too_large_gives_reason():
+    r = S.fisher(np.array([[4000, 3000], [2000, 3500], [2500, 2500], [1000, 3000]]))
+    assert r.p_value is None and r.reason.startswith("Fisher's exact r x c too large")
 
 
 def test_logrank_and_km_edges():

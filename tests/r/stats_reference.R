@@ -151,6 +151,15 @@ for (spec in list(c("group2", 0), c("group3", 52), c("group2", 52))) {
 }
 out$tables <- ct
 
+# ---- Fisher r x c on fixed tables (row-major), exact network algorithm
+rxc <- list(c(2, 3, 30, 20, 10, 25, 25, 30), c(3, 3, 3, 1, 0, 1, 4, 2, 0, 2, 5),
+            c(4, 2, 40, 30, 20, 35, 25, 25, 10, 30), c(3, 4, 8, 6, 5, 4, 7, 9, 3, 6, 5, 4, 8, 7),
+            c(3, 3, 12, 10, 8, 11, 9, 7, 10, 12, 5))
+out$fisher_rxc <- lapply(rxc, function(v) {
+  m <- matrix(v[-(1:2)], v[1], v[2], byrow = TRUE)
+  list(table = m, p = fisher.test(m)$p.value)                         # R: fisher.test(r x c)
+})
+
 # ---- survival, one row per patient
 p <- d[d$visit_week == 0, ]
 km <- survfit(Surv(time_weeks, event) ~ 1, data = p)                  # R: survfit, conf.type "log"
