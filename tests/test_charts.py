@@ -229,7 +229,7 @@ def test_filter_options_and_group_sizes(db):
 def test_endpoint_states_give_the_reason(db):
     st = explore.endpoint_states(db, CSLE, "standard", week=4).set_index("patient_id")
     # C01 week 4: SLEDAI-2K 10 > 4 and prednisone 25 mg > 7.5: not in LLDAS, with a reason.
-    assert st.loc["C01", "lldas"] == False  # noqa: E712 (pandas boolean)
+    assert bool(st.loc["C01", "lldas"]) is False
     assert "SLEDAI-2K" in st.loc["C01", "lldas_why"]
 
 
