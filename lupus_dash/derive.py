@@ -59,20 +59,33 @@ def coerce(df: pd.DataFrame, table: str) -> pd.DataFrame:
     n = len(df)
     for c in schema.columns(table):
         dt = pandas_dtype(c)
-        if c.name in df.columns:
-            s = df[c.name]
-            if c.dtype == schema.DATE:
-                s = pd.to_datetime(s, errors="coerce").astype(dt)
-            elif c.dtype in (schema.NUMBER, schema.INTEGER):
-                s = pd.to_numeric(s, errors="coerce").astype(dt)
-            else:
-                s = s.astype(dt)
-            out[c.name] = s.reset_index(drop=True)
+        if c.name not in df.columns:
+            out[c.name] = pd.Series(_missing(n, dt), dtype=dt)
+            continue
+        s = df[c.name].reset_index(drop=True)
+        if str(s.dtype) == dt:
+            pass
+        elif c.dtype == schema.DATE:
+            s = pd.to_datetime(s, errors="coerce").astype(dt)
+        elif c.dtype in (schema.NUMBER, schema.INTEGER):
+            s = pd.to_numeric(s, errors="coerce").astype(dt)
         else:
-            out[c.name] = pd.Series(
-                pd.array([None] * n, dtype=dt) if dt != "float64" else np.full(n, np.nan), dtype=dt
-            )
+            s = s.astype(dt)
+        out[c.name] = s
     return pd.DataFrame(out, index=pd.RangeIndex(n))
+
+
+def _missing(n: int, dt: str):
+    """An all-missing column of n values in pandas dtype dt."""
+    if dt == "float64":
+        return np.full(n, np.nan)
+    if dt == "boolean":
+        return pd.arrays.BooleanArray(np.zeros(n, dtype=bool), np.ones(n, dtype=bool))
+    if dt == "Int64":
+        return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
+    if dt.startswith("datetime64"):
+        return np.full(n, np.datetime64("NaT"), dtype=dt)
+    return pd.array(np.full(n, None, dtype=object), dtype=dt)
 
 
 def infer_schedule(visits: pd.DataFrame) -> dict[str, list[int]]:
