@@ -151,6 +151,31 @@ for (spec in list(c("group2", 0), c("group3", 52), c("group2", 52))) {
 }
 out$tables <- ct
 
+# ---- small samples: R widens the HL confidence level when 95 % is not achievable,
+# or returns an end point of the range
+small_paired <- list(list(x = c(3.1, 2.0, 4.5, 1.0), y = c(1.0, 2.5, 1.5, 0.0)),
+                     list(x = c(2, 3, 3, 5, 1, 4), y = c(1, 1, 2, 2, 1, 4)),
+                     list(x = c(5.5, 2.1, 3.3, 8.0, 1.2, 4.4, 6.1, 2.2, 0.5, 3.9),
+                          y = c(4.0, 2.5, 1.0, 5.5, 1.2, 2.0, 3.3, 2.9, 1.5, 1.0)))
+out$small_paired <- lapply(small_paired, function(s) {
+  wt <- suppressWarnings(wilcox.test(s$x, s$y, paired = TRUE, exact = FALSE, correct = FALSE,
+                                     conf.int = TRUE, tol.root = 1e-12))
+  dd <- s$x - s$y
+  list(x = s$x, y = s$y, p = wt$p.value, V = unname(wt$statistic),
+       hl = walsh_median(dd[dd != 0]), ci = as.numeric(wt$conf.int),
+       conf_level = attr(wt$conf.int, "conf.level"))
+})
+small_groups <- list(list(a = c(1.2, 3.4), b = c(2.2, 5.1, 6.0)),
+                     list(a = c(1), b = c(2, 3, 4, 5)),
+                     list(a = c(1, 2, 2, 3, 5, 7), b = c(2, 4, 4, 6, 8, 9, 9)))
+out$small_groups <- lapply(small_groups, function(s) {
+  v <- c(s$a, s$b); g <- rep(c("a", "b"), c(length(s$a), length(s$b)))
+  mw <- suppressWarnings(wilcox.test(v ~ g, exact = FALSE, correct = TRUE, conf.int = TRUE,
+                                     tol.root = 1e-12))
+  list(a = s$a, b = s$b, W = unname(mw$statistic), p = mw$p.value,
+       hl = median(outer(s$a, s$b, "-")), ci = as.numeric(mw$conf.int))
+})
+
 # ---- Fisher r x c on fixed tables (row-major), exact network algorithm
 rxc <- list(c(2, 3, 30, 20, 10, 25, 25, 30), c(3, 3, 3, 1, 0, 1, 4, 2, 0, 2, 5),
             c(4, 2, 40, 30, 20, 35, 25, 25, 10, 30), c(3, 4, 8, 6, 5, 4, 7, 9, 3, 6, 5, 4, 8, 7),
