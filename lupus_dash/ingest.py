@@ -1007,11 +1007,9 @@ def read_cohort(
             {c.name: _empty_series(c, 0) for c in schema.columns("adverse_events")}
         )
     if v is not None:
-        v = v.sort_values(["patient_id", "visit_week"], kind="stable")
+        tables["visits"] = v.sort_values(["patient_id", "visit_week"], kind="stable")
     # One set of dtypes for every source (CSV, xlsx, Parquet): derive's schema dtypes.
     tables = {t: derive.coerce(df, t) for t, df in tables.items()}
-    if v is not None:
-        tables["visits"] = derive.coerce(v, "visits")
     order = {t: i for i, t in enumerate(["--complement-unit", "--creatinine-unit",
                                            "--schedule", "--week-windows"])}
     problems = sorted(sink.problems, key=lambda q: (order.get(q.file, 9), q.file, q.row or 0))

@@ -105,6 +105,28 @@ def _clean_stale_temps(path: Path) -> list[Path]:
     return removed
 
 
+@contextlib.contextmanager
+def _writer_lock(path: Path) -> Iterator[None]:
+    """One writer per target at a time: two imports racing would lose one's cohorts."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no advisory lock available
+        yield
+        return
+    lock = path.parent / f".{path.name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise StoreError(
+                f"another import into {path} is running; try again when it has finished"
+            ) from exc
+        yield
+    finally:
+        os.close(fd)
+
+
 # --- the old file ------------------------------------------------------------------------------
 
 
@@ -125,6 +147,11 @@ class _Old:
             tables = {r[0] for r in self.con.execute("SHOW TABLES").fetchall()}
         except duckdb.Error as exc:
             self.close()
+            if "lock" in str(exc).lower():
+                raise StoreError(
+                    f"{path} is locked by another program (another import still running?); "
+                    "try again when it has finished"
+                ) from exc
             raise StoreError(
                 f"{path} exists but cannot be opened as a DuckDB file ({exc}); "
                 "refusing to overwrite it"
@@ -298,6 +325,12 @@ def write_database_chunks(
     path = Path(path)
     if not path.parent.is_dir():
         raise StoreError(f"folder {path.parent} does not exist")
+    with _writer_lock(path):
+        return _write(path, chunks, mode, schedules, source, t0)
+
+
+def _write(path, chunks, mode, schedules, source, t0) -> dict:
+    """write_database_chunks under the writer lock."""
     _clean_stale_temps(path)
     old = _Old(path)
     tmp = _temp_path(path)

@@ -276,8 +276,8 @@ def test_chunked_write_equals_single_write(tables, tmp_path):
     store.write_database(one, tables, schedules=schedules)
     ids = tables["patients"]["patient_id"].tolist()
     chunks = (
-        {t: df[df["patient_id"].isin(ids[i:i + 2])] for t, df in tables.items()}
-        for i in range(0, len(ids), 2)
+        {t: df[df["patient_id"].isin(ids[i:i + 3])] for t, df in tables.items()}
+        for i in range(0, len(ids), 3)
     )
     summary = store.write_database_chunks(many, chunks, schedules=schedules)
     assert (summary["patients"], summary["visits"]) == (6, 26)
@@ -311,3 +311,17 @@ def test_cli_modes(tmp_path, capsys):
     missing = cli.main(["import", str(FIXTURE), "--db", str(tmp_path / "no" / "x.duckdb")])
     assert missing == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_second_writer_is_refused_while_one_runs(tables, csle_db):
+    fcntl = pytest.importorskip("fcntl")
+    before = sha(csle_db)
+    fd = os.open(csle_db.parent / f".{csle_db.name}.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running import holds it
+        with pytest.raises(store.StoreError, match="another import"):
+            store.write_database(csle_db, only(tables, "LN-adult"), mode="append")
+    finally:
+        os.close(fd)
+    assert sha(csle_db) == before
+    assert store.write_database(csle_db, only(tables, "LN-adult"), mode="append")["n_cohorts"] == 2
