@@ -173,7 +173,7 @@ def test_visit_facts(cohort):
     vf = vf.set_index(["patient_id", "visit_week"])
     assert vf.loc[("a1", 0), "cohort"] == "A" and vf.loc[("b2", 12), "cohort"] == "B"
     assert vf["is_baseline"].sum() == 4  # a1, a2, a3, a4 have week 0
-    assert vf.loc[("b1", 12), "is_baseline"] == False  # noqa: E712
+    assert [vf.loc[("b1", 12), "is_baseline"]] == [False]
     last = vf.index[vf["is_last"].to_numpy(dtype=bool)].tolist()
     assert sorted(last) == [("a1", 52), ("a2", 24), ("a3", 12), ("a4", 52), ("b1", 24), ("b2", 12)]
     # Child (11.9 y, 140 cm, creatinine 61.88 µmol/L = 0.7 mg/dL): 0.413 × 140 / 0.7 = 82.6
@@ -228,8 +228,7 @@ def test_endpoint_columns_match_endpoints_module(cohort):
         pd.testing.assert_series_equal(vf[col], expected[col], check_names=False)
     # a1 (35 kg) week 12: 7.5 mg > 0.15 × 35 = 5.25 mg under cLLDAS, but ≤ 7.5 under LLDAS.
     row = vf[(vf.patient_id == "a1") & (vf.visit_week == 12)].iloc[0]
-    assert row["lldas_standard"] == True  # noqa: E712
-    assert row["lldas_paediatric"] == False  # noqa: E712
+    assert [row["lldas_standard"], row["lldas_paediatric"]] == [True, False]
     assert row["lldas_paediatric_why"] == (
         "prednisone 7.5 mg > 5.25 mg (min(0.15 mg/kg × 35 kg, 7.5 mg))"
     )
