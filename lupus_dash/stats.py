@@ -36,6 +36,8 @@ __all__ = [
     "chi2",
     "choose_group_method",
     "choose_paired_method",
+    "compare_groups",
+    "compare_paired",
     "describe",
     "fisher",
     "fisher_visits",
@@ -1198,3 +1200,34 @@ def choose_group_method(values: Any, groups: Any, alpha: float = 0.05) -> tuple[
     if worst >= alpha:
         return "welch_t", f"values look normal in both groups (smallest Shapiro-Wilk p = {worst:.2g})"
     return "mann_whitney", f"values are not normal in a group (Shapiro-Wilk p = {worst:.2g})"
+
+
+PAIRED_METHODS = ("paired_t", "wilcoxon")
+GROUP_METHODS = ("welch_t", "mann_whitney", "kruskal")
+
+
+def compare_paired(x: Any, y: Any, method: str = "auto") -> TestResult:
+    """Paired comparison by `method` ("auto" picks via choose_paired_method); extra["choice"] says why."""
+    if method not in ("auto", *PAIRED_METHODS):
+        raise ValueError(f"method must be 'auto' or one of {PAIRED_METHODS} (got {method!r})")
+    if method == "auto":
+        method, why = choose_paired_method(x, y)
+    else:
+        why = "chosen by the user"
+    r = paired_t(x, y) if method == "paired_t" else wilcoxon(x, y)
+    r.extra["choice"] = why
+    return r
+
+
+def compare_groups(values: Any, groups: Any, method: str = "auto") -> TestResult:
+    """Between-group comparison by `method` ("auto" via choose_group_method); extra["choice"] says why."""
+    if method not in ("auto", *GROUP_METHODS):
+        raise ValueError(f"method must be 'auto' or one of {GROUP_METHODS} (got {method!r})")
+    if method == "auto":
+        method, why = choose_group_method(values, groups)
+    else:
+        why = "chosen by the user"
+    fn = {"welch_t": welch_t, "mann_whitney": mann_whitney, "kruskal": kruskal}[method]
+    r = fn(values, groups)
+    r.extra["choice"] = why
+    return r

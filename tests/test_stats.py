@@ -596,3 +596,20 @@ def test_small_group_hodges_lehmann_matches_r(i):
     assert close(r.extra["hl_estimate"], -ref["hl"])
     assert [r.extra["hl_ci_low"], r.extra["hl_ci_high"]] == pytest.approx(
         [-ref["ci"][1], -ref["ci"][0]], abs=1e-9)
+
+
+def test_compare_dispatch_with_override():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=40)
+    x = y + rng.normal(0.5, 1, 40)
+    auto = S.compare_paired(x, y)
+    assert auto.method == "paired_t" and auto.extra["choice"].startswith("differences look")
+    forced = S.compare_paired(x, y, method="wilcoxon")
+    assert forced.method == "wilcoxon" and forced.extra["choice"] == "chosen by the user"
+    assert forced.p_value == S.wilcoxon(x, y).p_value
+    g = ["a", "b", "c"] * 20
+    v = rng.normal(size=60)
+    assert S.compare_groups(v, g).method == "kruskal"
+    assert S.compare_groups(v[:40], g[:40], method="welch_t").method == "welch_t"
+    with pytest.raises(ValueError, match="method"):
+        S.compare_paired(x, y, method="sign")
