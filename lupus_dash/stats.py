@@ -135,16 +135,24 @@ def _clean(v: Any) -> Any:
 def _as_float(a: Any, name: str) -> np.ndarray:
     """1-D float array; pd.NA / None become NaN, booleans become 0/1."""
     if isinstance(a, (pd.Series, pd.Index)):
-        arr = pd.to_numeric(pd.Series(a), errors="coerce").astype("Float64")
-        return arr.to_numpy(dtype=float, na_value=np.nan)
+        return _coerce(pd.Series(a), name)
     try:
         arr = np.asarray(a, dtype=float)
     except (TypeError, ValueError):
-        s = pd.to_numeric(pd.Series(list(a), dtype=object), errors="coerce")
-        arr = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        arr = _coerce(pd.Series(list(a), dtype=object), name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional (got shape {arr.shape})")
     return arr
+
+
+def _coerce(s: pd.Series, name: str) -> np.ndarray:
+    if s.dtype == object:
+        s = s.where(s.notna(), None)
+    num = pd.to_numeric(s, errors="coerce")
+    bad = num.isna().to_numpy() & s.notna().to_numpy()
+    if bad.any():
+        raise ValueError(f"{name} must be numeric (found {s[bad].iloc[0]!r})")
+    return num.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _same_length(**arrays: np.ndarray) -> None:

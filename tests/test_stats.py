@@ -613,3 +613,14 @@ def test_compare_dispatch_with_override():
     assert S.compare_groups(v[:40], g[:40], method="welch_t").method == "welch_t"
     with pytest.raises(ValueError, match="method"):
         S.compare_paired(x, y, method="sign")
+
+
+def test_non_numeric_values_raise_naming_argument():
+    with pytest.raises(ValueError, match="values must be numeric"):
+        S.describe(pd.Series(["1.5", None, "high"]))
+    with pytest.raises(ValueError, match="x must be numeric"):
+        S.paired_t(["a", 1.0], [1.0, 2.0])
+    # nullable pandas dtypes and pd.NA are missing values, not errors
+    assert S.describe(pd.Series([1.0, None, 3.0], dtype="Float64"))["n"] == 2
+    assert S.mcnemar_exact(pd.Series([True, None, False], dtype="boolean"),
+                           [True, True, True]).n == 2
