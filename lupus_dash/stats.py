@@ -86,7 +86,7 @@ class TestResult:
 
     def as_dict(self) -> dict:
         """Plain JSON-ready dict: the fields, with `extra` as a nested dict."""
-        d = asdict(self)
+        d = {k: _clean(v) for k, v in asdict(self).items() if k != "extra"}
         d["extra"] = {k: _clean(v) for k, v in self.extra.items()}
         return d
 
@@ -177,6 +177,19 @@ def _p_norm2(z: float) -> float:
     return float(2.0 * min(ndtr(z), ndtr(-z)))
 
 
+def _rank_ties(a: np.ndarray) -> tuple[np.ndarray, float]:
+    """Average ranks (as R's rank) and the tie sum of t^3 - t, from one sort."""
+    o = np.argsort(a)  # ties get one average rank, so stability does not matter
+    sa = a[o]
+    starts = np.concatenate(([0], np.flatnonzero(sa[1:] != sa[:-1]) + 1))
+    t = np.diff(np.append(starts, a.size))
+    avg = starts + (t + 1) / 2.0
+    ranks = np.empty(a.size)
+    ranks[o] = np.repeat(avg, t)
+    tf = t.astype(float)
+    return ranks, float(np.sum(tf**3 - tf))
+
+
 def _tie_sum(sorted_vals: np.ndarray) -> float:
     """Sum of t^3 - t over groups of equal values in a sorted array."""
     if sorted_vals.size == 0:
@@ -254,9 +267,8 @@ def paired_t(x: Any, y: Any, conf_level: float = 0.95) -> TestResult:
     )
 
 
-def _walsh_table(v: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Sorted Walsh averages of sample v (with multiplicity weights), or None if too many."""
-    u, c = np.unique(v, return_counts=True)
+def _walsh_table(u: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Sorted Walsh averages of a sample given as unique values u with counts c, or None."""
     if u.size * (u.size + 1) // 2 > HL_MAX_PAIRS:
         return None
     i, j = np.triu_indices(u.size)
@@ -292,20 +304,6 @@ def _median_table(table: tuple[np.ndarray, np.ndarray]) -> float:
     return (_kth(table, n // 2) + _kth(table, n // 2 + 1)) / 2.0
 
 
-def _signed_rank_z(x: np.ndarray, d: float) -> float:
-    """R's W(d) in wilcox.test's one-sample CI code (no continuity correction)."""
-    xd = x - d
-    xd = xd[xd != 0]
-    nx = xd.size
-    if nx == 0:
-        return math.nan
-    a = np.abs(xd)
-    r = _st.rankdata(a)
-    zd = r[xd > 0].sum() - nx * (nx + 1) / 4.0
-    var = nx * (nx + 1) * (2 * nx + 1) / 24.0 - _tie_sum(np.sort(a)) / 48.0
-    return zd / math.sqrt(var) if var > 0 else math.nan
-
-
 def _hl_one_sample(x: np.ndarray, conf_level: float = 0.95) -> dict:
     """Hodges-Lehmann pseudo-median and CI as R's asymptotic wilcox.test computes them.
 
@@ -318,12 +316,23 @@ def _hl_one_sample(x: np.ndarray, conf_level: float = 0.95) -> dict:
     n = x.size
     if n == 0:
         return {}
-    table = _walsh_table(x)
+    u, c = np.unique(x, return_counts=True)
+    table = _walsh_table(u, c)
     if table is None:
         return {"hl_note": f"Hodges-Lehmann skipped: more than {HL_MAX_PAIRS} value pairs"}
-    mumin, mumax = float(x.min()), float(x.max())
-    wmin = _signed_rank_z(x, mumin)
-    wmax = _signed_rank_z(x, mumax) if math.isfinite(wmin) else math.nan
+    mumin, mumax = float(u[0]), float(u[-1])
+    cf = c.astype(float)
+    ties_all = float(np.sum(cf**3 - cf))
+
+    def w_end(k: float) -> float:
+        # R's W(d) at d = min (or max) of x: the k values equal to d drop out as
+        # zeros, all others have one sign, so zd = +-nx(nx+1)/4 exactly.
+        nx = n - k
+        var = nx * (nx + 1) * (2 * nx + 1) / 24.0 - (ties_all - (k**3 - k)) / 48.0
+        return nx * (nx + 1) / 4.0 / math.sqrt(var) if nx > 0 and var > 0 else math.nan
+
+    wmin = w_end(cf[0])
+    wmax = -w_end(cf[-1]) if math.isfinite(wmin) else math.nan
     if not (math.isfinite(wmin) and math.isfinite(wmax)):
         return {
             "hl_estimate": (mumin + mumax) / 2.0,
@@ -344,7 +353,7 @@ def _hl_one_sample(x: np.ndarray, conf_level: float = 0.95) -> dict:
         out["hl_ci_low"] = out["hl_ci_high"] = float(np.median(x))
         return out
     nn = n * (n + 1) / 2.0
-    sigma = math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0 - _tie_sum(np.sort(x)) / 48.0)
+    sigma = math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0 - ties_all / 48.0)
     zq = float(_st.norm.isf(alpha / 2))
     out["hl_ci_low"] = _kth(table, math.ceil(nn / 2 - zq * sigma))
     out["hl_ci_high"] = _kth(table, math.ceil(nn / 2 + zq * sigma))
@@ -365,10 +374,9 @@ def wilcoxon(x: Any, y: Any, hodges_lehmann: bool = True) -> TestResult:
         r = _none("wilcoxon", n, "all differences are zero", n_nonzero=0)
         r.mean_diff = md
         return r
-    a = np.abs(nz)
-    ranks = _st.rankdata(a)
+    ranks, ties = _rank_ties(np.abs(nz))
     w_plus = float(ranks[nz > 0].sum())
-    sigma = math.sqrt(m * (m + 1) * (2 * m + 1) / 24.0 - _tie_sum(np.sort(a)) / 48.0)
+    sigma = math.sqrt(m * (m + 1) * (2 * m + 1) / 24.0 - ties / 48.0)
     z = (w_plus - m * (m + 1) / 4.0) / sigma
     extra: dict[str, Any] = {"V": w_plus, "w_plus": w_plus, "n_nonzero": m, "n_zero": n - m}
     extra["median_diff"] = float(np.median(d))
@@ -743,10 +751,8 @@ def mann_whitney(values: Any, groups: Any, hodges_lehmann: bool = True) -> TestR
         return bad
     labels, (a, b), n = ok
     na, nb = a.size, b.size
-    allv = np.concatenate([a, b])
-    r = _st.rankdata(allv)
+    r, ts = _rank_ties(np.concatenate([a, b]))
     w = float(r[:na].sum() - na * (na + 1) / 2.0)
-    ts = _tie_sum(np.sort(allv))
     var = (na * nb / 12.0) * ((na + nb + 1) - ts / ((na + nb) * (na + nb - 1)))
     extra: dict[str, Any] = {"group1": labels[0], "group2": labels[1], "n1": na, "n2": nb,
                              "W": w, "median1": float(np.median(a)),
@@ -777,12 +783,10 @@ def kruskal(values: Any, groups: Any) -> TestResult:
         return _none("kruskal", 0, "all values missing")
     if len(arrays) < 2:
         return _none("kruskal", n, "only one group with values", groups=labels)
-    allv = np.concatenate(arrays)
-    r = _st.rankdata(allv)
+    r, ts = _rank_ties(np.concatenate(arrays))
     sizes = np.array([a.size for a in arrays])
     idx = np.repeat(np.arange(len(arrays)), sizes)
     rs = np.bincount(idx, weights=r)
-    ts = _tie_sum(np.sort(allv))
     denom = 1 - ts / (n**3 - n)
     extra = {"groups": labels, "sizes": sizes.tolist(), "df": len(arrays) - 1}
     if denom <= 0:

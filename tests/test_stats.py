@@ -624,3 +624,44 @@ def test_non_numeric_values_raise_naming_argument():
     assert S.describe(pd.Series([1.0, None, 3.0], dtype="Float64"))["n"] == 2
     assert S.mcnemar_exact(pd.Series([True, None, False], dtype="boolean"),
                            [True, True, True]).n == 2
+
+
+def _numbers(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _numbers(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _numbers(v)
+    elif isinstance(obj, float):
+        yield obj
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_small_inputs_never_raise_or_return_nan(seed):
+    # tiny samples full of ties, zeros, missing values and single-member groups
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 7))
+    x = rng.integers(0, 3, n).astype(float)
+    y = rng.integers(0, 3, n).astype(float)
+    x[rng.random(n) < 0.2] = np.nan
+    g = rng.choice(["a", "b", "c"][: int(rng.integers(1, 4))], n)
+    g2 = rng.choice(["a", "b"][: int(rng.integers(1, 3))], n)
+    wide_ = rng.integers(0, 3, (n, 3)).astype(float)
+    xb, yb = (x > 0).astype(float), (y > 0).astype(float)
+    results = [
+        S.paired_t(x, y), S.wilcoxon(x, y), S.mcnemar_exact(np.where(np.isnan(x), np.nan, xb), yb),
+        S.fisher_visits(xb, yb), S.rm_anova(wide_), S.friedman(wide_), S.mann_whitney(x, g2),
+        S.kruskal(x, g), S.welch_t(x, g2), S.chi2(g, g2) if n else S.chi2([[0, 0], [0, 0]]),
+        S.fisher(g, g2) if n else S.fisher([[0, 0], [0, 0]]), S.logrank(y + 1, xb, g2),
+        S.compare_paired(x, y), S.compare_groups(x, g),
+        *S.rm_anova_bonferroni(wide_, ["w0", "w1", "w2"]),
+    ]
+    for r in results:
+        d = r.as_dict()
+        json.dumps(d, allow_nan=False)
+        assert all(math.isfinite(v) for v in _numbers(d))
+        # a missing statistic always comes with a reason (Fisher reports no statistic)
+        if r.p_value is None:
+            assert r.reason, r
+    json.dumps(S.describe(x), allow_nan=False)
