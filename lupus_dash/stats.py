@@ -14,6 +14,13 @@ Direction conventions (so a reader can match R):
   labels in sorted order (R's factor level order). R reports group1 - group2,
   so signs of mean_diff/t/z/HL are flipped relative to R's print-out; the
   Mann-Whitney ``W`` is exactly R's (rank sum of group1 minus n1(n1+1)/2).
+
+Effect sizes: paired Cohen's dz = mean(d)/sd(d); r = Z/sqrt(n) with n the
+pairs used (zeros included) for the signed-rank test and the total N for the
+rank-sum test; Hodges-Lehmann estimates (extra["hl_*"]) with R's asymptotic
+CI, exact to the Walsh average / pairwise difference R's root finder aims at;
+odds ratio (Fisher: conditional MLE as R prints it; odds_ratio_ci: sample OR
+with Woolf CI) and risk difference (Newcombe hybrid score CI).
 """
 
 from __future__ import annotations
@@ -361,7 +368,15 @@ def _hl_one_sample(x: np.ndarray, conf_level: float = 0.95) -> dict:
 
 
 def wilcoxon(x: Any, y: Any, hodges_lehmann: bool = True) -> TestResult:
-    """Wilcoxon signed-rank test, SPSS signed Z; R wilcox.test(x, y, paired=TRUE, exact=FALSE, correct=FALSE)."""
+    """Wilcoxon signed-rank test, SPSS signed Z; R wilcox.test(x, y, paired=TRUE, exact=FALSE, correct=FALSE).
+
+    statistic = (W+ - m(m+1)/4) / sigma over the m nonzero differences, with the
+    tie-corrected sigma and no continuity correction, so a fall gives a
+    negative Z. extra: V (R's statistic, = W+), n_nonzero, and the
+    Hodges-Lehmann pseudo-median of the nonzero differences with its CI as R's
+    conf.int=TRUE gives (skipped with extra["hl_note"] above HL_MAX_PAIRS
+    distinct value pairs, or when hodges_lehmann=False).
+    """
     xa, ya = _pairs(x, y)
     n = xa.size
     if n < 2:
