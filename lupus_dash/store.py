@@ -36,6 +36,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import derive, schema
 
@@ -229,7 +230,12 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, strict
         if frame[c.name].dtype == object and frame[c.name].isna().all():
             frame = frame.assign(**{c.name: pd.Series([None] * len(frame), dtype="string")})
     view = f"_frame_{table}"
-    con.register(view, frame)
+    try:
+        # Arrow scans about twice as fast as DuckDB's pandas scan for nullable dtypes.
+        source = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError):
+        source = frame  # e.g. an object column mixing types: let DuckDB's CAST judge it
+    con.register(view, source)
     try:
         select = ", ".join(
             f'CAST("{c.name}" AS {c.duck_type})' if c.name in df.columns
