@@ -902,7 +902,13 @@ def fisher(table_or_a: Any, b: Any = None) -> TestResult:
         return _none("fisher", n, "table has fewer than 2 non-empty rows or columns", **extra)
     ti = t.astype(np.int64)
     if ti.shape == (2, 2):
-        p = float(_st.fisher_exact(ti).pvalue)
+        # R: sum of hypergeometric probabilities <= d_obs * (1 + 1e-7); SciPy's
+        # own tolerance is 1e-14, so the sum is taken here to match R exactly.
+        m, nn, k = int(ti[0].sum()), int(ti[1].sum()), int(ti[:, 0].sum())
+        support = np.arange(max(0, k - nn), min(k, m) + 1)
+        logd = _st.hypergeom.logpmf(support, m + nn, m, k)
+        obs = float(_st.hypergeom.logpmf(ti[0, 0], m + nn, m, k))
+        p = float(min(1.0, np.exp(logd[logd <= obs + math.log1p(1e-7)]).sum()))
         orr = _st.contingency.odds_ratio(ti, kind="conditional")
         ci = orr.confidence_interval(0.95)
         est = float(orr.statistic)

@@ -665,3 +665,13 @@ def test_random_small_inputs_never_raise_or_return_nan(seed):
         if r.p_value is None:
             assert r.reason, r
     json.dumps(S.describe(x), allow_nan=False)
+
+
+@pytest.mark.parametrize("table", [[[3, 1], [1, 3]], [[10, 2], [3, 15]], [[0, 5], [5, 0]],
+                                   [[120, 80], [95, 105]], [[1, 0], [0, 1]]])
+def test_fisher_2x2_matches_scipy(table):
+    # SciPy: fisher_exact two-sided p; scipy.stats.contingency.odds_ratio(kind="conditional")
+    r = S.fisher(np.array(table))
+    assert close(r.p_value, sst.fisher_exact(table).pvalue)
+    est = sst.contingency.odds_ratio(table, kind="conditional").statistic
+    assert (r.effect is None and not math.isfinite(est)) or close(r.effect, est)
