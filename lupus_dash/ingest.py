@@ -28,7 +28,9 @@ Values
     ``discontinued_week``) must be whole numbers (``12.0`` is accepted).
     ``sex``, ``biopsy_class``, ``category`` and ``severity`` match their
     choices case-insensitively and are stored in the contract's spelling.
-    Unknown columns are a warning and are dropped.
+    Unknown columns are a warning and are dropped. Fully empty rows are
+    skipped. A 0-byte file is an error; a header-only ``adverse_events``
+    file means "no events" (header-only ``patients`` / ``visits`` are errors).
 
 Units (converted before the range checks; messages say which unit was assumed)
     C3/C4 are g/L unless ``complement_unit="mg/dL"`` (÷ 100) or a per-row

@@ -403,17 +403,24 @@ def _fixture_frames() -> dict[str, pd.DataFrame]:
 
 def test_xlsx_and_parquet_give_the_same_tables(tmp_path):
     ref = ingest.read_cohort(FIXTURE)
+    typed = {}
+    for t in schema.INPUT_TABLES:
+        # Typed cells as a spreadsheet or Parquet writer holds them: numbers as numbers,
+        # dates as dates, the AE 'serious' flag as real booleans.
+        df = pd.read_csv(FIXTURE / f"{t}.csv")
+        for col in ("visit_date", "treatment_start_date"):
+            if col in df:
+                df[col] = pd.to_datetime(df[col])
+        if "serious" in df:
+            df["serious"] = df["serious"].eq("yes")
+        typed[t] = df
     book = tmp_path / "cohort.xlsx"
     with pd.ExcelWriter(book) as xw:
-        for t in schema.INPUT_TABLES:
-            # Typed cells as a spreadsheet would hold them (numbers as numbers).
-            pd.read_csv(FIXTURE / f"{t}.csv").to_excel(xw, sheet_name=t.capitalize(), index=False)
+        for t, df in typed.items():
+            df.to_excel(xw, sheet_name=t.capitalize(), index=False)
     pq = tmp_path / "pq"
     pq.mkdir()
-    for t in schema.INPUT_TABLES:
-        df = pd.read_csv(FIXTURE / f"{t}.csv")
-        if "visit_date" in df:
-            df["visit_date"] = pd.to_datetime(df["visit_date"])  # a real date column
+    for t, df in typed.items():
         df.to_parquet(pq / f"{t}.parquet")
     for path in (book, pq):
         res = ingest.read_cohort(path)
@@ -637,3 +644,15 @@ def test_validate_never_writes(tmp_path, capsys):
     assert cli.main(["validate", str(FIXTURE)]) == 0
     assert "valid: 2 cohorts" in capsys.readouterr().out
     assert set(os.listdir(tmp_path)) == before
+
+
+def test_sledai_below_the_descriptors_present(tmp_path):
+    # Only two descriptor columns: seizure (8) + rash (2) = 10 already, so 6 is impossible;
+    # 12 may be right (other descriptors unknown) and is kept; nothing is filled.
+    visits = ("patient_id,visit_week,sledai2k,sledai_seizure,sledai_rash\n"
+              "P1,0,6,yes,yes\nP1,4,12,yes,yes\nP1,12,,no,no\n")
+    patients = PATIENTS.splitlines()[0] + "\n" + PATIENTS.splitlines()[1] + "\n"
+    res = ingest.read_cohort(write_cohort(tmp_path / "c", patients, visits, None))
+    assert [(p.row, p.column, p.value) for p in res.problems] == [(2, "sledai2k", "6")]
+    assert "weighted sum is already 10" in res.problems[0].reason
+    assert any("only 2 of 24" in w.reason for w in res.warnings)
