@@ -130,18 +130,17 @@ def _age_band(age: pd.Series) -> pd.Series:
     return pd.Series(band, index=age.index, dtype="string")
 
 
+_CLASS_GROUPS = {
+    **{c: "proliferative" for c in _PROLIFERATIVE},
+    **{c: "membranous" for c in _MEMBRANOUS},
+    **{c: "other" for c in _OTHER_CLASS},
+}
+
+
 def _class_group(cls: pd.Series) -> pd.Series:
-    s = cls.astype("string").str.strip().str.upper()
-    grp = np.select(
-        [
-            s.isna().to_numpy() | (s == "").fillna(True).to_numpy(dtype=bool),
-            s.isin(_PROLIFERATIVE).fillna(False).to_numpy(dtype=bool),
-            s.isin(_MEMBRANOUS).fillna(False).to_numpy(dtype=bool),
-            s.isin(_OTHER_CLASS).fillna(False).to_numpy(dtype=bool),
-        ],
-        ["not biopsied", "proliferative", "membranous", "other"],
-        default="other",
-    )
+    vals = cls.astype("string").str.strip().str.upper().to_numpy(dtype=object, na_value=None)
+    # Empty = not biopsied (DATA_CONTRACT.md); anything else unlisted is "other".
+    grp = [_CLASS_GROUPS.get(v, "other") if v else "not biopsied" for v in vals]
     return pd.Series(grp, index=cls.index, dtype="string")
 
 
@@ -228,10 +227,9 @@ def build_facts(
     final = _final_weeks(vis, cohorts)
     vis_final = vis["cohort"].map(final).astype("Int64")
     at_final = (vis["visit_week"] == vis_final).fillna(False).to_numpy(dtype=bool)
-    completers = set(vis.loc[at_final, "patient_id"])
-    pf["completer"] = pd.array(
-        pf["patient_id"].isin(completers).to_numpy(dtype=bool), dtype="boolean"
-    )
+    completers = vis.loc[at_final, "patient_id"].unique().tolist()
+    ids = pd.Series(pf["patient_id"].to_numpy(dtype=object, na_value=None))
+    pf["completer"] = pd.array(ids.isin(completers).to_numpy(dtype=bool), dtype="boolean")
 
     base = vis.loc[vis["visit_week"] == 0].set_index("patient_id")
     pos_flag = (

@@ -23,6 +23,7 @@ decision.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -30,7 +31,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lupus_dash.schema import SLEDAI_DESCRIPTORS
 
@@ -219,23 +219,38 @@ def _factorize_rows(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarra
 
 
 class Msg:
-    """A text column: ids into distinct ``texts`` (−1 = none), or an Arrow string array."""
+    """A text column, either ids into distinct ``texts`` (−1 = none) or a lazy join.
 
-    def __init__(self, ids: np.ndarray | None, texts: list[str], arr: pa.Array | None = None):
-        self.ids, self.texts, self.arr = ids, texts, arr
+    A lazy join (``children`` joined with ``sep``, masked by ``keep``) is not
+    computed until ``materialize``: then every lazy column asked for is built
+    in a single DuckDB query, however deeply the joins nest.
+    """
+
+    def __init__(
+        self,
+        ids: np.ndarray | None,
+        texts: list[str],
+        *,
+        children: Sequence[Msg] = (),
+        sep: str = "",
+        keep: np.ndarray | None = None,
+        n: int = 0,
+    ):
+        self.ids, self.texts = ids, texts
+        self.children, self.sep, self.keep, self._n = list(children), sep, keep, n
 
     def __len__(self) -> int:
-        return len(self.arr) if self.arr is not None else len(self.ids)
+        return self._n if self.ids is None else len(self.ids)
 
-    def present(self) -> np.ndarray:
-        if self.arr is not None:
-            return self.arr.is_valid().to_numpy(zero_copy_only=False)
-        return self.ids >= 0
+    @property
+    def lazy(self) -> bool:
+        return self.ids is None
 
     def where(self, mask: np.ndarray) -> Msg:
         """This text where mask, none elsewhere."""
-        if self.arr is not None:
-            return Msg(None, [], pc.if_else(pa.array(mask), self.arr, _NULL))
+        if self.lazy:
+            keep = mask if self.keep is None else (self.keep & mask)
+            return Msg(None, [], children=self.children, sep=self.sep, keep=keep, n=self._n)
         return Msg(np.where(mask, self.ids, -1), self.texts)
 
     def map(self, fn) -> Msg:
@@ -243,10 +258,8 @@ class Msg:
         return Msg(self.ids, [fn(t) for t in self.texts])
 
     def to_arrow(self) -> pa.Array:
-        if self.arr is not None:
-            return self.arr
-        table = pa.array([*self.texts, None], pa.string())
-        return table.take(pa.array(np.where(self.ids < 0, len(self.texts), self.ids)))
+        """Plain Arrow string array (null = no text)."""
+        return materialize([self])[0]
 
     def to_list(self) -> list[str | None]:
         return self.to_arrow().to_pylist()
@@ -284,8 +297,8 @@ def _m_fmt(mask: np.ndarray, fn, *arrays: np.ndarray, digits: int = 3) -> Msg:
 
 def _m_choose(cond: np.ndarray, a: Msg, b: Msg) -> Msg:
     """a where cond, else b."""
-    if a.arr is not None or b.arr is not None:
-        return Msg(None, [], pc.if_else(pa.array(cond), a.to_arrow(), b.to_arrow()))
+    if a.lazy or b.lazy:
+        return _m_join([a.where(cond), b.where(~cond)], len(cond), "")
     off = len(a.texts)
     ids = np.where(cond, a.ids, np.where(b.ids >= 0, b.ids + off, -1))
     return Msg(ids, a.texts + b.texts)
@@ -293,12 +306,12 @@ def _m_choose(cond: np.ndarray, a: Msg, b: Msg) -> Msg:
 
 def _m_join(msgs: Sequence[Msg], n: int, sep: str = "; ") -> Msg:
     """Row-wise join of the present texts with sep (none where no text is present)."""
-    msgs = [m for m in msgs if m.arr is not None or (m.texts and (m.ids >= 0).any())]
+    msgs = [m for m in msgs if m.lazy or (m.texts and (m.ids >= 0).any())]
     if not msgs:
         return _m_none(n)
     if len(msgs) == 1:
         return msgs[0]
-    if all(m.arr is None for m in msgs):
+    if not any(m.lazy for m in msgs):
         ids = np.stack([m.ids for m in msgs])
         sel = np.flatnonzero((ids >= 0).any(axis=0))
         codes, first = _factorize_rows([row[sel] for row in ids])
@@ -307,7 +320,7 @@ def _m_join(msgs: Sequence[Msg], n: int, sep: str = "; ") -> Msg:
             out = np.full(n, -1, dtype=np.int64)
             out[sel] = codes
             return Msg(out, texts)
-    return Msg(None, [], _duck_concat_ws([m.to_arrow() for m in msgs], sep))
+    return Msg(None, [], children=msgs, sep=sep, n=n)
 
 
 def _m_cat(*parts: Msg) -> Msg:
@@ -315,24 +328,72 @@ def _m_cat(*parts: Msg) -> Msg:
     return _m_join(parts, len(parts[0]), "")
 
 
-def _duck_concat_ws(parts: Sequence[pa.Array], sep: str) -> pa.Array:
-    """concat_ws over Arrow string arrays in DuckDB: NULLs skipped, all-NULL rows NULL.
+_local = threading.local()
 
-    A private in-memory connection per call (thread-safe, touches no file);
-    column names are generated here and the separator is a parameter.
+
+def _duck() -> duckdb.DuckDBPyConnection:
+    """This thread's private in-memory DuckDB connection (never a file, never shared)."""
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = duckdb.connect()
+    return con
+
+
+def materialize(msgs: Sequence[Msg]) -> list[pa.Array]:
+    """Arrow string arrays for message columns; all lazy joins in one DuckDB query.
+
+    DuckDB's concat_ws skips NULLs and builds the strings in one multi-threaded
+    pass. Leaves are passed as dictionary arrays (ids + distinct texts, no
+    copy); column and parameter names are generated here, every separator is
+    a parameter.
     """
-    table = pa.table({f"p{i}": p for i, p in enumerate(parts)})
-    cols = ", ".join(f"p{i}" for i in range(len(parts)))
-    con = duckdb.connect()
-    try:
-        con.register("parts_tbl", table)
-        rel = con.sql(
-            f"SELECT nullif(concat_ws($sep, {cols}), '') AS w FROM parts_tbl", params={"sep": sep}
-        )
-        out = rel.to_arrow_table().column(0).combine_chunks()
-    finally:
-        con.close()
-    return out.cast(pa.string())
+    out: list[pa.Array | None] = [None] * len(msgs)
+    cols: dict[str, pa.Array] = {}
+    params: dict[str, str] = {}
+    leaf_names: dict[int, str] = {}
+
+    def leaf(m: Msg) -> str:
+        key = id(m)
+        if key not in leaf_names:
+            name = f"c{len(cols)}"
+            idx = pa.array(np.maximum(m.ids, 0).astype(np.int32), mask=m.ids < 0)
+            texts = pa.array(m.texts or [""], pa.string())
+            cols[name] = pa.DictionaryArray.from_arrays(idx, texts)
+            leaf_names[key] = name
+        return leaf_names[key]
+
+    def sql(m: Msg) -> str:
+        if not m.lazy:
+            expr = leaf(m)
+        else:
+            pname = f"s{len(params)}"
+            params[pname] = m.sep
+            inner = ", ".join(sql(c) for c in m.children)
+            expr = f"nullif(concat_ws(${pname}, {inner}), '')"
+        if m.keep is not None:
+            kname = f"k{len(cols)}"
+            cols[kname] = pa.array(np.asarray(m.keep, dtype=bool))
+            expr = f"CASE WHEN {kname} THEN {expr} END"
+        return expr
+
+    exprs = []
+    for i, m in enumerate(msgs):
+        if m.lazy:
+            exprs.append((i, sql(m)))
+        else:
+            table = pa.array([*m.texts, None], pa.string())
+            out[i] = table.take(pa.array(np.where(m.ids < 0, len(m.texts), m.ids)))
+    if exprs:
+        select = ", ".join(f"{e} AS w{j}" for j, (_, e) in enumerate(exprs))
+        con = _duck()
+        con.register("msg_parts", pa.table(cols))
+        try:
+            res = con.sql(f"SELECT {select} FROM msg_parts", params=params).to_arrow_table()
+        finally:
+            con.unregister("msg_parts")
+        for j, (i, _) in enumerate(exprs):
+            out[i] = res.column(j).combine_chunks().cast(pa.string())
+    return out
 
 
 def _col(df: pd.DataFrame, name: str) -> np.ndarray:
@@ -372,8 +433,8 @@ def _cmp(x: np.ndarray, lim: np.ndarray | float, op: str) -> np.ndarray:
     return _le(x, lim) if op == "le" else _lt(x, lim)
 
 
-def _pd_string(m: Msg, index: pd.Index) -> pd.Series:
-    return pd.Series(pd.array(m.to_arrow(), dtype="string"), index=index)
+def _pd_string(a: pa.Array, index: pd.Index) -> pd.Series:
+    return pd.Series(pd.array(a, dtype="string"), index=index)
 
 
 @dataclass
@@ -419,26 +480,50 @@ def _why(criteria: Sequence[Criterion], n: int) -> Msg:
     return _m_join([c.message for c in criteria], n)
 
 
-def _result(met: np.ndarray, failed: np.ndarray, why: Msg, index: pd.Index) -> pd.DataFrame:
-    out = pd.array(met, dtype="boolean")
-    out[~met & ~failed] = pd.NA
-    return pd.DataFrame({"met": out, "why": _pd_string(why.where(~met), index)}, index=index)
+def _met_array(met: np.ndarray, failed: np.ndarray) -> pd.arrays.BooleanArray:
+    """True / False / <NA> (neither met nor failed = not evaluable)."""
+    return pd.arrays.BooleanArray(met.copy(), ~met & ~failed)
+
+
+def _lazy_and(criteria: Sequence[Criterion], n: int) -> tuple[np.ndarray, np.ndarray, Msg]:
+    """(met, failed, reason) of the conjunction; the reason not yet materialised.
+
+    A criterion's reason is absent where it is met, so the joined reason is
+    absent exactly where the endpoint is met.
+    """
+    met, failed = _kleene_and(criteria, n)
+    return met, failed, _why(criteria, n)
+
+
+def _frames(
+    results: dict[str, tuple[np.ndarray, np.ndarray, Msg]], index: pd.Index
+) -> dict[str, tuple[pd.Series, pd.Series]]:
+    """Materialise every reason in one pass: name → (met, why) Series."""
+    names = list(results)
+    whys = materialize([results[k][2] for k in names])
+    return {
+        k: (
+            pd.Series(_met_array(results[k][0], results[k][1]), index=index),
+            _pd_string(w, index),
+        )
+        for k, w in zip(names, whys, strict=True)
+    }
 
 
 def combine(criteria: Sequence[Criterion], index: pd.Index) -> pd.DataFrame:
     """Kleene AND of criteria → DataFrame(met: boolean, why: string)."""
-    n = len(index)
-    met, failed = _kleene_and(criteria, n)
-    return _result(met, failed, _why(criteria, n), index)
+    met, why = _frames({"x": _lazy_and(criteria, len(index))}, index)["x"]
+    return pd.DataFrame({"met": met, "why": why}, index=index)
 
 
 def breakdown(criteria: Sequence[Criterion], index: pd.Index) -> pd.DataFrame:
     """Per-criterion status ('met' / 'failed' / 'not evaluable') and detail text."""
+    details = materialize([c.message for c in criteria])
     data = {}
-    for c in criteria:
+    for c, d in zip(criteria, details, strict=True):
         status = np.where(c.failed, FAILED, np.where(c.known, MET, NOT_EVALUABLE))
         data[c.name] = pd.array(status, dtype="string")
-        data[f"{c.name}_detail"] = _pd_string(c.message, index)
+        data[f"{c.name}_detail"] = _pd_string(d, index)
     return pd.DataFrame(data, index=index)
 
 
@@ -1130,13 +1215,9 @@ def renal_criteria(
     raise ValueError(f"unknown renal definition {kind!r}; choose one of {RENAL_KINDS}")
 
 
-def evaluate_renal(visits: pd.DataFrame, kind: str, *, cache: dict | None = None) -> pd.DataFrame:
-    """One renal definition per visit: DataFrame(met: boolean, why: string).
-
-    Not applicable (no baseline visit, baseline proteinuria missing or below
-    0.5 g/g) is always <NA> with only that reason, even where a later value
-    would fail a threshold.
-    """
+def _renal_lazy(
+    visits: pd.DataFrame, kind: str, cache: dict | None
+) -> tuple[np.ndarray, np.ndarray, Msg]:
     crits = renal_criteria(visits, kind, cache=cache)
     n = len(visits)
     applic = crits[0]
@@ -1152,8 +1233,20 @@ def evaluate_renal(visits: pd.DataFrame, kind: str, *, cache: dict | None = None
     met, failed = _kleene_and(crits, n)
     na = ~applic.known
     failed &= ~na
-    why = _m_choose(na, applic.message, _why(crits, n))
-    return _result(met, failed, why, visits.index)
+    # Not applicable: that reason alone (applic.message is present exactly there).
+    why = _m_join([applic.message, *(c.message.where(~na) for c in crits[1:])], n)
+    return met, failed, why
+
+
+def evaluate_renal(visits: pd.DataFrame, kind: str, *, cache: dict | None = None) -> pd.DataFrame:
+    """One renal definition per visit: DataFrame(met: boolean, why: string).
+
+    Not applicable (no baseline visit, baseline proteinuria missing or below
+    0.5 g/g) is always <NA> with only that reason, even where a later value
+    would fail a threshold.
+    """
+    met, why = _frames({"x": _renal_lazy(visits, kind, cache)}, visits.index)["x"]
+    return pd.DataFrame({"met": met, "why": why}, index=visits.index)
 
 
 def evaluate_all(
@@ -1166,17 +1259,23 @@ def evaluate_all(
     Columns ``lldas_<preset>``, ``remission_<preset>`` (boolean, <NA> = not
     evaluable) with ``_why`` text, then ``renal_complete``, ``renal_partial``,
     ``renal_crr``, ``renal_perr`` and their ``_why``. Criteria shared between
-    presets are computed once.
+    presets are computed once and every reason text is built in one pass.
     """
     cache: dict = {}
-    out: dict[str, pd.Series] = {}
+    n = len(visits)
+    lazy: dict[str, tuple[np.ndarray, np.ndarray, Msg]] = {}
     for p in presets:
-        for d, fn in (("lldas", evaluate_lldas), ("remission", evaluate_remission)):
-            r = fn(visits, p, fallback_weight_kg, cache=cache)
-            out[f"{d}_{p}"], out[f"{d}_{p}_why"] = r["met"], r["why"]
+        lazy[f"lldas_{p}"] = _lazy_and(
+            lldas_criteria(visits, p, fallback_weight_kg, cache=cache), n
+        )
+        lazy[f"remission_{p}"] = _lazy_and(
+            remission_criteria(visits, p, fallback_weight_kg, cache=cache), n
+        )
     for k in RENAL_KINDS:
-        r = evaluate_renal(visits, k, cache=cache)
-        out[k], out[f"{k}_why"] = r["met"], r["why"]
+        lazy[k] = _renal_lazy(visits, k, cache)
+    out: dict[str, pd.Series] = {}
+    for k, (met, why) in _frames(lazy, visits.index).items():
+        out[k], out[f"{k}_why"] = met, why
     return pd.DataFrame(out, index=visits.index)
 
 
