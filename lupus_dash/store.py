@@ -123,7 +123,12 @@ def _writer_lock(path: Path) -> Iterator[None]:
             raise StoreError(
                 f"another import into {path} is running; try again when it has finished"
             ) from exc
-        yield
+        try:
+            yield
+        finally:
+            # Remove it while still held so no lock files pile up next to databases.
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
     finally:
         os.close(fd)
 

@@ -61,7 +61,8 @@ def q(path: Path, sql: str, params=None) -> pd.DataFrame:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".tmp" in p.name)
+    """Temp or lock files a write left behind."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
 def test_create_then_read_back(tables, tmp_path):
@@ -325,3 +326,4 @@ def test_second_writer_is_refused_while_one_runs(tables, csle_db):
         os.close(fd)
     assert sha(csle_db) == before
     assert store.write_database(csle_db, only(tables, "LN-adult"), mode="append")["n_cohorts"] == 2
+    assert leftovers(csle_db.parent) == []
