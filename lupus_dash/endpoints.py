@@ -1316,6 +1316,14 @@ def prednisone_equivalent(drug, dose_mg):
 UMOL_PER_MG_DL_CREATININE = 88.4  # §8: mg/dL × 88.4 = µmol/L
 
 
+def _like(val: np.ndarray, *inputs):
+    """A Series on the first Series input's index, else the array."""
+    for x in inputs:
+        if isinstance(x, pd.Series):
+            return pd.Series(val, index=x.index)
+    return val
+
+
 def egfr_ckd_epi_2021(creatinine_umol_l, age, sex):
     """CKD-EPI 2021 race-free eGFR (mL/min/1.73 m²), adults (Inker et al. 2021, NEJM).
 
@@ -1344,7 +1352,7 @@ def egfr_ckd_epi_2021(creatinine_umol_l, age, sex):
             * np.where(female, 1.012, 1.0)
         )
     val = np.where((female | male) & (scr > 0), val, np.nan)
-    return float(val) if scalar else val
+    return float(val) if scalar else _like(val, creatinine_umol_l, age, sex)
 
 
 def egfr_schwartz_bedside(height_cm, creatinine_umol_l):
@@ -1354,7 +1362,7 @@ def egfr_schwartz_bedside(height_cm, creatinine_umol_l):
     with np.errstate(divide="ignore", invalid="ignore"):
         val = 0.413 * np.asarray(height_cm, dtype="float64") / scr
     val = np.where(scr > 0, val, np.nan)
-    return float(val) if scalar else val
+    return float(val) if scalar else _like(val, height_cm, creatinine_umol_l)
 
 
 def egfr(

@@ -732,3 +732,14 @@ def test_duckdb_join_path_gives_identical_reasons(monkeypatch):
     slow = E.evaluate_all(df)
     pd.testing.assert_frame_equal(fast, slow)
     assert slow["renal_complete_why"].notna().sum() > 100
+
+
+def test_egfr_series_in_series_out():
+    scr = pd.Series([0.8 * 88.4, 1.0 * 88.4], index=["x", "y"])
+    out = E.egfr_ckd_epi_2021(scr, pd.Series([40, 50], index=["x", "y"]), ["F", "M"])
+    assert isinstance(out, pd.Series) and list(out.index) == ["x", "y"]
+    assert out.tolist() == pytest.approx([95.464, 91.691], rel=2e-5)
+    sch = E.egfr_schwartz_bedside(pd.Series([140.0], index=[7]), 61.88)
+    assert isinstance(sch, pd.Series) and sch.loc[7] == pytest.approx(82.6)
+    # unknown sex: no equation
+    assert math.isnan(E.egfr_ckd_epi_2021(70.0, 40, "X"))
