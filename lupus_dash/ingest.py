@@ -21,9 +21,12 @@ CSV variants
     value like ``1,5`` is ambiguous and an error with a hint.
 
 Values
-    Empty cell = missing. Booleans: true/false, 1/0, yes/no, y/n in any case
-    (anything else is an error). Dates: ISO ``YYYY-MM-DD`` only; ``05/03/2024``
-    is refused as ambiguous (day/month order), ``2024-02-30`` as impossible.
+    Empty cell = missing; so are ``NA``, ``N/A``, ``NaN`` and ``NULL`` (any case)
+    in number, yes/no and date columns (a warning counts them). Booleans:
+    true/false, 1/0, yes/no, y/n in any case (anything else is an error).
+    Dates: ISO ``YYYY-MM-DD`` (a time of day after it is ignored);
+    ``05/03/2024`` is refused as ambiguous (day/month order), ``2024-02-30``
+    as impossible.
     Integers (``sledai2k``, ``visit_week``, ``onset_week``,
     ``discontinued_week``) must be whole numbers (``12.0`` is accepted).
     ``sex``, ``biopsy_class``, ``category`` and ``severity`` match their
@@ -128,7 +131,10 @@ EXTRA_VISIT_COLUMNS = (*UNIT_COLUMNS, "glucocorticoid_drug", "glucocorticoid_mg_
 
 _TRUE = {"true", "1", "yes", "y", "1.0"}
 _FALSE = {"false", "0", "no", "n", "0.0"}
-_ISO_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[ T]00:00(?::00(?:\.0+)?)?)?$")
+_ISO_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
+# Missing-value markers statistical software writes (R's write.csv: NA); accepted as empty
+# in number, integer, yes/no and date columns only, where they cannot be a real value.
+_NA_MARKERS = {"na", "n/a", "nan", "null"}
 _OTHER_DATE = re.compile(r"^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")
 _CENSORED = re.compile(r"^\s*[<>≤≥]=?\s*[\d.,]+\s*$")
@@ -643,6 +649,13 @@ def _validate_table(
             out[c.name] = _empty_series(c, n)
             continue
         s = frame[c.name].astype(object).fillna("").astype(str).str.strip()
+        if c.dtype != schema.TEXT:
+            marker = s.str.lower().isin(_NA_MARKERS)
+            if marker.any():
+                first = int(np.flatnonzero(marker.to_numpy())[0])
+                sink.warn(label, rows[first], c.name, s.iloc[first],
+                          f"{int(marker.sum())} cell(s) like this read as missing")
+                s = s.where(~marker, "")
         if c.required:
             flag(s == "", c.name, "required value is missing")
         if c.dtype in (schema.NUMBER, schema.INTEGER):

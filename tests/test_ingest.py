@@ -656,3 +656,24 @@ def test_sledai_below_the_descriptors_present(tmp_path):
     assert [(p.row, p.column, p.value) for p in res.problems] == [(2, "sledai2k", "6")]
     assert "weighted sum is already 10" in res.problems[0].reason
     assert any("only 2 of 24" in w.reason for w in res.warnings)
+
+
+def test_r_style_na_and_times_of_day(tmp_path):
+    # R's write.csv writes NA for missing values; a lab export may add the sample time.
+    visits = _replace_line(VISITS, "P1,4,,0.7,6,1.0,10,false", "P1,4,NA,0.7,NA,1.0,10,NA")
+    visits = _replace_line(visits, "2022-04-04", "2022-04-04 09:30")
+    res = ingest.read_cohort(write_cohort(tmp_path / "c", visits=visits))
+    assert res.ok, [str(p) for p in res.problems]
+    v = res.tables["visits"].set_index(["patient_id", "visit_week"])
+    assert pd.isna(v.loc[("P1", 4), "sledai2k"])
+    assert pd.isna(v.loc[("P1", 4), "anti_dsdna_positive"])
+    assert v.loc[("P3", 4), "pga"] == 1.2  # 2022-04-04 09:30 is day 28 -> week 4
+    assert sorted((w.column, w.reason) for w in res.warnings) == [
+        ("anti_dsdna_positive", "1 cell(s) like this read as missing"),
+        ("sledai2k", "1 cell(s) like this read as missing"),
+        ("visit_date", "1 cell(s) like this read as missing"),
+    ]
+    # In a text column 'NA' stays text: here it is not a valid biopsy class.
+    patients = _replace_line(PATIENTS, "P2,T,M,15,2022-02-07,V,", "P2,T,M,15,2022-02-07,NA,")
+    res = ingest.read_cohort(write_cohort(tmp_path / "d", patients=patients))
+    assert [(p.row, p.column, p.value) for p in res.problems] == [(3, "biopsy_class", "NA")]
