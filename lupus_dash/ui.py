@@ -398,14 +398,15 @@ def start() -> Context:
 
 def current() -> Context:
     """The context `start()` set up in this run."""
-    ctx = st.session_state.get("_ctx")
-    if ctx is None:
-        # A deep link (/patient?...) as the very first request after the server
-        # starts: Streamlit sees the pages/ folder and runs the page file alone
-        # (the v1 multipage mode) until some run calls st.navigation. Switch
-        # that mode off and rerun, so app.py runs and routes to this page.
-        from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.pages_manager import PagesManager
 
+    ctx = st.session_state.get("_ctx")
+    if ctx is None or PagesManager.uses_pages_directory:
+        # The page file runs without app.py: Streamlit saw the pages/ folder and
+        # used its v1 multipage mode, as it does for a deep link (/patient?...)
+        # as the first request after the server starts. Switch that mode off and
+        # rerun before any widget exists, so app.py and st.navigation take over
+        # (widgets keep one identity from then on).
         PagesManager.uses_pages_directory = False
         st.rerun()
     return ctx

@@ -52,7 +52,8 @@ ui.chart(charts.rates(shown, x="week", color="label",
          ui.cli_call(flt, *(["--observed"] if observed else []), preset=preset))
 st.caption("Renal responses count only patients with active nephritis at baseline (UPCR or "
            "24-h protein ≥ 0.5). 'last' = each patient's last assessment.")
-ui.table(rem.drop(columns=["week"]), "remission_table",
+ui.table(rem.drop(columns=["visit_week"]).rename(columns={"week": "visit_week"}),
+         "remission_table",
          ui.py_call(f"analysis.remission(db, flt, preset={preset!r}, observed={observed})", flt),
          column_config={c: st.column_config.NumberColumn(format="%.3f")
                         for c in ("rate", "ci_low", "ci_high")})

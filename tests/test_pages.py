@@ -1,0 +1,268 @@
+"""The dashboard under streamlit.testing.AppTest: every page on both demo cohorts,
+numbers on screen equal to `lupus_dash.analysis` / `report` for the same filter,
+filter state through the URL, and plain messages for empty filters and bad databases.
+"""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lupus_dash import analysis, explore, report
+from lupus_dash.db import Database
+from lupus_dash.filters import Filter
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+COHORTS = ("csle_belimumab", "ln_belimumab")
+PAGES = ("overview", "biomarkers", "remission", "subgroups", "patient", "safety", "data",
+         "methods")
+TIMEOUT = 180
+
+
+@pytest.fixture(scope="session")
+def demo_path(tmp_path_factory) -> Path:
+    from lupus_dash import synth
+
+    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    synth.build_demo(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def db(demo_path):
+    d = Database(demo_path)
+    yield d
+    d.close()
+
+
+@pytest.fixture(autouse=True)
+def _demo_env(demo_path, monkeypatch):
+    monkeypatch.setenv("LUPUS_DASH_DB", str(demo_path))
+    # AppTest resets PagesManager.uses_pages_directory before every run, so each
+    # run would start in Streamlit's v1 multipage mode (a pages/ folder exists)
+    # instead of going through app.py's st.navigation as a live server does after
+    # its first request. Keep the v2 mode, as the server does.
+    from streamlit.runtime.pages_manager import PagesManager
+
+    init = PagesManager.__init__
+
+    def v2_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", v2_init)
+
+
+def run(page: str = "overview", **params) -> AppTest:
+    """A fresh session opened with the given URL query params, on one page."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    if page != "overview":
+        at.switch_page(f"pages/{page}.py").run()
+    return at
+
+
+def metric(at: AppTest, label_start: str):
+    hits = [m for m in at.metric if m.label.startswith(label_start)]
+    assert hits, f"no metric starting {label_start!r}: {[m.label for m in at.metric]}"
+    return hits[0].value
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+# --- every page, both cohorts -------------------------------------------------------
+
+
+@pytest.mark.parametrize("cohort", COHORTS)
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_both_demo_cohorts(page, cohort):
+    at = run(page, cohort=cohort)
+    assert_clean(at)
+    assert at.title[0].value.lower() == page
+    assert at.query_params["cohort"] == cohort  # written back after the page switch
+
+
+def test_ln_cohort_has_no_cd19_endpoint():
+    at = run("biomarkers", cohort="ln_belimumab")
+    options = at.selectbox(key="bio_endpoint").options
+    assert "CD19+ B cells (%)" not in options and "C3 (g/L)" in options
+    assert any("CD19+ B cells" in c.value for c in at.caption if c.value.startswith("Not recorded"))
+    at_c = run("biomarkers", cohort="csle_belimumab")
+    assert "CD19+ B cells (%)" in at_c.selectbox(key="bio_endpoint").options
+
+
+# --- numbers on screen = analysis for the same filter ------------------------------------
+
+
+def test_sidebar_filter_drives_overview_numbers(db):
+    at = run("overview", cohort="csle_belimumab")
+    at.multiselect(key="f_sex").set_value(["F"]).run()
+    assert_clean(at)
+    flt = Filter.build("csle_belimumab", sex=["F"])
+    k, n = analysis.count_patients(db, flt)
+    assert 0 < k < n
+    assert metric(at, "Patients") == str(k)
+    assert any(f"{k} of {n} patients" in md.value for md in at.sidebar.markdown)
+    final = analysis.cohort_info(db, "csle_belimumab")["final_week"]
+    rem = analysis.remission(db, flt, preset="standard")
+    row = rem[(rem["visit_week"].astype(str) == str(final)) & (rem["definition"] == "lldas")]
+    assert metric(at, f"LLDAS at week {final}") == f"{row['rate'].iloc[0] * 100:.1f} %"
+    t3 = report.adverse_event_table(db, flt)
+    assert metric(at, "Patients with adverse events") == str(t3["Patients"].iloc[0])
+
+
+def test_completers_and_age_filter_drive_remission_page(db):
+    at = run("remission", cohort="csle_belimumab")
+    lo, hi = explore.age_limits(db, "csle_belimumab")
+    a, b = int(lo), int(-(-hi // 1))
+    age = (a + 1, b)
+    at.checkbox(key="f_completer").check().run()
+    at.slider(key="f_age").set_value(age).run()
+    at.selectbox(key="rem_preset").set_value("seed_paper").run()
+    assert_clean(at)
+    flt = Filter.build("csle_belimumab", completer=[True], age_min=age[0], age_max=age[1])
+    rem = analysis.remission(db, flt, preset="seed_paper")
+    for d, label in (("lldas", "LLDAS"), ("remission", "Remission")):
+        r = rem[(rem["visit_week"] == "last") & (rem["definition"] == d)].iloc[0]
+        assert metric(at, f"{label} at last assessment") == f"{r['rate'] * 100:.1f} %"
+    assert at.query_params["completer"] == "true"
+    assert at.query_params["age"] == f"{age[0]}-{age[1]}"
+
+
+def test_biomarker_statistics_table_equals_analysis(db):
+    at = run("biomarkers", cohort="csle_belimumab")
+    at.selectbox(key="bio_endpoint").set_value("c4_g_l").run()
+    at.selectbox(key="bio_method").set_value("wilcoxon").run()
+    at.selectbox(key="bio_adjust").set_value("holm").run()
+    assert_clean(at)
+    flt = Filter("csle_belimumab")
+    lon = analysis.longitudinal(db, flt, endpoints=["c4_g_l"], comparators=["baseline"],
+                                adjust="holm")
+    want = lon[lon["method"] == "wilcoxon"].reset_index(drop=True)
+    tables = [d.value for d in at.dataframe if "p adjusted" in d.value.columns]
+    assert len(tables) == 1
+    got = tables[0]
+    assert got["week"].tolist() == want["visit_week"].tolist()
+    assert got["n"].tolist() == want["n"].tolist()
+    assert got["p"].tolist() == pytest.approx(want["p_value"].tolist(), rel=1e-12)
+    assert got["p adjusted"].tolist() == pytest.approx(want["p_adjusted"].tolist(), rel=1e-12)
+    assert got["statistic"].tolist() == pytest.approx(want["statistic"].tolist(), rel=1e-12)
+
+
+def test_subgroup_tests_equal_analysis(db):
+    at = run("subgroups", cohort="ln_belimumab")
+    at.selectbox(key="sub_group").set_value("sex").run()
+    at.selectbox(key="sub_endpoint").set_value("c3_g_l").run()
+    assert_clean(at)
+    lon = analysis.subgroups(db, Filter("ln_belimumab"), "sex", endpoints=["c3_g_l"],
+                             adjust="holm")
+    got = [d.value for d in at.dataframe if "p_adjusted" in d.value.columns][0]
+    assert got["p_value"].tolist() == pytest.approx(lon["p_value"].tolist(), nan_ok=True)
+    assert got["p_adjusted"].tolist() == pytest.approx(lon["p_adjusted"].tolist(), nan_ok=True)
+
+
+# --- URL state ------------------------------------------------------------------------
+
+
+def test_url_round_trip_restores_filters_and_page_widgets():
+    at = run("biomarkers", cohort="csle_belimumab")
+    at.multiselect(key="f_sex").set_value(["F"]).run()
+    at.checkbox(key="f_completer").check().run()
+    at.selectbox(key="bio_endpoint").set_value("pga").run()
+    at.radio(key="bio_cmp").set_value("previous").run()
+    params = dict(at.query_params)
+    assert params["sex"] == "F" and params["completer"] == "true"
+    assert params["bio_endpoint"] == "pga" and params["bio_cmp"] == "previous"
+
+    fresh = run("biomarkers", **params)
+    assert_clean(fresh)
+    assert fresh.multiselect(key="f_sex").value == ["F"]
+    assert fresh.checkbox(key="f_completer").value is True
+    assert fresh.selectbox(key="bio_endpoint").value == "pga"
+    assert fresh.radio(key="bio_cmp").value == "previous"
+    assert [m.value for m in fresh.sidebar.markdown if "patients" in m.value] == \
+        [m.value for m in at.sidebar.markdown if "patients" in m.value]
+
+
+def test_filters_survive_a_page_switch_in_the_url():
+    at = run("overview", cohort="ln_belimumab")
+    at.multiselect(key="f_sex").set_value(["M"]).run()
+    at.switch_page("pages/safety.py").run()
+    assert_clean(at)
+    assert at.query_params["cohort"] == "ln_belimumab"
+    assert at.query_params["sex"] == "M"
+    assert at.multiselect(key="f_sex").value == ["M"]
+
+
+def test_link_with_unknown_values_warns_and_drops_them():
+    at = run("overview", cohort="csle_belimumab", biopsy_class="VII")
+    assert not at.exception
+    assert any("VII" in w.value for w in at.warning)
+    assert at.multiselect(key="f_biopsy_class").value == []
+
+
+def test_reset_clears_filters_but_keeps_cohort():
+    at = run("overview", cohort="ln_belimumab", sex="F", completer="true")
+    assert at.multiselect(key="f_sex").value == ["F"]
+    at.sidebar.button[0].click().run()
+    assert at.multiselect(key="f_sex").value == []
+    assert at.checkbox(key="f_completer").value is False
+    assert at.query_params == {"cohort": "ln_belimumab", "ov_group": "none"}
+
+
+# --- empty, tiny, broken ----------------------------------------------------------------
+
+
+def _empty_filter(db, cohort: str) -> dict:
+    """URL params of a filter that matches nobody (all organs at once, else a sex × class cell)."""
+    opts = explore.filter_options(db, cohort)
+    for sex in opts["sex"]:
+        for cls in opts["class_group"]:
+            flt = Filter.build(cohort, sex=[sex], class_group=[cls], completer=[True])
+            if analysis.count_patients(db, flt)[0] == 0:
+                return {"cohort": cohort, "sex": sex, "class_group": cls, "completer": "true"}
+    flt = Filter.build(cohort, **{f"organ_{o}": [True] for o in opts["organs"]})
+    assert analysis.count_patients(db, flt)[0] == 0, "no empty filter found"
+    return {"cohort": cohort, **{f"organ_{o}": "true" for o in opts["organs"]}}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_empty_filter_gives_a_plain_message(page, db):
+    params = _empty_filter(db, "csle_belimumab")
+    at = run(page, **params)
+    assert_clean(at)
+    if page not in ("data", "methods"):
+        assert any("No patient matches this filter" in i.value for i in at.info)
+
+
+def test_missing_database_is_a_plain_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("LUPUS_DASH_DB", str(tmp_path / "nope.duckdb"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert "build-demo" in at.error[0].value and "nope.duckdb" in at.error[0].value
+
+
+def test_invalid_database_file_is_a_plain_error(monkeypatch, tmp_path):
+    bad = tmp_path / "bad.duckdb"
+    bad.write_text("not a database")
+    monkeypatch.setenv("LUPUS_DASH_DB", str(bad))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert "cannot be used" in at.error[0].value
+
+
+def test_presenter_mode_from_the_link():
+    at = run("remission", cohort="csle_belimumab", present="1")
+    assert_clean(at)
+    assert at.toggle(key="present").value is True
+    assert at.query_params["present"] == "1"
+    assert any("stSidebar" in m.value for m in at.markdown)  # CSS that hides the sidebar
+    at.button(key="exit_presenter").click().run()
+    assert at.toggle(key="present").value is False
+    assert "present" not in at.query_params
