@@ -162,7 +162,7 @@ def test_subgroup_tests_equal_analysis(db):
     assert_clean(at)
     lon = analysis.subgroups(db, Filter("ln_belimumab"), "sex", endpoints=["c3_g_l"],
                              adjust="holm")
-    got = [d.value for d in at.dataframe if "p_adjusted" in d.value.columns][0]
+    got = next(d.value for d in at.dataframe if "p_adjusted" in d.value.columns)
     assert got["p_value"].tolist() == pytest.approx(lon["p_value"].tolist(), nan_ok=True)
     assert got["p_adjusted"].tolist() == pytest.approx(lon["p_adjusted"].tolist(), nan_ok=True)
 
