@@ -10,10 +10,10 @@ argument.
 
 Direction conventions (so a reader can match R):
 - paired methods: follow-up ``x`` minus comparator ``y``;
-- two-group methods: ``group2 - group1`` where group1/group2 are the two
-  labels in sorted order (R's factor level order). R reports group1 - group2,
-  so signs of mean_diff/t/z/HL are flipped relative to R's print-out; the
-  Mann-Whitney ``W`` is exactly R's (rank sum of group1 minus n1(n1+1)/2).
+- two-group methods: ``group1 - group2`` where group1/group2 are the two
+  labels in sorted order (R's factor level order), exactly as R prints them:
+  Welch's t and its CI equal R ``t.test(x ~ g)``; the Mann-Whitney ``W`` is
+  R's (rank sum of group1 minus n1(n1+1)/2) and the HL shift R's estimate.
 
 Effect sizes: paired Cohen's dz = mean(d)/sd(d); r = Z/sqrt(n) with n the
 pairs used (zeros included) for the signed-rank test and the total N for the
@@ -759,7 +759,7 @@ def mann_whitney(values: Any, groups: Any, hodges_lehmann: bool = True) -> TestR
 
     statistic is R's W (group1 rank sum minus n1(n1+1)/2, group1 = first label
     in sorted order). extra["z"], effect r = z/sqrt(N) and the Hodges-Lehmann
-    shift follow group2 - group1 (R's estimate with the sign flipped).
+    shift follow group1 - group2, as R's estimate does.
     """
     ok, bad = _two_groups("mann_whitney", values, groups)
     if bad:
@@ -776,17 +776,12 @@ def mann_whitney(values: Any, groups: Any, hodges_lehmann: bool = True) -> TestR
         return _none("mann_whitney", n, "all values are tied", **extra)
     zr = w - na * nb / 2.0
     zr = (zr - math.copysign(0.5, zr) * (zr != 0)) / math.sqrt(var)
-    z = -zr  # group2 - group1 direction
+    z = zr  # group1 - group2 direction, as R
     extra["z"] = z
     if hodges_lehmann:
-        hl = _hl_two_sample(a, b)
-        if "hl_estimate" in hl:
-            hl["hl_estimate"] = -hl["hl_estimate"]
-        if "hl_ci_low" in hl:
-            hl["hl_ci_low"], hl["hl_ci_high"] = -hl["hl_ci_high"], -hl["hl_ci_low"]
-        extra.update(hl)
+        extra.update(_hl_two_sample(a, b))  # group1 - group2, R's estimate
     return TestResult("mann_whitney", n, statistic=w, p_value=_p_norm2(zr),
-                      mean_diff=float(b.mean() - a.mean()), effect=z / math.sqrt(n),
+                      mean_diff=float(a.mean() - b.mean()), effect=z / math.sqrt(n),
                       effect_name="r", extra=extra)
 
 
@@ -814,7 +809,7 @@ def kruskal(values: Any, groups: Any) -> TestResult:
 
 
 def welch_t(values: Any, groups: Any, conf_level: float = 0.95) -> TestResult:
-    """Welch two-sample t-test; R t.test(x ~ g) with mean_diff = group2 - group1."""
+    """Welch two-sample t-test; R t.test(x ~ g): mean_diff = group1 - group2."""
     ok, bad = _two_groups("welch_t", values, groups)
     if bad:
         return bad
@@ -825,7 +820,7 @@ def welch_t(values: Any, groups: Any, conf_level: float = 0.95) -> TestResult:
         return _none("welch_t", n, "a group has fewer than 2 values", **extra)
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     se = math.sqrt(va + vb)
-    md = float(b.mean() - a.mean())
+    md = float(a.mean() - b.mean())
     if se < 10 * np.finfo(float).eps * max(abs(a.mean()), abs(b.mean())) or se == 0:
         r = _none("welch_t", n, "constant variable (SD 0 in both groups)", **extra)
         r.mean_diff = md

@@ -211,20 +211,20 @@ def test_between_groups_match_r(fx, col, wk):
     # R: wilcox.test(x ~ g, exact=FALSE, correct=TRUE)
     assert mw.n == ref["n"] and mw.statistic == ref["W"]
     assert close(mw.p_value, ref["p_mw"])
-    # R's estimate is A - B; ours is group2 - group1 = B - A
-    assert close(mw.extra["hl_estimate"], -ref["hl_median"])  # R: median(outer(xa, xb, "-"))
+    # R's estimate is A - B (group1 - group2), and so is ours
+    assert close(mw.extra["hl_estimate"], ref["hl_median"])  # R: median(outer(xa, xb, "-"))
     # R's uniroot estimate may land anywhere on the flat step between the two middle
     # differences when n1*n2 is even (value_52: -0.10509 vs the median -0.105)
-    assert close(mw.extra["hl_estimate"], -ref["hl_estimate_uniroot"], rel=0, abs_=1e-3)
-    # R: wilcox.test(..., conf.int=TRUE, tol.root=1e-12)$conf.int, negated and swapped
-    assert close(mw.extra["hl_ci_low"], -ref["hl_ci_high"], rel=0, abs_=1e-9)
-    assert close(mw.extra["hl_ci_high"], -ref["hl_ci_low"], rel=0, abs_=1e-9)
+    assert close(mw.extra["hl_estimate"], ref["hl_estimate_uniroot"], rel=0, abs_=1e-3)
+    # R: wilcox.test(..., conf.int=TRUE, tol.root=1e-12)$conf.int
+    assert close(mw.extra["hl_ci_low"], ref["hl_ci_low"], rel=0, abs_=1e-9)
+    assert close(mw.extra["hl_ci_high"], ref["hl_ci_high"], rel=0, abs_=1e-9)
     wt = S.welch_t(s[col], s["group2"])
-    # R: t.test(x ~ g); sign flipped to group2 - group1
-    assert close(wt.statistic, -ref["t"]) and close(wt.df, ref["df"])
+    # R: t.test(x ~ g), group1 - group2 as R prints it
+    assert close(wt.statistic, ref["t"]) and close(wt.df, ref["df"])
     assert close(wt.p_value, ref["p_t"])
-    assert close(wt.mean_diff, -ref["diff_AminusB"])
-    assert close(wt.ci_low, -ref["ci_high"]) and close(wt.ci_high, -ref["ci_low"])
+    assert close(wt.mean_diff, ref["diff_AminusB"])
+    assert close(wt.ci_low, ref["ci_low"]) and close(wt.ci_high, ref["ci_high"])
     kw = S.kruskal(s[col], s["group3"])
     # R: kruskal.test(x ~ g)
     assert close(kw.statistic, ref["kw"]) and kw.df == ref["kw_df"]
@@ -591,11 +591,10 @@ def test_small_group_hodges_lehmann_matches_r(i):
     ref = REF["small_groups"][i]
     a, b = np.atleast_1d(ref["a"]).tolist(), np.atleast_1d(ref["b"]).tolist()
     r = S.mann_whitney(a + b, ["a"] * len(a) + ["b"] * len(b))
-    # R: wilcox.test(v ~ g, exact=FALSE, correct=TRUE, conf.int=TRUE); ours is b - a
+    # R: wilcox.test(v ~ g, exact=FALSE, correct=TRUE, conf.int=TRUE); a - b, as R
     assert r.statistic == ref["W"] and close(r.p_value, ref["p"])
-    assert close(r.extra["hl_estimate"], -ref["hl"])
-    assert [r.extra["hl_ci_low"], r.extra["hl_ci_high"]] == pytest.approx(
-        [-ref["ci"][1], -ref["ci"][0]], abs=1e-9)
+    assert close(r.extra["hl_estimate"], ref["hl"])
+    assert [r.extra["hl_ci_low"], r.extra["hl_ci_high"]] == pytest.approx(ref["ci"], abs=1e-9)
 
 
 def test_compare_dispatch_with_override():
