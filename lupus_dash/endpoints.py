@@ -1056,6 +1056,59 @@ PERR_UPCR, PERR_EGFR_FRACTION, PERR_EGFR_ABS = 0.7, 0.8, 60.0
 RENAL_KINDS = ("renal_complete", "renal_partial", "renal_crr", "renal_perr")
 
 
+def describe_renal() -> list[str]:
+    """Human-readable renal response criteria with sources (Methods page, report)."""
+    return [
+        (
+            "Renal response, relative to the patient's week-0 visit; only patients with active "
+            f"nephritis at baseline (proteinuria ≥ {_num(RENAL_ACTIVE_MIN_G_G)} g/g), otherwise "
+            "not applicable. Proteinuria = UPCR (g/g), else 24-h urine protein (g/day ≈ g/g)."
+        ),
+        (
+            f"  renal_complete [KDIGO 2021/2024]: proteinuria < {_num(KDIGO_COMPLETE_UPCR)} g/g and "
+            f"eGFR ≥ {_num(KDIGO_EGFR_FRACTION)} × baseline (stable within 10 %; KDIGO allows "
+            "10–15 %, the stricter bound is used)"
+        ),
+        (
+            f"  renal_partial [KDIGO 2021/2024], partial or better: eGFR ≥ "
+            f"{_num(KDIGO_EGFR_FRACTION)} × baseline and either a complete response or a ≥ 50 % "
+            f"proteinuria reduction to < {_num(KDIGO_PARTIAL_UPCR)} g/g"
+        ),
+        (
+            f"  renal_crr [BLISS-LN, Furie et al. 2020]: UPCR < {_num(CRR_UPCR)} g/g and eGFR ≥ "
+            f"{_num(CRR_EGFR_FRACTION)} × baseline or ≥ {_num(CRR_EGFR_ABS)}"
+        ),
+        (
+            f"  renal_perr [BLISS-LN, Furie et al. 2020]: UPCR ≤ {_num(PERR_UPCR)} g/g and eGFR ≥ "
+            f"{_num(PERR_EGFR_FRACTION)} × baseline or ≥ {_num(PERR_EGFR_ABS)}"
+        ),
+        (
+            "  BLISS-LN treatment failure and the steroid-taper rule are not recorded in the data "
+            "contract and not applied (as in the Toronto mCRR/mPERR); week 0 stands in for the "
+            "pre-flare reference."
+        ),
+    ]
+
+
+def renal_thresholds() -> dict:
+    """Renal thresholds in force, JSON-serialisable (the report's `definitions`)."""
+    return {
+        "active_nephritis_min_g_g": RENAL_ACTIVE_MIN_G_G,
+        "kdigo_complete_upcr_lt": KDIGO_COMPLETE_UPCR,
+        "kdigo_partial_upcr_lt": KDIGO_PARTIAL_UPCR,
+        "kdigo_partial_reduction_to_at_most": KDIGO_PARTIAL_REDUCTION,
+        "kdigo_egfr_fraction_of_baseline": KDIGO_EGFR_FRACTION,
+        "crr_upcr_lt": CRR_UPCR,
+        "crr_egfr_fraction_of_baseline": CRR_EGFR_FRACTION,
+        "crr_egfr_absolute": CRR_EGFR_ABS,
+        "perr_upcr_le": PERR_UPCR,
+        "perr_egfr_fraction_of_baseline": PERR_EGFR_FRACTION,
+        "perr_egfr_absolute": PERR_EGFR_ABS,
+        "renal_partial_includes_complete": True,
+        "criteria": describe_renal(),
+    }
+
+
 def _proteinuria(df: pd.DataFrame) -> np.ndarray:
     """UPCR (g/g), or 24-h urine protein (g/day ≈ g/g, §8) where UPCR is missing."""
     upcr = _col(df, "upcr_g_g")

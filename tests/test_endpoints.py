@@ -743,3 +743,11 @@ def test_egfr_series_in_series_out():
     assert isinstance(sch, pd.Series) and sch.loc[7] == pytest.approx(82.6)
     # unknown sex: no equation
     assert math.isnan(E.egfr_ckd_epi_2021(70.0, 40, "X"))
+
+
+def test_describe_renal():
+    text = "\n".join(E.describe_renal())
+    assert "UPCR < 0.5 g/g and eGFR ≥ 0.9 × baseline or ≥ 90" in text
+    assert "UPCR ≤ 0.7 g/g and eGFR ≥ 0.8 × baseline or ≥ 60" in text
+    t = E.renal_thresholds()
+    assert (t["kdigo_egfr_fraction_of_baseline"], t["perr_egfr_absolute"]) == (0.9, 60.0)
