@@ -319,7 +319,7 @@ def adjust_longitudinal(df: pd.DataFrame, adjust: str) -> pd.DataFrame:
     df["p_adjusted"] = df["p_value"]
     if adjust == "none" or df.empty:
         return df
-    for _, idx in df.groupby(["endpoint", "comparator", "method"]).groups.items():
+    for idx in df.groupby(["endpoint", "comparator", "method"]).groups.values():
         if df.loc[idx[0], "method"] == "rm_anova_bonferroni":
             continue
         df.loc[idx, "p_adjusted"] = stats.adjust_p(df.loc[idx, "p_value"].tolist(), adjust)
@@ -691,7 +691,7 @@ def subgroups(
                                       "n", "statistic", "p_value", "p_adjusted", "mean_diff",
                                       "ci_low", "ci_high", "reason"])
     if adjust != "none" and not out.empty:
-        for _, idx in out.groupby(["endpoint", "method"]).groups.items():
+        for idx in out.groupby(["endpoint", "method"]).groups.values():
             out.loc[idx, "p_adjusted"] = stats.adjust_p(out.loc[idx, "p_value"].tolist(), adjust)
     return out
 

@@ -18,9 +18,9 @@ def dictionary_frame() -> pd.DataFrame:
 def dictionary_markdown() -> str:
     """One Markdown table per table, for docs/DATA_DICTIONARY.md and the app."""
     rows = schema.data_dictionary()
-    out = ["# Data dictionary", "",
-           "Generated from `lupus_dash/schema.py` by `python -m lupus_dash dictionary`; "
-           "do not edit by hand.", ""]
+    note = ("Generated from `lupus_dash/schema.py` by `python -m lupus_dash dictionary`; "
+            "do not edit by hand.")
+    out = ["# Data dictionary", "", note, ""]
     for table in dict.fromkeys(r["table"] for r in rows):
         out += [f"## {table}", "", "| column | type | unit | range / choices | required | meaning |",
                 "|---|---|---|---|---|---|"]

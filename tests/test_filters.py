@@ -12,8 +12,8 @@ from lupus_dash.filters import MISSING, Filter, FilterError
         ({"sex": ["F"]}, 'p.cohort = ? AND (p."sex" IN (SELECT unnest(?)))', ["c", ["F"]]),
         (
             {"biopsy_class": ["IV", "IV+V"], "completer": ["true"]},
-            'p.cohort = ? AND (p."biopsy_class" IN (SELECT unnest(?))) '
-            'AND (p."completer" IN (SELECT unnest(?)))',
+            ('p.cohort = ? AND (p."biopsy_class" IN (SELECT unnest(?))) '
+             'AND (p."completer" IN (SELECT unnest(?)))'),
             ["c", ["IV", "IV+V"], [True]],
         ),
         (
