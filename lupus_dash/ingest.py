@@ -848,6 +848,7 @@ def _map_weeks(
     sink: _Sink,
     schedule: list[int] | None,
     windows: list[tuple[int, int, int]] | None,
+    unreadable_start: set[str],
 ) -> None:
     """Fill visit_week from visit_date by day windows; check dates against treatment start."""
     starts = dict(zip(p["patient_id"], p["treatment_start_date"], strict=False))
@@ -882,7 +883,9 @@ def _map_weeks(
     known = pid.isin(set(starts)).to_numpy()
     dated = date.notna().to_numpy() & known
     no_start = dated & start.isna().to_numpy()
-    for i in np.flatnonzero(no_start & week.isna().to_numpy()):
+    # A start date that was given but unreadable is reported once, on patients.
+    reported = pid.isin(unreadable_start).to_numpy()
+    for i in np.flatnonzero(no_start & week.isna().to_numpy() & ~reported):
         sink.error(raw.label, raw.rows[i], "visit_date", raw_cell("visit_date", i),
                    f"patient {pid.iloc[i]} has no treatment_start_date in patients, which a "
                    "dated visit needs to get its week")
@@ -1009,8 +1012,13 @@ def read_cohort(
         _glucocorticoids(v, extras, raws["visits"], sink)
     if p is not None and v is not None:
         known = set(p["patient_id"].dropna())
+        praw = raws["patients"].frame
+        unreadable = set()
+        if "treatment_start_date" in praw.columns:
+            given = praw["treatment_start_date"].astype(str).str.strip().ne("").to_numpy()
+            unreadable = set(p["patient_id"][given & p["treatment_start_date"].isna().to_numpy()])
         if windows_ok:
-            _map_weeks(v, p, raws["visits"], sink, sched, wins)
+            _map_weeks(v, p, raws["visits"], sink, sched, wins, unreadable)
         _check_visits(v, known, raws["visits"], sink)
         if "adverse_events" in tables:
             _check_aes(tables["adverse_events"], known, raws["adverse_events"], sink)
@@ -1096,7 +1104,7 @@ def cli_import(args) -> int:
         return 1
     _print_report(res)
     if res.problems:
-        print(f"nothing was imported; {args.db} is unchanged", file=sys.stderr)
+        print(f"nothing was imported; {args.db} was not touched", file=sys.stderr)
         return 2
     mode = "replace" if getattr(args, "replace", False) else (
         "append" if getattr(args, "append", False) else "create")

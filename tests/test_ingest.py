@@ -677,3 +677,12 @@ def test_r_style_na_and_times_of_day(tmp_path):
     patients = _replace_line(PATIENTS, "P2,T,M,15,2022-02-07,V,", "P2,T,M,15,2022-02-07,NA,")
     res = ingest.read_cohort(write_cohort(tmp_path / "d", patients=patients))
     assert [(p.row, p.column, p.value) for p in res.problems] == [(3, "biopsy_class", "NA")]
+
+
+def test_unreadable_start_date_reported_once(tmp_path):
+    # P3's start date is unreadable: its dated visit is not reported a second time.
+    patients = _replace_line(PATIENTS, "P3,T,F,12,2022-03-07,", "P3,T,F,12,07/03/2022,")
+    res = ingest.read_cohort(write_cohort(tmp_path / "c", patients=patients))
+    assert [(p.file, p.row, p.column) for p in res.problems] == [
+        ("patients.csv", 4, "treatment_start_date")
+    ]
