@@ -857,8 +857,12 @@ def _maintenance_criterion(n: int) -> Criterion:
 def _as_weight(fallback_weight_kg, n: int) -> np.ndarray | None:
     if fallback_weight_kg is None:
         return None
-    w = pd.to_numeric(pd.Series(np.asarray(fallback_weight_kg, dtype=object)), errors="coerce")
-    w = w.to_numpy(dtype="float64", na_value=np.nan)
+    w = fallback_weight_kg
+    if isinstance(w, pd.Series):
+        w = pd.to_numeric(w, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    elif not (isinstance(w, np.ndarray) and w.dtype == np.float64):
+        w = pd.to_numeric(pd.Series(list(w), dtype=object), errors="coerce")
+        w = w.to_numpy(dtype="float64", na_value=np.nan)
     if len(w) != n:
         raise ValueError(f"fallback_weight_kg has {len(w)} values for {n} visits")
     return w
