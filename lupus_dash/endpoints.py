@@ -702,7 +702,8 @@ def _major_organ_criterion(df: pd.DataFrame, total_hi: np.ndarray) -> Criterion:
     ok = col_f | desc_all_false | (total_hi == 0)
     msg = _m_join(
         [
-            _m_const(col_t, "major organ activity recorded"),
+            # The descriptors name the organ; the bare flag only where they do not.
+            _m_const(col_t & ~desc_active, "major organ activity recorded"),
             _descriptor_names(names, n).map(lambda s: f"major organ activity ({s})"),
             _m_const(ha_t, "haemolytic anaemia"),
             _m_const(gi_t, "GI activity"),
@@ -753,7 +754,7 @@ def _new_activity_criterion(df: pd.DataFrame, total_hi: np.ndarray) -> Criterion
     ok = col_f | ~unknown_any
     msg = _m_join(
         [
-            _m_const(col_t, "new activity recorded"),
+            _m_const(col_t & ~new_any, "new activity recorded"),
             _descriptor_names(names, n).map(lambda s: f"new activity ({s})"),
         ],
         n,

@@ -751,3 +751,14 @@ def test_describe_renal():
     assert "UPCR ≤ 0.7 g/g and eGFR ≥ 0.8 × baseline or ≥ 60" in text
     t = E.renal_thresholds()
     assert (t["kdigo_egfr_fraction_of_baseline"], t["perr_egfr_absolute"]) == (0.9, 60.0)
+
+
+def test_reason_names_the_organ_once():
+    row = {**no_descriptors_but("proteinuria", "rash"), "sledai2k": None}
+    row["major_organ_activity"] = True  # the flag agrees with the descriptors
+    df = pd.DataFrame([{**_DESC_BASE, "new_activity": False, **row}])
+    c = E.criteria_breakdown(df, "lldas")
+    assert c.loc[0, "major_organ_detail"] == "major organ activity (proteinuria)"
+    assert E.evaluate_lldas(df)["why"].iloc[0] == (
+        "SLEDAI-2K 6 > 4; major organ activity (proteinuria)"
+    )
