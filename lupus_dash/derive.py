@@ -232,6 +232,7 @@ def build_facts(
     pf["completer"] = pd.array(ids.isin(completers).to_numpy(dtype=bool), dtype="boolean")
 
     base = vis.loc[vis["visit_week"] == 0].set_index("patient_id")
+    base = base[~base.index.duplicated()]  # the importer forbids duplicates; be safe anyway
     pos_flag = (
         base["anti_dsdna_positive"]
         .astype("boolean")
