@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--pages", default=None, help="comma-separated page names")
     bench.add_argument("--no-peer", action="store_true", help="skip the pandas peer")
     bench.add_argument("--no-mixed", action="store_true", help="skip the mixed-model timing")
+    bench.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                       help="stop timing a page once it has used this much time in all")
 
     dic = sub.add_parser("dictionary", help="print the data dictionary")
     dic.add_argument("--format", default="markdown", choices=["markdown", "csv", "json"])
