@@ -581,3 +581,38 @@ def figure1_frame(summ: pd.DataFrame, lon: pd.DataFrame) -> pd.DataFrame:
                      "method": method, "p_value": p, "stars": stars(p)})
     df = pd.DataFrame(rows)
     return df[df["n"] > 0].reset_index(drop=True) if len(df) else df
+
+
+def _num_text(x, digits: int = 3) -> str:
+    if x is None or pd.isna(x):
+        return "–"
+    return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def table1_display(t1: pd.DataFrame, tests: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`analysis.table1` as a paper prints it: one row per variable (or level), one column
+    per group; numbers 'mean ± SD; median (P25, P75) [n]', categories 'count/n (pct %)'.
+    """
+    if t1.empty:
+        return pd.DataFrame(columns=["Characteristic", "Level"])
+    groups = list(dict.fromkeys(t1["group"]))
+    rows: dict[tuple, dict] = {}
+    for r in t1.itertuples(index=False):
+        numeric = r.level is None or pd.isna(r.level)
+        key = (r.variable, None if numeric else str(r.level))
+        if numeric:
+            cell = (f"{_num_text(r.mean)} ± {_num_text(r.sd)}; {_num_text(r.median)} "
+                    f"({_num_text(r.p25)}, {_num_text(r.p75)}) [n={int(r.n)}]") if r.n else "–"
+        else:
+            cell = (f"{int(r.count)}/{int(r.n)} ({r.pct:.1f} %)" if r.n else "–")
+        rows.setdefault(key, {"Characteristic": r.label, "Level": key[1] or ""})
+        rows[key][str(r.group)] = cell
+    out = pd.DataFrame(list(rows.values()), columns=["Characteristic", "Level", *map(str, groups)])
+    if tests is not None and not tests.empty:
+        p = dict(zip(tests["variable"], tests["p_value"], strict=True))
+        m = dict(zip(tests["variable"], tests["method"], strict=True))
+        first = ~pd.Series([k[0] for k in rows]).duplicated().to_numpy()
+        out["P"] = [fmt_p(p[k[0]]) if f and k[0] in p else "" for k, f in zip(rows, first,
+                                                                           strict=True)]
+        out["Test"] = [m.get(k[0], "") if f else "" for k, f in zip(rows, first, strict=True)]
+    return out

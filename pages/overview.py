@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lupus_dash import charts, schema, ui
+from lupus_dash import charts, explore, schema, ui
 
 ctx = ui.page("Overview")
 flt = ctx.flt
@@ -50,11 +50,16 @@ split = ui.url_widget("selectbox", "Split by", group_opts, "ov_group", default="
                       format_func=lambda g: "no split (overall only)" if g == "none"
                       else labels.get(g, g))
 group_by = None if split == "none" else split
-t1 = ui.compute("report.table1_layout", flt, group_by=group_by)
+t1 = ui.compute("analysis.table1", flt, group_by=group_by)
+tests = ui.compute("analysis.table1_tests", flt, group_by=group_by) if group_by else None
 if group_by:
     st.caption("P: Wilcoxon rank-sum (2 groups) or Kruskal–Wallis for numbers; chi-square, or "
                "Fisher's exact test when an expected count is below 5, for categories.")
-ui.table(t1, "table1", ui.py_call(f"report.table1_layout(db, flt, group_by={group_by!r})", flt,
-                                  "report"),
+code = f"t1 = analysis.table1(db, flt, group_by={group_by!r})"
+if group_by:
+    code += f"\ntests = analysis.table1_tests(db, flt, {group_by!r})"
+ui.table(explore.table1_display(t1, tests), "table1",
+         ui.py_call(code + "\nexplore.table1_display(t1" + (", tests)" if group_by else ")"), flt,
+                    "analysis, explore"),
          ui.cli_call(flt, "--layout", "table1", *(["--group-by", group_by] if group_by else [])),
          xlsx=True, height=520)

@@ -54,8 +54,13 @@ ui.chart(charts.trajectory(ss.dropna(subset=["mean"]), "mean", "ci_low", "ci_hig
                     f"outcome={outcome!r})", flt))
 
 st.markdown(f"**Between-group tests per visit ({what})**")
-tests = ui.compute("analysis.subgroups", flt, group_by=group_by, endpoints=[col],
-                   outcome=outcome, adjust=adjust)
+try:
+    tests = ui.compute("analysis.subgroups", flt, group_by=group_by, endpoints=[col],
+                       outcome=outcome, adjust=adjust)
+except TypeError as exc:  # analysis cannot adjust when some tests did not run
+    st.warning(f"Adjusted p-values could not be computed ({exc}); showing raw p only.")
+    tests = ui.compute("analysis.subgroups", flt, group_by=group_by, endpoints=[col],
+                       outcome=outcome, adjust="none")
 if tests.empty:
     st.info("No test could be run.")
 else:

@@ -1,0 +1,197 @@
+"""The dashboard in a real browser: `streamlit run app.py` driven by headless Chromium.
+
+Uses Debian's chromium (ENGINEERING_NOTES.md: never `playwright install`). Opens
+links with preset filters, changes one filter in the sidebar and waits for the
+metric to show the value `lupus_dash.analysis` computes; screenshots go to
+artifacts/ (gitignored).
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lupus_dash import analysis
+from lupus_dash.db import Database
+from lupus_dash.filters import Filter
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+WAIT_MS = 60_000
+
+if not CHROMIUM.exists():
+    pytest.skip("Debian chromium is not installed (/usr/bin/chromium); "
+                "apt-get install -y chromium", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+
+
+@pytest.fixture(scope="module")
+def demo_path(tmp_path_factory) -> Path:
+    from lupus_dash import synth
+
+    path = tmp_path_factory.mktemp("browser") / "demo.duckdb"
+    synth.build_demo(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(demo_path):
+    """A fresh `streamlit run app.py` on a free port; its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(demo_path.parent / "server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1"],
+        cwd=ROOT, env={**os.environ, "LUPUS_DASH_DB": str(demo_path)},
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("streamlit did not start") from None
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(WAIT_MS)
+        yield pg
+        browser.close()
+
+
+def settle(pg) -> None:
+    """Wait until the app has rendered and the script has stopped running for a moment."""
+    pg.wait_for_selector('[data-testid="stApp"]')
+    stable, deadline = 0, time.time() + WAIT_MS / 1000
+    while stable < 6:
+        state = pg.evaluate(
+            "() => document.querySelector('[data-testid=\"stApp\"]')"
+            "?.getAttribute('data-test-script-state')")
+        busy = pg.locator('[data-testid="stSkeleton"]').count()
+        stable = stable + 1 if state == "notRunning" and not busy else 0
+        if time.time() > deadline:
+            raise TimeoutError("the app kept running")
+        time.sleep(0.25)
+
+
+def metric_value(pg, label: str) -> str:
+    box = pg.locator('[data-testid="stMetric"]').filter(
+        has=pg.locator('[data-testid="stMetricLabel"]', has_text=label)).first
+    return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def wait_metric(pg, label: str, want: str) -> None:
+    deadline = time.time() + WAIT_MS / 1000
+    got = None
+    while time.time() < deadline:
+        try:
+            got = metric_value(pg, label)
+        except sync_api.Error:
+            got = None
+        if got == want:
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"metric {label!r} is {got!r}, expected {want!r}")
+
+
+def shot(pg, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    pg.screenshot(path=str(path))
+    return path
+
+
+def test_deep_link_as_first_request_keeps_the_filter(page, server, demo_path):
+    # The very first request of a fresh server is a page link with filters: the
+    # page must still get the sidebar panel and keep the link's filter.
+    db = Database(demo_path)
+    flt = Filter.build("ln_belimumab", sex=["F"])
+    k, n = analysis.count_patients(db, flt)
+    page.goto(f"{server}/remission?cohort=ln_belimumab&sex=F")
+    settle(page)
+    assert page.locator("h1").first.inner_text().strip() == "Remission"
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text(f"{k} of {n} patients", exact=True).wait_for()
+    assert "sex=F" in page.url and "cohort=ln_belimumab" in page.url
+    shot(page, "browser_remission_deep_link")
+    db.close()
+
+
+def test_link_with_filters_then_change_one(page, server, demo_path):
+    db = Database(demo_path)
+    completers = Filter.build("csle_belimumab", completer=[True])
+    females = Filter.build("csle_belimumab", completer=[True], sex=["F"])
+    k1 = analysis.count_patients(db, completers)[0]
+    k2 = analysis.count_patients(db, females)[0]
+    assert k2 < k1  # the change must show on screen
+    final = analysis.cohort_info(db, "csle_belimumab")["final_week"]
+    rem = analysis.remission(db, females)
+    lldas = rem[(rem["visit_week"].astype(str) == str(final)) & (rem["definition"] == "lldas")]
+    db.close()
+
+    page.goto(f"{server}/?cohort=csle_belimumab&completer=true")
+    settle(page)
+    wait_metric(page, "Patients", str(k1))
+    assert page.locator('[data-testid="stSidebar"]').get_by_role("checkbox", name="Completers only").is_checked()
+    shot(page, "browser_overview_completers")
+
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="Sex").click()
+    page.get_by_role("option", name="female", exact=True).click()
+    page.keyboard.press("Escape")
+    wait_metric(page, "Patients", str(k2))
+    wait_metric(page, f"LLDAS at week {final}", f"{lldas['rate'].iloc[0] * 100:.1f} %")
+    assert re.search(r"[?&]sex=F(&|$)", page.url)
+    assert "completer=true" in page.url
+    shot(page, "browser_overview_completers_female")
+
+    # A page switch keeps the filter in the URL and on screen.
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Safety").click()
+    page.wait_for_url(re.compile(r"/safety\?"))
+    settle(page)
+    assert "sex=F" in page.url and "completer=true" in page.url
+    sidebar.get_by_text(f"{k2} of").first.wait_for()
+    shot(page, "browser_safety_after_switch")
+
+
+def test_presenter_mode_hides_the_sidebar(page, server):
+    page.goto(f"{server}/biomarkers?cohort=csle_belimumab&present=1")
+    settle(page)
+    assert not page.locator('[data-testid="stSidebar"]').is_visible()
+    sentence = page.locator(".lupus-sentence").first
+    sentence.wait_for()
+    assert sentence.inner_text().startswith("csle_belimumab: all patients")
+    size = page.evaluate("() => parseFloat(getComputedStyle("
+                         "document.querySelector('.lupus-sentence')).fontSize)")
+    assert size >= 28  # projector-sized type (1.9rem of a 22px base; 16.8px on screen normally)
+    shot(page, "browser_biomarkers_presenter")
