@@ -215,10 +215,12 @@ def test_ln_cohort(demo):
             misses.append(f"{ep} did not rise by week {last}")
     if not rates[("anti_dsdna_positive", last)] < rates[("anti_dsdna_positive", 0)]:
         misses.append("anti-dsDNA positivity did not fall")
+    # "Among the 7" efficacy patients: treated at least 4 months (last visit ≥ week 16).
     resp = demo.query(
-        "SELECT patient_id, bool_or(renal_complete) AS crr, min(visit_week) FILTER "
-        "(WHERE renal_complete) AS crr_week, bool_or(renal_partial) AS prr FROM visit_facts "
-        "WHERE cohort = 'ln_belimumab' GROUP BY 1")
+        "SELECT v.patient_id, bool_or(renal_complete) AS crr, min(visit_week) FILTER "
+        "(WHERE renal_complete) AS crr_week, bool_or(renal_partial) AS prr FROM visit_facts v "
+        "JOIN patient_facts p USING (cohort, patient_id) "
+        "WHERE cohort = 'ln_belimumab' AND p.last_week >= 16 GROUP BY 1")
     n_crr = int(resp.crr.fillna(False).sum())
     if n_crr != LN["renal_response_of_7"]["complete"]:
         misses.append(f"complete renal responders {n_crr}")
