@@ -103,7 +103,7 @@ def trajectory(
     )
     line = base.mark_line(point=alt.OverlayMarkDef(filled=True, size=70)).encode(
         x=enc_x, y=alt.Y(f"{y}:Q", title=y_title), color=col_enc, tooltip=tips,
-        **({"detail": f"{color}:N"} if color else {}),
+        **({"detail": f"{color}:N"} if color else {}), **offset,
     )
     layers = [bars, line]
     if p_values is not None and len(p_values):
@@ -430,7 +430,7 @@ def bars(
     if lo and hi:
         tips += [alt.Tooltip(f"{lo}:Q", title="95 % CI low", format=fmt),
                  alt.Tooltip(f"{hi}:Q", title="95 % CI high", format=fmt)]
-    enc_y = alt.Y(f"{y}:N", sort=list(df[y]), title=None)
+    enc_y = alt.Y(f"{y}:N", sort=list(df[y]), title=None, axis=alt.Axis(labelLimit=260))
     axis = alt.Axis(format="%") if pct else alt.Axis()
     layers = [
         alt.Chart(df).mark_bar(color=OKABE_ITO[0]).encode(
@@ -440,7 +440,7 @@ def bars(
     if lo and hi:
         layers.append(
             alt.Chart(df).mark_errorbar(ticks=alt.TickConfig(size=10), color="#222222").encode(
-                x=alt.X(f"{lo}:Q"), x2=f"{hi}:Q", y=enc_y, tooltip=tips
+                x=alt.X(f"{lo}:Q", title=x_title, axis=axis), x2=f"{hi}:Q", y=enc_y, tooltip=tips
             )
         )
     return alt.layer(*layers).properties(
@@ -587,6 +587,9 @@ def finalize(chart: alt.TopLevelMixin, presenter: bool = False) -> alt.TopLevelM
     """
     kind = "pad" if isinstance(chart, alt.FacetChart) else "fit-x"
     chart = chart.properties(autosize=alt.AutoSizeParams(type=kind, contains="padding"))
+    height = getattr(chart, "height", alt.Undefined)
+    if presenter and isinstance(height, int) and not isinstance(chart, alt.FacetChart):
+        chart = chart.properties(height=int(height * 1.5))  # taller plots for a projector
     if presenter:
         return (
             chart.configure_axis(labelFontSize=20, titleFontSize=22)

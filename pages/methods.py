@@ -23,7 +23,7 @@ st.subheader("Renal response")
 renal = [c for c in schema.VISIT_DERIVED if c.name in schema.RENAL_DEFINITIONS]
 st.table(pd.DataFrame({"column": [c.name for c in renal],
                        "definition": [c.description for c in renal]}))
-st.caption("Rates count only patients with active nephritis at baseline: "
+st.caption("Renal response rates count only these patients — "
            + (inspect.getdoc(analysis._renal_eligible_sql) or "").splitlines()[0])
 
 st.subheader("Statistical methods")
