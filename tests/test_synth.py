@@ -318,6 +318,11 @@ def test_ln_cohort(demo, targets):
             first_complete.append(min(hit) // 4)
         elif last <= 0.5 * base and last < 3 and stable:
             part += 1
+    # nobody else responds: the 3 safety-only patients are not partial responders either
+    for pid in months.index.difference(eff.index):
+        lw = int(months[pid] * 4)
+        if w.loc[pid, lw] <= 0.5 * w.loc[pid, 0]:
+            misses.append(f"safety-only patient {pid} has a >= 50 % UPCR reduction")
     _check(misses, "complete responders", comp, t["renal_response_of_7"]["complete"], 0)
     _check(misses, "partial responders", part, t["renal_response_of_7"]["partial"], 0)
     if first_complete != [t["renal_response_of_7"]["complete_reached_month"]]:
