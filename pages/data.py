@@ -54,7 +54,7 @@ with tab_import:
                 ui.table(pd.DataFrame([w.__dict__ for w in res.warnings]), "import_warnings")
         if not res.problems:
             target = st.radio("Import into", ["this database", "a new database file"],
-                              horizontal=True)
+                              horizontal=True, key="import_target")
             if target == "this database":
                 path = ctx.db.path
                 mode = st.radio("If a cohort label already exists",
@@ -62,10 +62,13 @@ with tab_import:
                                 format_func=lambda m: {"append": "stop (add new cohorts only)",
                                                        "replace": "replace it"}[m])
             else:
-                name = st.text_input("File name (in the data folder)", "imported.duckdb")
-                path = ui.ROOT / "data" / Path(name).name
+                name = st.text_input(f"File name (in {ctx.db.path.parent})", "imported.duckdb",
+                                     key="import_name")
+                path = ctx.db.path.parent / Path(name).name
+                if path.suffix != ".duckdb":
+                    path = path.with_suffix(".duckdb")
                 mode = "create"
-            if st.button("Import", type="primary"):
+            if st.button("Import", type="primary", key="import_go"):
                 try:
                     if path == ctx.db.path:
                         ui.forget_db(path)  # DuckDB allows one writer: close our reader first

@@ -3,6 +3,7 @@ numbers on screen equal to `lupus_dash.analysis` / `report` for the same filter,
 filter state through the URL, and plain messages for empty filters and bad databases.
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,55 @@ def test_reset_clears_filters_but_keeps_cohort():
     assert at.multiselect(key="f_sex").value == []
     assert at.checkbox(key="f_completer").value is False
     assert at.query_params == {"cohort": "ln_belimumab", "ov_group": "none"}
+
+
+# --- import on the Data page ------------------------------------------------------------
+
+FIXTURE = ROOT / "tests" / "fixtures" / "cohort_external"
+
+
+def _upload(at: AppTest, files: dict[str, bytes]) -> None:
+    at.get("file_uploader")[0].set_value(
+        [(name, data, "text/csv") for name, data in files.items()]).run()
+
+
+def test_data_page_imports_into_a_new_database_and_every_page_renders(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("LUPUS_DASH_DB", str(shutil.copy(os.environ["LUPUS_DASH_DB"],
+                                                       tmp_path / "demo.duckdb")))
+    at = run("data", cohort="csle_belimumab")
+    _upload(at, {p.name: p.read_bytes() for p in FIXTURE.glob("*.csv")})
+    assert_clean(at)
+    assert any("Valid: 2 cohort(s)" in s.value for s in at.success)
+    at.radio(key="import_target").set_value("a new database file").run()
+    at.text_input(key="import_name").input("external").run()
+    at.button(key="import_go").click().run()
+    assert_clean(at)
+    assert (tmp_path / "external.duckdb").exists()
+    at.run()  # the session now reads the imported file
+    assert at.selectbox(key="f_cohort").options == ["LN-adult", "cSLE-QD"]
+    for cohort in ("cSLE-QD", "LN-adult"):
+        at.selectbox(key="f_cohort").set_value(cohort).run()
+        for page in PAGES:
+            at.switch_page(f"pages/{page}.py").run()
+            assert_clean(at)
+            assert at.title[0].value.lower() == page
+
+
+def test_data_page_lists_every_problem_and_imports_nothing(tmp_path):
+    bad = (FIXTURE / "visits.csv").read_text().replace("C01,4,,0.61", "C01,4,,7.5", 1)
+    at = run("data", cohort="csle_belimumab")
+    _upload(at, {"patients.csv": (FIXTURE / "patients.csv").read_bytes(),
+                 "visits.csv": bad.encode()})
+    assert not at.exception
+    assert "problem" in at.error[0].value
+    problems = next(d.value for d in at.dataframe if "reason" in d.value.columns)
+    row = problems[problems["column"] == "c3_g_l"].iloc[0]
+    # C01 week 4 is the second data row of visits.csv: spreadsheet row 3 (header = row 1);
+    # 7.5 g/L is outside the contract's C3 range 0–5.
+    assert (row["file"], int(row["row"]), row["value"]) == ("visits.csv", 3, "7.5")
+    assert all(b.key != "import_go" for b in at.button)  # nothing can be imported
 
 
 # --- empty, tiny, broken ----------------------------------------------------------------
