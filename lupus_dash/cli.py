@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="observed-only remission rates instead of non-responder imputation")
     rep.add_argument("--adjust", default="none", choices=["none", "bonferroni", "holm", "bh"])
     rep.add_argument("--layout", default=None, choices=["table1", "table2", "table3"])
+    rep.add_argument("--se", action="append", default=[], metavar="ENDPOINT",
+                     help="table2 layout: print mean ± SE for this endpoint (the seed paper "
+                          "did for cd19_pct); repeatable")
     rep.add_argument("--no-mixed-model", action="store_true", help="skip the mixed model")
     rep.add_argument("--output", "-o", default=None, help="write to a file instead of stdout")
 

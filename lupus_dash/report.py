@@ -187,7 +187,7 @@ def _test_rows(rows, lon, endpoint, method, comparator, weeks, cols, name, stat_
             p_vals.append("–")
             continue
         r = sel.loc[w]
-        if r["reason"]:
+        if isinstance(r["reason"], str) and r["reason"]:
             stat_vals.append("n/c")
             p_vals.append("n/c")
             continue
@@ -209,8 +209,9 @@ def table1_layout(db: Database, flt: Filter, group_by: str | None = None) -> pd.
     groups = list(dict.fromkeys(t1["group"]))
     rows: dict[tuple, dict] = {}
     for _, r in t1.iterrows():
-        key = (r["label"], r["level"])
-        if r["level"] is None:
+        level = None if pd.isna(r["level"]) else r["level"]
+        key = (r["label"], level)
+        if level is None:
             d = _DECIMALS.get(r["variable"], 1)
             if r["variable"] in ("sledai2k", "urine_protein_g_24h", "upcr_g_g",
                                  "prednisone_mg_day", "disease_duration_months"):
@@ -218,10 +219,10 @@ def table1_layout(db: Database, flt: Filter, group_by: str | None = None) -> pd.
                         f"{_fmt(r['median'], d)} ({_fmt(r['p25'], d)}, {_fmt(r['p75'], d)})")
             else:
                 cell = f"{_fmt(r['mean'], d)} ± {_fmt(r['sd'], d)}"
-            cell += f" [n={r['n']}]"
+            cell += f" [n={int(r['n'])}]"
         else:
-            cell = f"{r['count']}/{r['n']} ({_fmt(r['pct'], 1)}%)"
-        rows.setdefault(key, {"Characteristic": r["label"], "Level": r["level"] or ""})
+            cell = f"{int(r['count'])}/{int(r['n'])} ({_fmt(r['pct'], 1)}%)"
+        rows.setdefault(key, {"Characteristic": r["label"], "Level": level or ""})
         rows[key][r["group"]] = cell
     out = pd.DataFrame(list(rows.values()), columns=["Characteristic", "Level", *groups])
     if group_by:
@@ -273,11 +274,13 @@ def adverse_event_table(db: Database, flt: Filter) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def layout_table(db: Database, flt: Filter, layout: str, group_by: str | None = None):
+def layout_table(db: Database, flt: Filter, layout: str, group_by: str | None = None,
+                 se: Sequence[str] = ()):
+    """One of the seed paper's tables (table1, table2, table3) for this filter."""
     if layout == "table1":
         return table1_layout(db, flt, group_by)
     if layout == "table2":
-        return table2(db, flt)
+        return table2(db, flt, dispersion={e: "se" for e in se})
     if layout == "table3":
         return adverse_event_table(db, flt)
     raise ValueError(f"unknown layout {layout!r}")
@@ -328,7 +331,11 @@ def cli_report(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.layout:
-        df = layout_table(db, flt, args.layout, args.group_by)
+        unknown = [e for e in args.se if e not in schema.ENDPOINTS_BY_COLUMN]
+        if unknown:
+            print(f"error: --se {', '.join(unknown)}: not an endpoint", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        df = layout_table(db, flt, args.layout, args.group_by, se=args.se)
         k, n = analysis.count_patients(db, flt)
         caption = f"{args.layout.capitalize()}: {flt.sentence(k, n)}"
         if args.format == "xlsx":

@@ -235,3 +235,39 @@ def test_ln_cohort(demo):
     if len(eff) != 7 or len(m[m <= 3]) != 3 or eff.min() < 4 or eff.max() > 9 or np.median(eff) != 7:
         misses.append(f"treatment months {sorted(m)}")
     assert misses == []
+
+
+def test_table2_layout_looks_like_the_paper(demo, tmp_path):
+    from lupus_dash import cli
+    from lupus_dash.report import table2
+
+    t = table2(demo, Filter.build("csle_belimumab", completer=[True]),
+               dispersion={"cd19_pct": "se"}).set_index(["Endpoint", "Statistic"])
+    # Printed in the paper's Table 2: C3 0.6 ± 0.37 → "0.60 ± 0.37"; CD19+ 18.3 ± 3.0 (SE).
+    assert t.loc[("C3 (g/L)", "mean ± SD"), "Baseline"] == "0.60 ± 0.37"
+    assert t.loc[("CD19+ B cells (%)", "mean ± SE"), "Week 52"] == "5.0 ± 0.4"
+    assert t.loc[("SLEDAI-2K (points)", "median (P25, P75)"), "Week 52"] == "2 (0, 4)"
+    md = t.loc[("C3 (g/L)", "MD (95% CI)"), "Week 4"]
+    assert md.startswith("0.278 (0.074, 0.48")
+    assert t.loc[("PGA (0–3)", "P"), "Week 52"] == "<0.001"
+    assert t.loc[("Glucocorticoid dose (mg/day)", "Z*"), "Week 12"].startswith("-2.3")
+    out = tmp_path / "t2.xlsx"
+    rc = cli.main(["report", "--db", str(demo.path), "--cohort", "csle_belimumab",
+                   "--filter", "completer=true", "--layout", "table2", "--se", "cd19_pct",
+                   "--format", "xlsx", "-o", str(out)])
+    assert rc == 0
+    import openpyxl
+
+    ws = openpyxl.load_workbook(out)["table2"]
+    assert ws.cell(1, 1).value == "Endpoint" and ws.cell(2, 3).value == "0.60 ± 0.37"
+
+
+def test_table1_layout_cells(demo):
+    from lupus_dash.report import table1_layout
+
+    t = table1_layout(demo, Filter.build("csle_belimumab"), group_by="completer")
+    sex_f = t[(t.Characteristic == "Sex") & (t.Level == "F")].iloc[0]
+    assert sex_f["Overall"] == "21/26 (80.8%)"  # paper: Female 21/26 (80.8%)
+    onset = t[t.Characteristic == "Age at onset"].iloc[0]
+    assert onset["Overall"].startswith("10.3 ± 2.4")  # paper: 10.3 ± 2.4
+    assert onset["Test"] == "mann_whitney" and onset["P"] != ""
