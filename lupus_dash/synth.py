@@ -15,8 +15,9 @@ descriptors, descriptors agreeing with the labs, LLDAS/remission counts). Those
 23 x 5 matrices were found once by ``calibrate_csle_core()`` (exact-moment
 construction for C3, C4, CD19+; seeded simulated annealing over pairings and
 lab-row assignments for 24-h protein, SLEDAI-2K, PGA and prednisone, then
-``polish_protein`` so no Z depends on how float near-ties are ranked; about
-five minutes) and for seed 5 are stored below as ``_CORE``: a frozen table of synthetic
+``polish_protein`` so no Z depends on how float near-ties are ranked, and a
+last search of the PGA/prednisone pairings for fewer dose increases under the
+same constraints; about five minutes) and for seed 5 are stored below as ``_CORE``: a frozen table of synthetic
 values, so a build takes a second. Everything else (ages, organ involvement,
 biopsy classes, regimens, other labs, dates, the last follow-up visit, the
 adult cohort) is generated from ``seed`` at build time; the targets hold for
@@ -56,7 +57,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.stats import rankdata
 
 from . import schema
 from .schema import ORGANS
@@ -77,26 +77,6 @@ N = 23
 K = 5
 M = 10  # Bonferroni pairs over 5 visits
 TCRIT = stats.t.ppf(1 - 0.05 / M / 2, N - 1)
-
-
-def wilcoxon_z(x, y):
-    """Signed Z of y - x per column (SPSS: zeros dropped, tie-corrected, no continuity)."""
-    d = np.round(np.asarray(y, float) - np.asarray(x, float), 9)
-    if d.ndim == 1:
-        d = d[:, None]
-    a = np.abs(d)
-    n0 = (a == 0).sum(axis=0)
-    r = rankdata(a, axis=0) - n0
-    wplus = np.where(d > 0, r, 0).sum(axis=0)
-    n = d.shape[0] - n0
-    out = np.empty(d.shape[1])
-    for j in range(d.shape[1]):
-        nz = a[:, j][a[:, j] > 0]
-        _, c = np.unique(nz, return_counts=True)
-        nn = n[j]
-        var = nn * (nn + 1) * (2 * nn + 1) / 24 - (c**3 - c).sum() / 48
-        out[j] = 0.0 if var <= 0 else (wplus[j] - nn * (nn + 1) / 4) / np.sqrt(var)
-    return out
 
 
 def rm_vs_baseline(X):
