@@ -202,7 +202,8 @@ def small_multiples(
     return (
         alt.layer(*layers, data=df)
         .properties(width=width, height=height)
-        .facet(facet=alt.Facet(f"{facet}:N", title=None, header=alt.Header(labelFontSize=13)),
+        .facet(facet=alt.Facet(f"{facet}:N", title=None, header=alt.Header(labelFontSize=13),
+                               sort=list(dict.fromkeys(df[facet]))),
                columns=columns)
         .resolve_scale(y="independent")
     )
@@ -303,6 +304,22 @@ def km(
 ) -> alt.Chart:
     """Kaplan–Meier step curves drawn as cumulative incidence, 1 − S(t), with CI band."""
     _check(df, time, survival, lo, hi, group)
+    # Every curve starts at time 0 with nobody reached, so the first step is drawn.
+    keys = list(df[group].unique()) if group else [None]
+    starts = []
+    for g in keys:
+        sub = df[df[group] == g] if group else df
+        if not (sub[time] == 0).any():
+            row = {time: 0.0, survival: 1.0, lo: 1.0, hi: 1.0}
+            if group:
+                row[group] = g
+            if "n_risk" in df.columns and len(sub):
+                row["n_risk"] = sub["n_risk"].max()
+            if "n_event" in df.columns:
+                row["n_event"] = 0
+            starts.append(row)
+    if starts:
+        df = pd.concat([pd.DataFrame(starts), df], ignore_index=True)
     data = df.assign(
         _cum=1 - df[survival], _cum_lo=1 - df[hi], _cum_hi=1 - df[lo]
     )
@@ -338,7 +355,8 @@ def km(
     pts = base.mark_point(filled=True, size=30, opacity=0.7).encode(
         x=f"{time}:Q", y="_cum:Q", color=col, tooltip=tips
     )
-    return alt.layer(band, line, pts).properties(title=title, width=width, height=height)
+    layers = [band, line, pts] if len(keys) <= 2 else [line, pts]  # bands of 3+ groups blur
+    return alt.layer(*layers).properties(title=title, width=width, height=height)
 
 
 def forest(

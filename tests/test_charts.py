@@ -116,6 +116,18 @@ def test_small_multiples_facets_with_independent_scales():
     assert isinstance(charts.small_multiples(df), alt.FacetChart)
 
 
+def test_km_curves_start_at_zero_weeks_with_nobody_reached():
+    km = pd.DataFrame({"group": ["a", "b"], "time": [4.0, 12.0], "n_risk": [5, 3],
+                       "n_event": [1, 1], "survival": [0.8, 2 / 3], "ci_low": [0.5, 0.3],
+                       "ci_high": [0.9, 0.9]})
+    spec = charts.km(km).to_dict()
+    rows = spec["datasets"][spec["data"]["name"]] if "data" in spec else \
+        next(iter(spec["datasets"].values()))
+    starts = sorted((r["group"], r["time"], r["_cum"]) for r in rows if r["time"] == 0)
+    assert starts == [("a", 0.0, 0.0), ("b", 0.0, 0.0)]
+    assert sorted(r["_cum"] for r in rows if r["time"] > 0) == pytest.approx([0.2, 1 / 3])
+
+
 # --- explore: dosing ------------------------------------------------------------
 
 
@@ -231,6 +243,23 @@ def test_endpoint_states_give_the_reason(db):
     # C01 week 4: SLEDAI-2K 10 > 4 and prednisone 25 mg > 7.5: not in LLDAS, with a reason.
     assert bool(st.loc["C01", "lldas"]) is False
     assert "SLEDAI-2K" in st.loc["C01", "lldas_why"]
+
+
+def test_table1_display_prints_paper_cells(db):
+    from lupus_dash import analysis
+
+    t1 = analysis.table1(db, CSLE, "sex")
+    out = explore.table1_display(t1, analysis.table1_tests(db, CSLE, "sex"))
+    row = out[out["Characteristic"] == "Age at baseline"].iloc[0]
+    # Ages 12.1, 14.2, 10.9: mean 12.4, SD sqrt(5.58 / 2) = 1.670, median 12.1;
+    # F = C01, C02 (12.1, 14.2): SD sqrt(2 × 1.05²) = 1.485.
+    assert row["Overall"].startswith("12.4 ± 1.67; 12.1 ")
+    assert row["Overall"].endswith("[n=3]")
+    assert row["F"].startswith("13.1 ± 1.48; 13.1 ")  # mean 13.15 shown to 3 digits
+    assert row["M"].startswith("10.9 ± –")
+    assert row["P"] != "" and row["Test"] == "mann_whitney"
+    sex = out[(out["Characteristic"] == "Sex") & (out["Level"] == "F")].iloc[0]
+    assert sex["Overall"] == "2/3 (66.7 %)"
 
 
 def test_fmt_p():
