@@ -418,7 +418,7 @@ def flow(
             x=alt.X(f"{n}:Q", title="Patients", axis=alt.Axis(format="d", tickMinStep=1)),
             y=enc_y, tooltip=tips
         ),
-        base.mark_text(align="left", dx=4, fontSize=13).encode(
+        base.mark_text(align="left", dx=4).encode(
             x=f"{n}:Q", y=enc_y, text=f"{n}:Q"
         ),
     ).properties(title=title, width=width, height=max(160, 44 * len(df)))
@@ -496,7 +496,7 @@ def heatmap(
                             legend=alt.Legend(format="%")),
             tooltip=tips,
         ),
-        base.mark_text(fontSize=11).encode(
+        base.mark_text().encode(
             text=alt.Text(f"{value}:Q", format=".0%"),
             color=alt.condition(f"datum.{value} > 0.5", alt.value("white"), alt.value("black")),
         ),
@@ -624,6 +624,7 @@ def finalize(chart: alt.TopLevelMixin, presenter: bool = False) -> alt.TopLevelM
     return (
         chart.configure_axis(labelFontSize=12, titleFontSize=13)
         .configure_legend(labelFontSize=12, titleFontSize=12)
+        .configure_text(fontSize=12)
         .configure_title(fontSize=15)
         .configure_range(category=list(OKABE_ITO))
     )

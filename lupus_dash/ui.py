@@ -470,7 +470,7 @@ def table(df: pd.DataFrame, name: str, code: str | None = None, cli: str | None 
           sql: tuple[str, list] | None = None, height: int | str = "auto") -> None:
     """A table with CSV (and .xlsx) downloads and a Reproduce expander."""
     ctx = current()
-    if ctx.presenter and len(df) <= 40:
+    if ctx.presenter and len(df) <= 120:
         st.table(df)  # HTML table: its type scales with the presenter CSS
     else:
         st.dataframe(df, hide_index=True, column_config=column_config, height=height)

@@ -39,7 +39,9 @@ with right:
     if reasons.empty:
         st.write("No patient stopped belimumab.")
     else:
-        ui.table(reasons, "discontinuation_reasons")
+        ui.table(reasons, "discontinuation_reasons",
+                 ui.py_call("flow, reasons, doses = explore.patient_flow(db, flt)", flt,
+                            "explore"))
     st.caption("Doses are derived from the IV schedule (weeks 0, 2, 4, then every 4 weeks up "
                "to the last visit or the stop week); the contract records no infusions.")
 

@@ -34,7 +34,7 @@ inc = ui.compute("explore.ae_incidence", flt)
 ui.chart(charts.bars(inc, x="rate", y="label", lo="ci_low", hi="ci_high",
                      x_title="Patients with ≥ 1 event (95 % Wilson CI)"),
          "ae_incidence", ui.py_call("explore.ae_incidence(db, flt)", flt, "explore"))
-ui.table(inc, "ae_incidence_table",
+ui.table(inc, "ae_incidence_table", ui.py_call("explore.ae_incidence(db, flt)", flt, "explore"),
          column_config={c: st.column_config.NumberColumn(format="%.3f")
                         for c in ("rate", "ci_low", "ci_high", "per_100_py")})
 
