@@ -492,6 +492,8 @@ def table(df: pd.DataFrame, name: str, code: str | None = None, cli: str | None 
 def reproduce(code: str | None, cli: str | None = None, sql: tuple[str, list] | None = None,
               key: str = "") -> None:
     """Expander with the Python call (and CLI / SQL) that gives the same numbers."""
+    if sql is None and code and "flt" in code:
+        sql = current().flt.patients_sql()
     with st.expander("Reproduce"):
         if code:
             st.code(code, language="python")
