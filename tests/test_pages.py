@@ -168,6 +168,18 @@ def test_subgroup_tests_equal_analysis(db):
     assert got["p_adjusted"].tolist() == pytest.approx(lon["p_adjusted"].tolist(), nan_ok=True)
 
 
+def test_small_groups_are_flagged(db):
+    at = run("subgroups", cohort="csle_belimumab")
+    at.selectbox(key="sub_group").set_value("class_group").run()
+    assert_clean(at)
+    sizes = explore.group_sizes(db, Filter("csle_belimumab"), "class_group")
+    small = sizes[sizes["n"] < 5]
+    assert len(small)  # the demo has small biopsy groups
+    warning = next(w.value for w in at.warning if "under 5 patients" in w.value)
+    for g, n in zip(small["group"], small["n"], strict=True):
+        assert f"{g} (n={n})" in warning
+
+
 # --- URL state ------------------------------------------------------------------------
 
 
