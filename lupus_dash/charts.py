@@ -523,7 +523,8 @@ def patient_series(
     """
     _check(df, x, y)
     right = float(x_max if x_max is not None else (df[x].max() if len(df) else 0))
-    enc_x = alt.X(f"{x}:Q", title="Week", scale=alt.Scale(domain=[0, max(right, 1)]))
+    enc_x = alt.X(f"{x}:Q", title="Week", scale=alt.Scale(domain=[0, max(right, 1)]),
+                  axis=alt.Axis(format="d", tickMinStep=1))
     layers = []
     if ref_low is not None or ref_high is not None:
         top = float(df[y].max()) * 1.1 if len(df) else 1.0
@@ -545,8 +546,7 @@ def patient_series(
             .encode(y="v:Q", tooltip=alt.Tooltip("label:N", title="Threshold"))
         )
         layers.append(
-            alt.Chart(t).mark_text(align="right", dy=-7 if i % 2 == 0 else 12,
-                                   color="#D55E00", fontSize=12)
+            alt.Chart(t).mark_text(align="right", dy=-7 if i % 2 == 0 else 12, color="#D55E00")
             .encode(y="v:Q", x=alt.X("x:Q", scale=alt.Scale(domain=[0, max(right, 1)])),
                     text="label:N")
         )
@@ -581,7 +581,8 @@ def treatment_strip(
         alt.Chart(df)
         .mark_point(filled=True, size=110)
         .encode(
-            x=alt.X("week:Q", title="Week", scale=alt.Scale(domain=[0, max(right, 1)])),
+            x=alt.X("week:Q", title="Week", scale=alt.Scale(domain=[0, max(right, 1)]),
+                    axis=alt.Axis(format="d", tickMinStep=1)),
             y=alt.Y("track:N", title=None, sort=["belimumab dose", "adverse event"]),
             shape=alt.Shape("track:N", legend=None,
                             scale=alt.Scale(domain=["belimumab dose", "adverse event"],

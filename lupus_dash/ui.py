@@ -53,7 +53,7 @@ html, body, .stApp { font-size: 22px; }
 .stApp h2 { font-size: 2.3rem !important; }
 .stApp h3 { font-size: 1.9rem !important; }
 [data-testid="stMetricValue"], [data-testid="stMetricValue"] div,
-[data-testid="stMetricValue"] p { font-size: 3.2rem !important; line-height: 1.15; }
+[data-testid="stMetricValue"] p { font-size: 2.7rem !important; line-height: 1.15; }
 [data-testid="stMetricLabel"] p { font-size: 1.05rem !important; }
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
 [data-testid="stExpandSidebarButton"] { display: none !important; }
@@ -431,6 +431,16 @@ def page(title: str, need_patients: bool = True) -> Context:
                 "**Reset filters**.")
         st.stop()
     return ctx
+
+
+def metric_columns(n: int) -> list:
+    """n columns for metrics: one row on screen, rows of three in presenter mode."""
+    if not current().presenter or n <= 3:
+        return list(st.columns(n))
+    cols: list = []
+    while len(cols) < n:
+        cols.extend(st.columns(3))
+    return cols[:n]
 
 
 def _html(text: str) -> str:

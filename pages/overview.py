@@ -14,7 +14,7 @@ rem = ui.compute("analysis.remission", flt, preset="standard")
 at_final = rem[rem["visit_week"].astype(str) == str(final)].set_index("definition")
 ae = ui.compute("explore.ae_table3", flt)
 
-m = st.columns(5)
+m = ui.metric_columns(5)
 m[0].metric("Patients", f"{ctx.k}", help=f"of {ctx.n} in {flt.cohort}")
 m[1].metric("Completed follow-up", int(flow.loc[flow["stage"] == "Completed follow-up", "n"]
                                        .iloc[0]), help=f"Have the week-{final} visit")

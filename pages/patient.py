@@ -26,7 +26,7 @@ last = None if pd.isna(rec.get("last_week")) else int(rec["last_week"])
 stop = None if pd.isna(rec.get("discontinued_week")) else int(rec["discontinued_week"])
 doses = explore.belimumab_dose_weeks(last, stop)
 
-m = st.columns(6)
+m = ui.metric_columns(6)
 m[0].metric("Sex", {"F": "female", "M": "male"}.get(rec.get("sex"), "—"))
 age = rec.get("age_at_baseline_years")
 m[1].metric("Age at baseline", "—" if pd.isna(age) else f"{age:.0f} y")

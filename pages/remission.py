@@ -31,7 +31,7 @@ LABELS = {"lldas": "LLDAS", "remission": "Remission", "renal_complete": "Complet
 rem = rem.assign(week=rem["visit_week"].astype(str),
                  label=rem["definition"].map(LABELS).fillna(rem["definition"]))
 
-m = st.columns(4)
+m = ui.metric_columns(4)
 for i, (d, wk) in enumerate((("lldas", final), ("remission", final), ("lldas", "last"),
                              ("remission", "last"))):
     r = rem[(rem["definition"] == d) & (rem["week"] == wk)].iloc[0]
