@@ -451,15 +451,16 @@ def missingness(db: Database, flt: Filter) -> pd.DataFrame:
     return out
 
 
-EDGE_FRACTION = 0.01  # within 1 % of the plausible span counts as "at the edge"
+EDGE_FRACTION = 0.01  # within 1 % of the plausible span below the upper limit
 
 
 def range_edges(db: Database, flt: Filter) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-variable summary, listing) of values at or near the plausibility limits.
+    """(per-variable summary, listing) of values at the lower limit or near the upper one.
 
-    A value is at an edge when it lies within EDGE_FRACTION of the span
-    (DATA_CONTRACT.md ranges, schema lo/hi) from a limit: often a unit slip or
-    a placeholder (0, 999) rather than a real measurement.
+    Limits are the contract's plausibility ranges (schema lo/hi). A value within
+    EDGE_FRACTION of the span below the upper limit is often a unit slip or a
+    placeholder (999, 4.99); a value exactly at the lower limit is listed too,
+    though 0 is real for doses and proteinuria.
     """
     cond, params = flt.where("p")
     present = set(db.query("SELECT * FROM visit_facts LIMIT 0").columns)
@@ -468,7 +469,7 @@ def range_edges(db: Database, flt: Filter) -> tuple[pd.DataFrame, pd.DataFrame]:
             and c.lo is not None and c.hi is not None]
     summary, listing = [], []
     for c in cols:
-        tol = (c.hi - c.lo) * EDGE_FRACTION
+        high = c.hi - (c.hi - c.lo) * EDGE_FRACTION
         r = db.query(
             f'SELECT count(v."{c.name}") AS n, min(v."{c.name}") AS lo, '
             f'max(v."{c.name}") AS hi, '
@@ -476,11 +477,11 @@ def range_edges(db: Database, flt: Filter) -> tuple[pd.DataFrame, pd.DataFrame]:
             f'count(*) FILTER (WHERE v."{c.name}" >= ?) AS n_high '
             "FROM visit_facts v JOIN patient_facts p ON p.cohort = v.cohort "
             f"AND p.patient_id = v.patient_id WHERE {cond}",
-            [c.lo + tol, c.hi - tol, *params],
+            [c.lo, high, *params],
         ).iloc[0]
         summary.append({"variable": c.name, "label": c.label, "unit": c.unit,
                         "range": f"{c.lo:g}–{c.hi:g}", "n_values": int(r["n"]),
-                        "min": r["lo"], "max": r["hi"], "n_near_low": int(r["n_low"]),
+                        "min": r["lo"], "max": r["hi"], "n_at_low": int(r["n_low"]),
                         "n_near_high": int(r["n_high"])})
         if int(r["n_high"]) or int(r["n_low"]):
             lst = db.query(
@@ -489,10 +490,10 @@ def range_edges(db: Database, flt: Filter) -> tuple[pd.DataFrame, pd.DataFrame]:
                 f"AND p.patient_id = v.patient_id WHERE {cond} "
                 f'AND (v."{c.name}" <= ? OR v."{c.name}" >= ?) '
                 "ORDER BY v.patient_id, v.visit_week LIMIT 200",
-                [*params, c.lo + tol, c.hi - tol],
+                [*params, c.lo, high],
             )
             lst.insert(0, "variable", c.name)
-            lst["edge"] = np.where(lst["value"] >= c.hi - tol, "high", "low")
+            lst["edge"] = np.where(lst["value"] >= high, "near upper limit", "at lower limit")
             listing.append(lst)
     summ = pd.DataFrame(summary)
     lst = (pd.concat(listing, ignore_index=True) if listing

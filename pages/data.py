@@ -104,7 +104,8 @@ with tab_quality:
                  ui.py_call("explore.missingness(db, flt)", flt, "explore"))
         st.caption("Variables never recorded in this cohort are left out: "
                    + (", ".join(sorted(set(miss.loc[~used, "label"]))) or "none") + ".")
-        st.markdown("**Values at the edges of their plausible ranges** (within 1 % of a limit)")
+        st.markdown("**Values at the edges of their plausible ranges** (at the lower limit, or "
+                    "within 1 % of the span below the upper limit)")
         summ, listing = ui.compute("explore.range_edges", flt)
         ui.table(summ, "range_edges", ui.py_call("explore.range_edges(db, flt)", flt, "explore"))
         if len(listing):

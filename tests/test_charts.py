@@ -210,14 +210,37 @@ def test_missingness_counts_missed_visits(db):
     assert not upcr["recorded"].any()  # cSLE-QD records 24-h protein, never UPCR
 
 
-def test_range_edges(db):
-    summ, listing = explore.range_edges(db, CSLE)
+def test_range_edges(tmp_path):
+    # The fixture with two edits: C01 week 52 SLEDAI-2K 2 → 0 (at the lower limit) and
+    # C02 week 0 C3 0.52 → 4.98 g/L (within 1 % of the 0–5 span below 5).
+    for f in FIXTURE.glob("*.csv"):
+        text = f.read_text()
+        if f.name == "visits.csv":
+            lines = text.splitlines()
+            head = lines[0].split(",")
+            i_sledai, i_c3 = head.index("sledai2k"), head.index("c3_g_l")
+            for k, line in enumerate(lines):
+                cells = line.split(",")
+                if cells[:2] == ["C01", "52"]:
+                    cells[i_sledai] = "0"
+                if cells[:2] == ["C02", "0"]:
+                    cells[i_c3] = "4.98"
+                lines[k] = ",".join(cells)
+            text = "\n".join(lines) + "\n"
+        (tmp_path / f.name).write_text(text)
+    res = ingest.read_cohort(tmp_path)
+    assert res.ok, res.problems
+    store.write_database(tmp_path / "e.duckdb", res.tables, schedules=res.schedules)
+    d = Database(tmp_path / "e.duckdb")
+    summ, listing = explore.range_edges(d, CSLE)
+    d.close()
     s = summ.set_index("variable")
-    # Prednisone range 0–2000, edge = within 20 mg of 0: C01 15, 10, 5; C02 20, 12.5, 7.5;
-    # C03 20, 20 → 8 values.
-    assert s.loc["prednisone_mg_day", "n_near_low"] == 8
-    assert s.loc["pga", "n_near_low"] == 0 and s.loc["pga", "n_near_high"] == 0
-    assert len(listing[listing["variable"] == "prednisone_mg_day"]) == 8
+    assert (s.loc["sledai2k", "n_at_low"], s.loc["sledai2k", "n_near_high"]) == (1, 0)
+    assert (s.loc["c3_g_l", "n_at_low"], s.loc["c3_g_l", "n_near_high"]) == (0, 1)
+    assert s.loc["prednisone_mg_day", "n_at_low"] == 0  # lowest dose is 5 mg
+    assert sorted(map(tuple, listing[["variable", "patient_id", "visit_week", "edge"]]
+                      .itertuples(index=False))) == [
+        ("c3_g_l", "C02", 0, "near upper limit"), ("sledai2k", "C01", 52, "at lower limit")]
 
 
 def test_individual_trajectories_cap_and_sample(db):
