@@ -156,6 +156,22 @@ def test_biomarker_statistics_table_equals_analysis(db):
     assert got["statistic"].tolist() == pytest.approx(want["statistic"].tolist(), rel=1e-12)
 
 
+def test_individual_trajectories_on_demand(db):
+    import json
+
+    at = run("biomarkers", cohort="csle_belimumab")
+    n_before = len(at.get("vega_lite_chart"))
+    at.toggle(key="bio_ind").set_value(True).run()
+    assert_clean(at)
+    _, total, sampled = explore.individual_trajectories(db, Filter("csle_belimumab"), "c3_g_l")
+    assert not sampled  # 26 patients, under the cap of 60
+    assert any(c.value == f"Individual lines: all {total} patients with a value."
+               for c in at.caption)
+    chart = at.get("vega_lite_chart")[0].proto
+    assert len(at.get("vega_lite_chart")) == n_before
+    assert "patient_id" in json.dumps(json.loads(chart.spec))  # the spaghetti layer is drawn
+
+
 def test_subgroup_tests_equal_analysis(db):
     at = run("subgroups", cohort="ln_belimumab")
     at.selectbox(key="sub_group").set_value("sex").run()
