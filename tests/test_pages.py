@@ -335,6 +335,28 @@ def test_invalid_database_file_is_a_plain_error(monkeypatch, tmp_path):
     assert "cannot be used" in at.error[0].value
 
 
+def test_locked_database_is_a_plain_error(monkeypatch, tmp_path, demo_path):
+    import shutil
+    import subprocess
+    import sys
+
+    path = shutil.copy(demo_path, tmp_path / "locked.duckdb")
+    # Another process holds the file read-write (an import still running).
+    hold = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            "print('ready', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        monkeypatch.setenv("LUPUS_DASH_DB", str(path))
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+        assert not at.exception
+        assert "cannot be used" in at.error[0].value and "locked" in at.error[0].value
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
 def test_presenter_mode_from_the_link():
     at = run("remission", cohort="csle_belimumab", present="1")
     assert_clean(at)
