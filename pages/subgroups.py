@@ -57,8 +57,9 @@ st.markdown(f"**Between-group tests per visit ({what})**")
 try:
     tests = ui.compute("analysis.subgroups", flt, group_by=group_by, endpoints=[col],
                        outcome=outcome, adjust=adjust)
-except TypeError as exc:  # analysis cannot adjust when some tests did not run
-    st.warning(f"Adjusted p-values could not be computed ({exc}); showing raw p only.")
+except TypeError:  # analysis cannot yet adjust when some tests did not run
+    st.warning("Adjusted p-values could not be computed because some tests could not run; "
+               "showing the raw p only.")
     tests = ui.compute("analysis.subgroups", flt, group_by=group_by, endpoints=[col],
                        outcome=outcome, adjust="none")
 if tests.empty:
