@@ -47,7 +47,8 @@ PRESENTER_CSS = """
 html, body, .stApp { font-size: 22px; }
 [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li,
 [data-testid="stWidgetLabel"] p, [data-testid="stCaptionContainer"] { font-size: 1.3rem !important; }
-[data-baseweb="select"] div, [data-baseweb="tab"] p, .stRadio label p,
+[data-testid="stSelectbox"] *, [data-testid="stMultiSelect"] *,
+[data-testid="stTextInput"] input, [data-baseweb="tab"] p, .stRadio label p,
 [data-testid="stExpander"] summary p { font-size: 1.25rem !important; }
 .stApp h1 { font-size: 3.0rem !important; }
 .stApp h2 { font-size: 2.3rem !important; }
