@@ -20,6 +20,9 @@ from .db import Database
 from .filters import Filter
 
 COMPARATORS = ("baseline", "previous")
+# The Hodges–Lehmann shift and CI beside a Wilcoxon test cost O(n log n) Walsh
+# averages; registries far above this size get the test without it.
+HL_MAX_PAIRS = 5_000
 CONTINUOUS_METHODS = ("paired_t", "wilcoxon", "rm_anova_bonferroni")
 BINARY_METHODS = ("mcnemar_exact", "fisher")
 
@@ -203,6 +206,43 @@ def wide_values(db: Database, flt: Filter, endpoint: str, weeks: Sequence[int]) 
     return wide
 
 
+def wide_arrays(
+    db: Database, flt: Filter, endpoints: Sequence[str], weeks: Sequence[int]
+) -> dict[str, np.ndarray]:
+    """Patients × weeks float arrays for several endpoints from one query (NaN = missing).
+
+    DuckDB numbers the patients and the week positions, so no pandas pivot is needed.
+    """
+    weeks = [int(w) for w in weeks]
+    if not endpoints:
+        return {}
+    cond, params = flt.where("p")
+    cols = ", ".join(f'CAST(v."{c}" AS DOUBLE) AS "{c}"' for c in endpoints)
+    sql = (
+        "SELECT CAST(dense_rank() OVER (ORDER BY v.patient_id) - 1 AS BIGINT) AS pi, "
+        "CAST(list_position(?, v.visit_week) - 1 AS BIGINT) AS wi, "
+        f"{cols} FROM visit_facts v JOIN patient_facts p "
+        "ON p.cohort = v.cohort AND p.patient_id = v.patient_id "
+        f"WHERE {cond} AND v.visit_week IN (SELECT unnest(?))"
+    )
+    cur = db.cursor()
+    try:
+        res = cur.execute(sql, [weeks, *params, weeks]).fetchnumpy()
+    finally:
+        cur.close()
+    pi, wi = np.asarray(res["pi"], dtype=np.int64), np.asarray(res["wi"], dtype=np.int64)
+    n = int(pi.max()) + 1 if pi.size else 0
+    out = {}
+    for c in endpoints:
+        arr = np.full((n, len(weeks)), np.nan)
+        vals = res[c]
+        vals = np.ma.filled(vals.astype(float), np.nan) if np.ma.isMaskedArray(vals) \
+            else np.asarray(vals, dtype=float)
+        arr[pi, wi] = vals
+        out[c] = arr
+    return out
+
+
 def _comparator_week(weeks: list[int], w: int, comparator: str) -> int:
     if comparator == "baseline":
         return weeks[0]
@@ -245,9 +285,10 @@ def longitudinal(
             raise ValueError(f"comparator must be baseline or previous, not {c!r}")
     weeks = list(weeks or cohort_info(db, flt.cohort)["scheduled_weeks"])
     rows: list[dict] = []
-    for ep in _endpoints(db, flt, endpoints):
-        wide = wide_values(db, flt, ep.column, weeks)
-        arr = wide.to_numpy(dtype=float) if len(wide) else np.empty((0, len(weeks)))
+    eps = _endpoints(db, flt, endpoints)
+    arrays = wide_arrays(db, flt, [e.column for e in eps], weeks)
+    for ep in eps:
+        arr = arrays[ep.column]
         if ep.kind == "binary":
             wanted = [m for m in (methods or BINARY_METHODS) if m in BINARY_METHODS]
         else:
@@ -262,6 +303,8 @@ def longitudinal(
 def _paired_rows(endpoint, arr, weeks, comparators, methods) -> list[dict]:
     rows = []
     follow = weeks[1:]
+    pairs = (stats.rm_anova_bonferroni(arr, list(weeks))
+             if "rm_anova_bonferroni" in methods and len(weeks) >= 2 else None)
     for comparator in comparators:
         for w in follow:
             cw = _comparator_week(weeks, w, comparator)
@@ -273,11 +316,16 @@ def _paired_rows(endpoint, arr, weeks, comparators, methods) -> list[dict]:
                     xb = np.where(np.isnan(x), np.nan, x)
                     fn = stats.mcnemar_exact if m == "mcnemar_exact" else stats.fisher_visits
                     res = fn(xb, np.where(np.isnan(y), np.nan, y))
+                elif m == "wilcoxon":
+                    hl = int(np.sum(~np.isnan(x) & ~np.isnan(y))) <= HL_MAX_PAIRS
+                    res = stats.wilcoxon(x, y, hodges_lehmann=hl)
+                    if not hl:
+                        res.extra["hl_note"] = (f"Hodges–Lehmann shift skipped above "
+                                                f"{HL_MAX_PAIRS} pairs (speed)")
                 else:
                     res = getattr(stats, m)(x, y)
                 rows.append(_row(endpoint, w, comparator, cw, res))
-        if "rm_anova_bonferroni" in methods and len(weeks) >= 2:
-            pairs = stats.rm_anova_bonferroni(arr, list(weeks))
+        if pairs is not None:
             by_pair = {(r.extra.get("a"), r.extra.get("b")): r for r in pairs}
             for w in follow:
                 cw = _comparator_week(weeks, w, comparator)
@@ -332,8 +380,7 @@ def recommended_methods(
     """The method the dashboard shows by default per visit, with the reason (STATISTICS.md)."""
     ep = schema.ENDPOINTS_BY_COLUMN[endpoint]
     weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
-    wide = wide_values(db, flt, endpoint, weeks)
-    arr = wide.to_numpy(dtype=float) if len(wide) else np.empty((0, len(weeks)))
+    arr = wide_arrays(db, flt, [endpoint], weeks)[endpoint]
     rows = []
     for w in weeks[1:]:
         cw = _comparator_week(weeks, w, comparator)
@@ -352,11 +399,10 @@ def omnibus(db: Database, flt: Filter, endpoints: Sequence[str] | None = None) -
     """Friedman and repeated-measures ANOVA over the scheduled visits (complete cases)."""
     weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
     rows = []
-    for ep in _endpoints(db, flt, endpoints):
-        if ep.kind != "continuous":
-            continue
-        wide = wide_values(db, flt, ep.column, weeks)
-        arr = wide.to_numpy(dtype=float) if len(wide) else np.empty((0, len(weeks)))
+    eps = [e for e in _endpoints(db, flt, endpoints) if e.kind == "continuous"]
+    arrays = wide_arrays(db, flt, [e.column for e in eps], weeks)
+    for ep in eps:
+        arr = arrays[ep.column]
         for res in (stats.friedman(arr), stats.rm_anova(arr)):
             rows.append({"endpoint": ep.column, "method": res.method, "n": res.n,
                          "statistic": res.statistic, "p_value": res.p_value, "df": res.df,

@@ -248,8 +248,11 @@ def paired_t(x: Any, y: Any, conf_level: float = 0.95) -> TestResult:
     if n < 2:
         return _none("paired_t", n, "fewer than 2 pairs")
     d = xa - ya
-    md = float(d.mean())
-    sd = float(d.std(ddof=1))
+    return _paired_t_from(n, float(d.mean()), float(d.std(ddof=1)), conf_level)
+
+
+def _paired_t_from(n: int, md: float, sd: float, conf_level: float) -> TestResult:
+    """Paired t from the number of pairs, mean and SD of the differences."""
     se = sd / math.sqrt(n)
     # R stops with "data are essentially constant" on the same condition.
     if se < 10 * np.finfo(float).eps * abs(md) or sd == 0.0:
@@ -510,15 +513,23 @@ def rm_anova_bonferroni(wide: Any, labels: Sequence[Any]) -> list[TestResult]:
         raise ValueError(f"labels must have one entry per column of wide ({len(labels)} vs {k})")
     m = k * (k - 1) // 2
     out = []
-    for i in range(k):
-        for j in range(i + 1, k):
+    ii, jj = np.triu_indices(k, 1)
+    # All pair differences at once (one array op instead of m paired_t calls).
+    if w.shape[0] >= 2:
+        d = w[:, jj] - w[:, ii]
+        mds, sds = d.mean(axis=0), d.std(axis=0, ddof=1)
+    for p_idx, (i, j) in enumerate(zip(ii.tolist(), jj.tolist())):
+        if w.shape[0] >= 2:
+            r = _paired_t_from(w.shape[0], float(mds[p_idx]), float(sds[p_idx]),
+                               1 - 0.05 / m)
+        else:
             r = paired_t(w[:, j], w[:, i], conf_level=1 - 0.05 / m)
-            r.method = "rm_anova_bonferroni"
-            r.extra.update({"a": _clean(labels[i]), "b": _clean(labels[j]), "m": m,
-                            "p_unadjusted": r.p_value})
-            if r.p_value is not None:
-                r.p_value = min(1.0, r.p_value * m)
-            out.append(r)
+        r.method = "rm_anova_bonferroni"
+        r.extra.update({"a": _clean(labels[i]), "b": _clean(labels[j]), "m": m,
+                        "p_unadjusted": r.p_value})
+        if r.p_value is not None:
+            r.p_value = min(1.0, r.p_value * m)
+        out.append(r)
     return out
 
 
@@ -904,6 +915,16 @@ def fisher(table_or_a: Any, b: Any = None) -> TestResult:
         logd = _st.hypergeom.logpmf(support, m + nn, m, k)
         obs = float(_st.hypergeom.logpmf(ti[0, 0], m + nn, m, k))
         p = float(min(1.0, np.exp(logd[logd <= obs + math.log1p(1e-7)]).sum()))
+        if n > FISHER_CONDITIONAL_OR_MAX_N:
+            # SciPy's conditional-MLE odds ratio evaluates the noncentral
+            # hypergeometric pmf in a Python loop (about 2 s per table at n = 20,000),
+            # so large tables get the sample odds ratio with Woolf's CI instead.
+            w = odds_ratio_ci(ti)
+            extra["odds_ratio_note"] = (f"sample odds ratio with Woolf CI (n > "
+                                        f"{FISHER_CONDITIONAL_OR_MAX_N}; R prints the "
+                                        "conditional MLE, which converges to it)")
+            return TestResult("fisher", n, p_value=p, ci_low=w.ci_low, ci_high=w.ci_high,
+                              effect=w.effect, effect_name="odds_ratio", extra=extra)
         orr = _st.contingency.odds_ratio(ti, kind="conditional")
         ci = orr.confidence_interval(0.95)
         est = float(orr.statistic)
@@ -920,6 +941,7 @@ def fisher(table_or_a: Any, b: Any = None) -> TestResult:
     return TestResult("fisher", n, p_value=p, extra=extra)
 
 
+FISHER_CONDITIONAL_OR_MAX_N = 2_000  # above: sample OR + Woolf CI (see fisher)
 FISHER_MAX_TABLES = 5_000_000  # partial tables enumerated before giving up (~1 s)
 
 
