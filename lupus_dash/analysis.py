@@ -370,8 +370,14 @@ def adjust_longitudinal(df: pd.DataFrame, adjust: str) -> pd.DataFrame:
     for idx in df.groupby(["endpoint", "comparator", "method"]).groups.values():
         if df.loc[idx[0], "method"] == "rm_anova_bonferroni":
             continue
-        df.loc[idx, "p_adjusted"] = stats.adjust_p(df.loc[idx, "p_value"].tolist(), adjust)
+        df.loc[idx, "p_adjusted"] = _adjusted(df.loc[idx, "p_value"], adjust)
     return df
+
+
+def _adjusted(p: pd.Series, method: str) -> np.ndarray:
+    """Adjusted p-values as floats (NaN where a test was not computable)."""
+    adj = stats.adjust_p([None if pd.isna(v) else float(v) for v in p], method)
+    return np.array([np.nan if v is None else v for v in adj], dtype=float)
 
 
 def recommended_methods(
@@ -738,7 +744,7 @@ def subgroups(
                                       "ci_low", "ci_high", "reason"])
     if adjust != "none" and not out.empty:
         for idx in out.groupby(["endpoint", "method"]).groups.values():
-            out.loc[idx, "p_adjusted"] = stats.adjust_p(out.loc[idx, "p_value"].tolist(), adjust)
+            out.loc[idx, "p_adjusted"] = _adjusted(out.loc[idx, "p_value"], adjust)
     return out
 
 
