@@ -1,6 +1,6 @@
 """The synthetic demo cohorts against the published figures.
 
-Targets: shared/reference/published_targets.json (read, never copied).
+Targets: tests/fixtures/published_targets.json (a copy of shared/reference/).
 
 Statistics are computed here with NumPy/SciPy directly, following STATISTICS.md:
 - quartiles: SPSS type 6 = NumPy percentile(method="weibull") (R quantile(type = 6));
@@ -24,7 +24,7 @@ from scipy import stats
 
 from lupus_dash import endpoints, schema, synth
 
-TARGETS_PATH = Path(__file__).resolve().parents[2] / "shared/reference/published_targets.json"
+TARGETS_PATH = Path(__file__).resolve().parent / "fixtures" / "published_targets.json"
 WEEKS = [0, 4, 12, 24, 52]
 
 
