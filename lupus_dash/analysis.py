@@ -167,6 +167,21 @@ def summary(
         [[e.column for e in eps], [int(w) for w in weeks]], names=["endpoint", "visit_week"]
     ).to_frame(index=False)
     df = grid.merge(df, on=["endpoint", "visit_week"], how="left")
+    return finish_summary(df, eps)
+
+
+def finish_summary(df: pd.DataFrame, eps: Sequence[schema.Endpoint]) -> pd.DataFrame:
+    """From per endpoint × visit n, mean, sd, total and quartiles to the summary columns.
+
+    Adds SE and the t 95 % CI of the mean (Wilson for binary endpoints, whose
+    rate is the mean of 0/1), blanks mean-type columns for binary endpoints and
+    orders rows by endpoint then week. Shared with the benchmark's pandas peer.
+    """
+    cols = [
+        "endpoint", "kind", "visit_week", "n", "mean", "sd", "se", "ci_low", "ci_high",
+        "median", "p25", "p75", "n_positive", "rate",
+    ]
+    df = df.copy()
     df["n"] = df["n"].fillna(0).astype(int)
     kind = {e.column: e.kind for e in eps}
     df["kind"] = df["endpoint"].map(kind)
@@ -188,7 +203,8 @@ def summary(
     for c in ("mean", "sd", "se", "median", "p25", "p75"):
         df.loc[binary, c] = np.nan
     order = {e.column: i for i, e in enumerate(eps)}
-    df = df.sort_values(["endpoint", "visit_week"], key=lambda s: s.map(order) if s.name == "endpoint" else s)
+    df = df.sort_values(["endpoint", "visit_week"],
+                        key=lambda s: s.map(order) if s.name == "endpoint" else s)
     return df[cols].reset_index(drop=True)
 
 

@@ -12,16 +12,7 @@ from dataclasses import dataclass, field
 from . import schema
 
 # Filterable patient_facts columns, in the order the panel and sentence use.
-FILTER_COLUMNS: tuple[str, ...] = (
-    "biopsy_class",
-    "class_group",
-    "immunosuppressant",
-    "sex",
-    "age_band",
-    "baseline_anti_dsdna",
-    "completer",
-    *(f"organ_{o}" for o in schema.ORGANS),
-)
+FILTER_COLUMNS: tuple[str, ...] = schema.GROUPING_COLUMNS
 BOOL_COLUMNS = frozenset(c.name for c in schema.columns("patient_facts") if c.dtype == schema.BOOL)
 MISSING = "(missing)"  # matches NULL, e.g. patients never biopsied
 
