@@ -8,7 +8,11 @@ vectorised in `stats`.
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -45,9 +49,52 @@ LONGITUDINAL_COLUMNS = [
 ]
 
 
+# --- memo ---------------------------------------------------------------------
+
+MEMO_SIZE = 256  # results kept per function; small frames, a few MB at most
+
+
+def _freeze(v):
+    if isinstance(v, (list, tuple)):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    return v
+
+
+def _memo(fn):
+    """Remember results per (database file version, filter, arguments); hand out copies.
+
+    A page computes Figure 1 and Table 2 from the same summary and tests, and
+    `report` builds several sections from them: each is computed once. The key
+    holds the file's path, mtime and size, so a rewritten database is never
+    served stale results. Thread-safe; callers get copies they may modify.
+    """
+    cache: OrderedDict = OrderedDict()
+    lock = threading.Lock()
+
+    @functools.wraps(fn)
+    def wrapper(db, *args, **kwargs):
+        key = (db.version, _freeze(args), _freeze(kwargs))
+        with lock:
+            if key in cache:
+                cache.move_to_end(key)
+                return copy.deepcopy(cache[key])
+        result = fn(db, *args, **kwargs)
+        with lock:
+            cache[key] = result
+            while len(cache) > MEMO_SIZE:
+                cache.popitem(last=False)
+        return copy.deepcopy(result)
+
+    wrapper.cache_clear = cache.clear
+    return wrapper
+
+
 # --- cohort and filter basics -------------------------------------------------
 
 
+@_memo
 def cohort_info(db: Database, cohort: str) -> dict:
     """Scheduled weeks, final week and size of one cohort."""
     df = db.query(
@@ -63,6 +110,7 @@ def cohort_info(db: Database, cohort: str) -> dict:
     }
 
 
+@_memo
 def count_patients(db: Database, flt: Filter) -> tuple[int, int]:
     """(patients matching the filter, patients in the cohort)."""
     cond, params = flt.where("p")
@@ -74,6 +122,7 @@ def count_patients(db: Database, flt: Filter) -> tuple[int, int]:
     return int(row["k"]), int(row["n"])
 
 
+@_memo
 def available_endpoints(db: Database, flt: Filter) -> list[schema.Endpoint]:
     """Endpoints with at least one value in the cohort."""
     cols = [e.column for e in schema.ENDPOINTS]
@@ -125,6 +174,7 @@ def _spss_quantile(p: float, xs: str = "xs", n: str = "n") -> str:
 # --- descriptive summaries ----------------------------------------------------
 
 
+@_memo
 def summary(
     db: Database,
     flt: Filter,
@@ -222,6 +272,7 @@ def wide_values(db: Database, flt: Filter, endpoint: str, weeks: Sequence[int]) 
     return wide
 
 
+@_memo
 def wide_arrays(
     db: Database, flt: Filter, endpoints: Sequence[str], weeks: Sequence[int]
 ) -> dict[str, np.ndarray]:
@@ -285,6 +336,7 @@ def _row(endpoint, week, comparator, cweek, res: stats.TestResult) -> dict:
     }
 
 
+@_memo
 def longitudinal(
     db: Database,
     flt: Filter,
@@ -330,8 +382,9 @@ def _paired_rows(endpoint, arr, weeks, comparators, methods) -> list[dict]:
                     continue
                 if m in ("mcnemar_exact", "fisher"):
                     xb = np.where(np.isnan(x), np.nan, x)
-                    fn = stats.mcnemar_exact if m == "mcnemar_exact" else stats.fisher_visits
-                    res = fn(xb, np.where(np.isnan(y), np.nan, y))
+                    yb = np.where(np.isnan(y), np.nan, y)
+                    res = (stats.mcnemar_exact(xb, yb) if m == "mcnemar_exact"
+                           else stats.fisher_visits(xb, yb, conf_int=False))
                 elif m == "wilcoxon":
                     hl = int(np.sum(~np.isnan(x) & ~np.isnan(y))) <= HL_MAX_PAIRS
                     res = stats.wilcoxon(x, y, hodges_lehmann=hl)
@@ -396,6 +449,7 @@ def _adjusted(p: pd.Series, method: str) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in adj], dtype=float)
 
 
+@_memo
 def recommended_methods(
     db: Database, flt: Filter, endpoint: str, comparator: str = "baseline"
 ) -> pd.DataFrame:
@@ -417,6 +471,7 @@ def recommended_methods(
     return pd.DataFrame(rows, columns=["visit_week", "method", "reason"])
 
 
+@_memo
 def omnibus(db: Database, flt: Filter, endpoints: Sequence[str] | None = None) -> pd.DataFrame:
     """Friedman and repeated-measures ANOVA over the scheduled visits (complete cases)."""
     weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
@@ -456,6 +511,7 @@ def _outcome_expr(definition: str, preset: str) -> str:
     raise ValueError(f"unknown definition {definition!r}")
 
 
+@_memo
 def remission(
     db: Database,
     flt: Filter,
@@ -540,6 +596,7 @@ def _renal_eligible_sql(flt: Filter) -> tuple[str, list]:
     return sql, params
 
 
+@_memo
 def remission_states(db: Database, flt: Filter, preset: str = "standard") -> pd.DataFrame:
     """Patients per visit in remission, LLDAS (not remission), active, not evaluable or no visit."""
     weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
@@ -600,6 +657,7 @@ def _table1_frame(db: Database, flt: Filter, group_by: str | None) -> pd.DataFra
     return db.query(sql, params)
 
 
+@_memo
 def table1(db: Database, flt: Filter, group_by: str | None = None) -> pd.DataFrame:
     """Baseline characteristics, overall and per group (group = 'Overall' or a level)."""
     if group_by is not None and group_by not in schema.GROUPING_COLUMNS:
@@ -658,6 +716,7 @@ def _levels(s: pd.Series) -> list[str]:
     return sorted(vals.astype(str).unique())
 
 
+@_memo
 def table1_tests(db: Database, flt: Filter, group_by: str) -> pd.DataFrame:
     """p-values across groups, chosen as gtsummary does.
 
@@ -717,6 +776,7 @@ def _group_values(db, flt, group_by, endpoint, weeks, outcome):
     return df
 
 
+@_memo
 def subgroups(
     db: Database,
     flt: Filter,
@@ -764,6 +824,7 @@ def subgroups(
     return out
 
 
+@_memo
 def subgroup_summary(
     db: Database, flt: Filter, group_by: str, endpoint: str, outcome: str = "value"
 ) -> pd.DataFrame:
@@ -790,6 +851,7 @@ def subgroup_summary(
 # --- time to event ------------------------------------------------------------
 
 
+@_memo
 def time_to_event(
     db: Database,
     flt: Filter,

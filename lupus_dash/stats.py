@@ -448,11 +448,14 @@ def mcnemar_exact(x_bool: Any, y_bool: Any) -> TestResult:
                       mean_diff=md, extra=extra)
 
 
-def fisher_visits(x_bool: Any, y_bool: Any) -> TestResult:
+def fisher_visits(x_bool: Any, y_bool: Any, conf_int: bool = True) -> TestResult:
     """Fisher's exact test on visit x positive over available pairs; R fisher.test.
 
     The table is [[x positive, x negative], [y positive, y negative]], so the
-    odds ratio (conditional MLE, as R prints it) is follow-up vs comparator.
+    odds ratio (conditional MLE, as R prints it) is follow-up vs comparator; it is
+    the `effect`, its CI goes to extra["or_ci_low"/"or_ci_high"] (`conf_int=False`
+    skips that root-finding). `mean_diff` is the difference in positive rates;
+    Fisher's test gives no CI for it, so ci_low/ci_high stay empty.
     """
     xa, ya = _as_bool_float(x_bool, "x_bool"), _as_bool_float(y_bool, "y_bool")
     _same_length(x_bool=xa, y_bool=ya)
@@ -462,9 +465,11 @@ def fisher_visits(x_bool: Any, y_bool: Any) -> TestResult:
     if n < 1:
         return _none("fisher", 0, "no pairs")
     table = np.array([[np.sum(xa == 1), np.sum(xa == 0)], [np.sum(ya == 1), np.sum(ya == 0)]])
-    r = fisher(table)
+    r = fisher(table, conf_int=conf_int)
     r.n = n
     r.mean_diff = float(xa.mean() - ya.mean())
+    r.extra["or_ci_low"], r.extra["or_ci_high"] = r.ci_low, r.ci_high
+    r.ci_low = r.ci_high = None
     r.extra["n_pairs"] = n
     return r
 
@@ -899,7 +904,7 @@ def chi2(table_or_a: Any, b: Any = None) -> TestResult:
                       df=float(dof), effect=v, effect_name="cramers_v", extra=extra)
 
 
-def fisher(table_or_a: Any, b: Any = None) -> TestResult:
+def fisher(table_or_a: Any, b: Any = None, conf_int: bool = True) -> TestResult:
     """Fisher's exact test, 2x2 (conditional-MLE odds ratio and CI, as R prints) or r x c; R fisher.test."""
     t, rows, cols = _drop_empty(*_table(table_or_a, b))
     n = int(t.sum())
@@ -926,11 +931,12 @@ def fisher(table_or_a: Any, b: Any = None) -> TestResult:
             return TestResult("fisher", n, p_value=p, ci_low=w.ci_low, ci_high=w.ci_high,
                               effect=w.effect, effect_name="odds_ratio", extra=extra)
         orr = _st.contingency.odds_ratio(ti, kind="conditional")
-        ci = orr.confidence_interval(0.95)
+        ci = orr.confidence_interval(0.95) if conf_int else None
         est = float(orr.statistic)
         if not math.isfinite(est):
             extra["odds_ratio_note"] = "odds ratio is infinite (a zero cell)"
-        return TestResult("fisher", n, p_value=p, ci_low=_f(ci.low), ci_high=_f(ci.high),
+        return TestResult("fisher", n, p_value=p, ci_low=_f(ci.low) if ci else None,
+                          ci_high=_f(ci.high) if ci else None,
                           effect=_f(est), effect_name="odds_ratio", extra=extra)
     # SciPy's r x c fisher_exact is Monte Carlo by default (not reproducible) and
     # its exact permutation mode takes minutes, so the tables are enumerated here.
