@@ -664,37 +664,45 @@ def table1(db: Database, flt: Filter, group_by: str | None = None) -> pd.DataFra
         raise ValueError(f"cannot group by {group_by!r}")
     df = _table1_frame(db, flt, group_by)
     avail = set(available_columns_in(df))
-    groups = [("Overall", df)]
+    everyone = np.ones(len(df), dtype=bool)
+    groups = [("Overall", everyone)]
     if group_by:
-        for g, sub in df.groupby(df["__group"].astype("string").fillna("(missing)"), sort=True):
-            groups.append((str(g), sub))
+        g = df["__group"].astype("string").fillna("(missing)").to_numpy(dtype=object)
+        groups += [(str(level), g == level) for level in sorted(set(g))]
     labels = {c.name: c.label for c in schema.columns("patient_facts")}
     labels.update({c.name: c.label for c in schema.VISIT_COLUMNS})
     rows = []
-    for gname, sub in groups:
-        for var in TABLE1_NUMERIC + TABLE1_BASELINE + TABLE1_CATEGORICAL:
-            if var not in avail:
-                continue
-            kind = _var_kind(var)
-            label = labels.get(var, var) + (" (baseline)" if var in TABLE1_BASELINE else "")
-            s = sub[var]
-            if kind == "numeric":
-                d = stats.describe(s.to_numpy(dtype=float, na_value=np.nan))
+    for var in TABLE1_NUMERIC + TABLE1_BASELINE + TABLE1_CATEGORICAL:
+        if var not in avail:
+            continue
+        label = labels.get(var, var) + (" (baseline)" if var in TABLE1_BASELINE else "")
+        # One conversion per variable; groups are boolean masks over it.
+        if _var_kind(var) == "numeric":
+            x = df[var].to_numpy(dtype=float, na_value=np.nan)
+            for gname, mask in groups:
+                d = stats.describe(x[mask])
                 rows.append({"variable": var, "label": label, "level": None, "group": gname,
                              "n": d["n"], "count": None, "pct": None, "mean": d["mean"],
                              "sd": d["sd"], "median": d["median"], "p25": d["p25"],
                              "p75": d["p75"]})
-            else:
-                nn = int(s.notna().sum())
-                levels = _levels(df[var])
-                for lev in levels:
-                    cnt = int((s.dropna().astype(str) == lev).sum())
-                    rows.append({"variable": var, "label": label, "level": lev, "group": gname,
-                                 "n": nn, "count": cnt, "pct": cnt / nn * 100 if nn else None,
-                                 "mean": None, "sd": None, "median": None, "p25": None,
-                                 "p75": None})
-    return pd.DataFrame(rows, columns=["variable", "label", "level", "group", "n", "count", "pct",
-                                       "mean", "sd", "median", "p25", "p75"])
+            continue
+        present = df[var].notna().to_numpy()
+        text = df[var].astype("string").to_numpy(dtype=object, na_value=None)
+        levels = _levels(df[var])
+        for gname, mask in groups:
+            nn = int((present & mask).sum())
+            for lev in levels:
+                cnt = int(((text == lev) & mask).sum())
+                rows.append({"variable": var, "label": label, "level": lev, "group": gname,
+                             "n": nn, "count": cnt, "pct": cnt / nn * 100 if nn else None,
+                             "mean": None, "sd": None, "median": None, "p25": None,
+                             "p75": None})
+    out = pd.DataFrame(rows, columns=["variable", "label", "level", "group", "n", "count", "pct",
+                                      "mean", "sd", "median", "p25", "p75"])
+    # Rows grouped as before: every variable of one group, then the next group.
+    order = {name: i for i, (name, _) in enumerate(groups)}
+    return out.sort_values("group", key=lambda s: s.map(order), kind="stable").reset_index(
+        drop=True)
 
 
 def available_columns_in(df: pd.DataFrame) -> list[str]:
@@ -724,23 +732,34 @@ def table1_tests(db: Database, flt: Filter, group_by: str) -> pd.DataFrame:
     chi-square when every expected count is ≥ 5, else Fisher's exact test.
     """
     df = _table1_frame(db, flt, group_by)
-    g = df["__group"].astype("string")
+    g = df["__group"].astype("string").to_numpy(dtype=object, na_value=None)
+    has_group = np.array([v is not None for v in g], dtype=bool)
     rows = []
     for var in TABLE1_NUMERIC + TABLE1_BASELINE + TABLE1_CATEGORICAL:
         if var == group_by or not df[var].notna().any():
             continue
-        mask = g.notna() & df[var].notna()
-        groups = g[mask].to_numpy(dtype=object)
+        mask = has_group & df[var].notna().to_numpy()
+        groups = g[mask]
         if _var_kind(var) == "numeric":
-            vals = df.loc[mask, var].to_numpy(dtype=float)
+            vals = df[var].to_numpy(dtype=float, na_value=np.nan)[mask]
             k = len(set(groups))
-            res = (stats.mann_whitney(vals, groups) if k == 2 else stats.kruskal(vals, groups))
+            res = (stats.mann_whitney(vals, groups, hodges_lehmann=False) if k == 2
+                   else stats.kruskal(vals, groups))
         else:
-            table = pd.crosstab(groups, df.loc[mask, var].astype(str).to_numpy())
-            res = _categorical_test(table.to_numpy())
+            text = df[var].astype("string").to_numpy(dtype=object, na_value=None)[mask]
+            res = _categorical_test(_crosstab(groups, text))
         rows.append({"variable": var, "method": res.method, "statistic": res.statistic,
                      "p_value": res.p_value, "reason": res.reason})
     return pd.DataFrame(rows, columns=["variable", "method", "statistic", "p_value", "reason"])
+
+
+def _crosstab(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Counts of each (a, b) pair, rows and columns in sorted label order."""
+    ra, ia = np.unique(a.astype(str), return_inverse=True)
+    rb, ib = np.unique(b.astype(str), return_inverse=True)
+    table = np.zeros((ra.size, rb.size), dtype=np.int64)
+    np.add.at(table, (ia, ib), 1)
+    return table
 
 
 def _categorical_test(table: np.ndarray) -> stats.TestResult:
@@ -750,7 +769,7 @@ def _categorical_test(table: np.ndarray) -> stats.TestResult:
     expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / tot
     if (expected >= 5).all():
         return stats.chi2(table)
-    return stats.fisher(table)
+    return stats.fisher(table, conf_int=False)  # only the p-value is shown
 
 
 # --- subgroups ----------------------------------------------------------------
@@ -800,7 +819,7 @@ def subgroups(
             vals, grps = sub["value"].to_numpy(float), sub["grp"].to_numpy(object)
             tests = []
             if ep.kind == "binary":
-                table = pd.crosstab(grps, vals).to_numpy() if len(sub) else np.zeros((0, 0))
+                table = _crosstab(grps, vals) if len(sub) else np.zeros((0, 0))
                 tests.append(_categorical_test(table))
             else:
                 k = len(set(grps))
