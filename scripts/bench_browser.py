@@ -78,10 +78,9 @@ def wait_health(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
     while time.monotonic() < end:
         if proc.poll() is not None:
             raise RuntimeError("streamlit exited: " + proc.stderr.read().decode()[-2000:])
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:
+            if r.status == 200:
+                return
         time.sleep(0.05)
     raise TimeoutError("streamlit did not answer /_stcore/health")
 
