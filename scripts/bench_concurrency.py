@@ -1,0 +1,227 @@
+"""Concurrency: N simultaneous browser sessions each making K filter changes on one server.
+
+    python scripts/bench_concurrency.py [--db data/demo.duckdb] [--sessions 20] [--changes 5]
+        [--json] [-- extra streamlit args, e.g. --runner.postScriptGC false]
+
+One `streamlit run app.py` on a free localhost port; one Debian chromium with
+one browser context (an independent Streamlit session) per simulated user, all
+driven concurrently from asyncio. Every session opens the Biomarkers page, then
+makes K sidebar filter changes (the same widget cycle as bench_browser.py),
+each timed from the click to the chart having changed and the script being
+idle. Reports p50/p95 latency, errors (timeouts, exceptions shown on the page),
+and the server's RSS (psutil, the server process and its children) before the
+sessions, after them, and after they closed plus a wait. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_browser import (
+    CHART,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    MAIN,
+    SIDEBAR,
+    SIGNATURE_JS,
+    WAIT_MS,
+    free_port,
+    pct,
+    start_server,
+    stop_server,
+    wait_health,
+)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the server process and its children."""
+    try:
+        p = psutil.Process(pid)
+        procs = [p, *p.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return float("nan")
+    total = 0
+    for q in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += q.memory_info().rss
+    return total / 2**20
+
+
+async def _signature(page) -> tuple[str | None, int, str]:
+    r = await page.evaluate(SIGNATURE_JS)
+    return r["state"], r["n"], r["sig"]
+
+
+async def _wait_changed(page, before: str, timeout_s: float) -> None:
+    end = time.perf_counter() + timeout_s
+    while time.perf_counter() < end:
+        state, n, sig = await _signature(page)
+        if n and sig != before and state == "notRunning":
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("chart did not change")
+
+
+async def _act(page, step: int) -> str:
+    """One widget change of the cycle: completers on, sex female, completers off, reset."""
+    side = page.locator(SIDEBAR)
+    kind = step % 4
+    if kind in (0, 2):
+        await side.get_by_text("Completers only", exact=True).click()
+        return "completers on" if kind == 0 else "completers off"
+    if kind == 1:
+        box = side.locator('[data-testid="stMultiSelect"]').filter(has_text="Sex")
+        await box.locator("input").first.click()
+        await page.get_by_role("option", name="female", exact=True).click()
+        await page.keyboard.press("Escape")
+        return "sex female"
+    await side.get_by_role("button", name="Reset filters").click()
+    return "reset"
+
+
+async def session(browser, base: str, changes: int, timeout_s: float, start: asyncio.Event,
+                  out: list, errors: list, idx: int, ready: list) -> None:
+    ctx = await browser.new_context(viewport={"width": 1300, "height": 900})
+    try:
+        page = await ctx.new_page()
+        await page.goto(f"{base}/biomarkers", timeout=WAIT_MS)
+        await page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
+                                     timeout=WAIT_MS)
+        await page.wait_for_selector(f"{MAIN} {CHART}", state="visible", timeout=WAIT_MS)
+        ready.append(idx)
+        await start.wait()  # every session starts changing filters at the same moment
+        for step in range(changes):
+            _, _, before = await _signature(page)
+            t = time.perf_counter()
+            try:
+                label = await _act(page, step)
+                await _wait_changed(page, before, timeout_s)
+                out.append({"session": idx, "change": label, "s": time.perf_counter() - t})
+            except Exception as exc:  # noqa: BLE001 — counted as an error, the session goes on
+                errors.append({"session": idx, "step": step,
+                               "error": f"{type(exc).__name__}: {exc}"[:200]})
+            n_exc = await page.locator('[data-testid="stException"]').count()
+            if n_exc:
+                errors.append({"session": idx, "step": step, "error": "exception on page"})
+    except Exception as exc:  # noqa: BLE001
+        errors.append({"session": idx, "step": None, "error": f"{type(exc).__name__}: {exc}"[:200]})
+    finally:
+        await ctx.close()
+
+
+async def run(db: str, sessions: int, changes: int, extra: list[str], settle_s: float,
+              timeout_s: float) -> dict:
+    from playwright.async_api import async_playwright
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_server(db, port, extra)
+    res: dict = {"db": db, "sessions": sessions, "changes_per_session": changes,
+                 "streamlit_args": extra}
+    try:
+        wait_health(port, proc)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                # Warm the server once (imports, first queries) before measuring memory.
+                warm = await browser.new_context()
+                p = await warm.new_page()
+                await p.goto(f"{base}/biomarkers", timeout=WAIT_MS)
+                await p.wait_for_selector(f"{MAIN} {CHART}", state="visible", timeout=WAIT_MS)
+                await warm.close()
+                await asyncio.sleep(2)
+                res["rss_before_mb"] = rss_mb(proc.pid)
+                start = asyncio.Event()
+                lat: list = []
+                errors: list = []
+                ready: list = []
+                tasks = [asyncio.create_task(session(browser, base, changes, timeout_s, start,
+                                                     lat, errors, i, ready))
+                         for i in range(sessions)]
+                # Let every session load its page, then release them together (bounded).
+                t_load = time.perf_counter()
+                while (time.perf_counter() - t_load < 180
+                       and len(ready) + sum(t.done() for t in tasks) < sessions):
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(1)
+                res["sessions_open_s"] = time.perf_counter() - t_load
+                t0 = time.perf_counter()
+                start.set()
+                peak = res["rss_before_mb"]
+                while not all(t.done() for t in tasks):
+                    peak = max(peak, rss_mb(proc.pid))
+                    await asyncio.sleep(0.25)
+                    if time.perf_counter() - t0 > 600:
+                        for t in tasks:
+                            t.cancel()
+                        errors.append({"error": "run exceeded 600 s; sessions cancelled"})
+                        break
+                res["wall_s"] = time.perf_counter() - t0
+                res["rss_peak_mb"] = peak
+                res["rss_after_mb"] = rss_mb(proc.pid)
+            finally:
+                await browser.close()
+        await asyncio.sleep(settle_s)
+        res["rss_after_close_mb"] = rss_mb(proc.pid)
+        s = [r["s"] for r in lat]
+        res.update({
+            "n_changes_ok": len(s),
+            "p50_s": pct(s, 0.5),
+            "p95_s": pct(s, 0.95),
+            "max_s": max(s) if s else float("nan"),
+            "errors": len(errors),
+            "error_detail": errors[:20],
+            "rss_growth_mb": res["rss_after_mb"] - res["rss_before_mb"],
+            "rss_returned_mb": res["rss_after_mb"] - res["rss_after_close_mb"],
+            "settle_s": settle_s,
+        })
+    finally:
+        stop_server(proc)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--db", default="data/demo.duckdb")
+    p.add_argument("--sessions", type=int, default=20)
+    p.add_argument("--changes", type=int, default=5)
+    p.add_argument("--settle", type=float, default=15.0,
+                   help="seconds to wait after the sessions close before the last RSS")
+    p.add_argument("--timeout", type=float, default=60.0, help="per change")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    if not Path(a.db).exists():
+        print(f"no database at {a.db}: run `python -m lupus_dash build-demo` first",
+              file=sys.stderr)
+        return 2
+    res = asyncio.run(run(a.db, a.sessions, a.changes, extra, a.settle, a.timeout))
+    if a.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"{a.sessions} sessions × {a.changes} changes {' '.join(extra)}: "
+              f"p50 {res['p50_s']:.2f} s, p95 {res['p95_s']:.2f} s, max {res['max_s']:.2f} s, "
+              f"errors {res['errors']} ({res['n_changes_ok']} ok) in {res['wall_s']:.1f} s")
+        print(f"server RSS: before {res['rss_before_mb']:.0f} MB, peak {res['rss_peak_mb']:.0f} MB, "
+              f"after {res['rss_after_mb']:.0f} MB, {a.settle:.0f} s after closing "
+              f"{res['rss_after_close_mb']:.0f} MB")
+        for e in res["error_detail"][:5]:
+            print("  error:", e)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
