@@ -72,7 +72,7 @@ async def _wait_changed(page, before: str, timeout_s: float) -> None:
 
 
 async def _act(page, step: int) -> str:
-    """One widget change of the cycle: completers on, sex female, completers off, reset."""
+    """One widget change of the cycle: completers on, + female, completers off, − female."""
     side = page.locator(SIDEBAR)
     kind = step % 4
     if kind in (0, 2):
@@ -80,12 +80,16 @@ async def _act(page, step: int) -> str:
         return "completers on" if kind == 0 else "completers off"
     if kind == 1:
         box = side.locator('[data-testid="stMultiSelect"]').filter(has_text="Sex")
-        await box.locator("input").first.click()
-        await page.get_by_role("option", name="female", exact=True).click()
-        await page.keyboard.press("Escape")
+        try:
+            await box.locator("input").first.click()
+            await page.keyboard.type("female")
+            await page.get_by_role("option", name="female", exact=True).click(timeout=10_000)
+        finally:
+            await page.keyboard.press("Escape")
         return "sex female"
-    await side.get_by_role("button", name="Reset filters").click()
-    return "reset"
+    box = side.locator('[data-testid="stMultiSelect"]').filter(has_text="Sex")
+    await box.get_by_role("button", name="Remove female").first.click()
+    return "sex − female"
 
 
 async def session(browser, base: str, changes: int, timeout_s: float, start: asyncio.Event,
