@@ -42,6 +42,22 @@ from bench_browser import (
 )
 
 
+def cpu_s(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of these processes (vanished ones count 0)."""
+    total = 0.0
+    for q in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            t = q.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores, all processes)."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of the server process and its children."""
     try:
@@ -158,6 +174,8 @@ async def run(db: str, sessions: int, changes: int, extra: list[str], settle_s: 
                     await asyncio.sleep(0.2)
                 await asyncio.sleep(1)
                 res["sessions_open_s"] = time.perf_counter() - t_load
+                server = psutil.Process(proc.pid)
+                cpu0 = (cpu_s([server]), machine_busy_s())
                 t0 = time.perf_counter()
                 start.set()
                 peak = res["rss_before_mb"]
@@ -170,6 +188,9 @@ async def run(db: str, sessions: int, changes: int, extra: list[str], settle_s: 
                         errors.append({"error": "run exceeded 600 s; sessions cancelled"})
                         break
                 res["wall_s"] = time.perf_counter() - t0
+                # On 2 cores the browsers compete with the server: show who used the CPU.
+                res["cpu_server_s"] = cpu_s([server]) - cpu0[0]
+                res["cpu_machine_busy_s"] = machine_busy_s() - cpu0[1]
                 res["rss_peak_mb"] = peak
                 res["rss_after_mb"] = rss_mb(proc.pid)
             finally:
@@ -222,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server RSS: before {res['rss_before_mb']:.0f} MB, peak {res['rss_peak_mb']:.0f} MB, "
               f"after {res['rss_after_mb']:.0f} MB, {a.settle:.0f} s after closing "
               f"{res['rss_after_close_mb']:.0f} MB")
+        print(f"CPU during the changes: server {res['cpu_server_s']:.1f} s, whole machine "
+              f"{res['cpu_machine_busy_s']:.1f} s (of "
+              f"{res['wall_s'] * (psutil.cpu_count() or 1):.0f} core-seconds)")
         for e in res["error_detail"][:5]:
             print("  error:", e)
     return 0
