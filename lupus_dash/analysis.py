@@ -204,19 +204,22 @@ def summary(
                    stddev_samp(value) AS sd, sum(value) AS total,
                    list_sort(list(value) FILTER (WHERE value IS NOT NULL)) AS xs
             FROM long GROUP BY endpoint, visit_week
-        )
-        SELECT endpoint, visit_week, n, mean, sd, total,
-               {_spss_quantile(0.5)} AS median,
-               {_spss_quantile(0.25)} AS p25,
-               {_spss_quantile(0.75)} AS p75
-        FROM agg
+        ),
+        -- Every endpoint × scheduled week appears, with n = 0 where nobody has a value.
+        grid AS (SELECT e.endpoint, e.pos, w.visit_week
+                 FROM (SELECT unnest(?) AS endpoint, generate_subscripts(?, 1) AS pos) e
+                 CROSS JOIN (SELECT unnest(?) AS visit_week) w)
+        SELECT g.endpoint, g.visit_week, coalesce(a.n, 0) AS n, a.mean, a.sd, a.total,
+               {_spss_quantile(0.5, "a.xs", "a.n")} AS median,
+               {_spss_quantile(0.25, "a.xs", "a.n")} AS p25,
+               {_spss_quantile(0.75, "a.xs", "a.n")} AS p75
+        FROM grid g LEFT JOIN agg a
+          ON a.endpoint = g.endpoint AND a.visit_week = g.visit_week
+        ORDER BY g.pos, g.visit_week
     """
-    df = db.query(sql, [*params, [int(w) for w in weeks], *(e.column for e in eps)])
-    # Every endpoint × scheduled week appears, with n = 0 where nobody has a value.
-    grid = pd.MultiIndex.from_product(
-        [[e.column for e in eps], [int(w) for w in weeks]], names=["endpoint", "visit_week"]
-    ).to_frame(index=False)
-    df = grid.merge(df, on=["endpoint", "visit_week"], how="left")
+    names = [e.column for e in eps]
+    wk = [int(w) for w in weeks]
+    df = db.query(sql, [*params, wk, *names, names, names, wk])
     return finish_summary(df, eps)
 
 
@@ -226,36 +229,39 @@ def finish_summary(df: pd.DataFrame, eps: Sequence[schema.Endpoint]) -> pd.DataF
     Adds SE and the t 95 % CI of the mean (Wilson for binary endpoints, whose
     rate is the mean of 0/1), blanks mean-type columns for binary endpoints and
     orders rows by endpoint then week. Shared with the benchmark's pandas peer.
+    Works on NumPy arrays and builds the frame once (a page calls it per rerun).
     """
-    cols = [
-        "endpoint", "kind", "visit_week", "n", "mean", "sd", "se", "ci_low", "ci_high",
-        "median", "p25", "p75", "n_positive", "rate",
-    ]
-    df = df.copy()
-    df["n"] = df["n"].fillna(0).astype(int)
+    order = {e.column: i for i, e in enumerate(eps)}
     kind = {e.column: e.kind for e in eps}
-    df["kind"] = df["endpoint"].map(kind)
-    n = df["n"].to_numpy(dtype=float)
-    sd = df["sd"].to_numpy(dtype=float)
+    ep = df["endpoint"].to_numpy(dtype=object)
+    wk = df["visit_week"].to_numpy(dtype=np.int64)
+    idx = np.lexsort((wk, np.array([order[e] for e in ep], dtype=np.int64)))
+    ep, wk = ep[idx], wk[idx]
+
+    def col(name):
+        return df[name].to_numpy(dtype=float, na_value=np.nan)[idx]
+
+    n = np.nan_to_num(col("n"), nan=0.0)
+    mean, sd, total = col("mean"), col("sd"), col("total")
+    med, p25, p75 = col("median"), col("p25"), col("p75")
     with np.errstate(invalid="ignore", divide="ignore"):
         se = sd / np.sqrt(n)
         tcrit = np.where(n > 1, sps.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
-    df["se"] = se
-    df["ci_low"] = df["mean"] - tcrit * se
-    df["ci_high"] = df["mean"] + tcrit * se
-    binary = df["kind"] == "binary"
-    df["n_positive"] = np.where(binary, df["total"], np.nan)
-    df["rate"] = np.where(binary, df["mean"], np.nan)
-    for i in np.flatnonzero(binary.to_numpy()):
-        k_pos, n_i = df.at[i, "n_positive"], df.at[i, "n"]
-        _, lo, hi = stats.proportion_ci(int(k_pos) if n_i else 0, int(n_i))
-        df.at[i, "ci_low"], df.at[i, "ci_high"] = lo, hi
-    for c in ("mean", "sd", "se", "median", "p25", "p75"):
-        df.loc[binary, c] = np.nan
-    order = {e.column: i for i, e in enumerate(eps)}
-    df = df.sort_values(["endpoint", "visit_week"],
-                        key=lambda s: s.map(order) if s.name == "endpoint" else s)
-    return df[cols].reset_index(drop=True)
+    lo, hi = mean - tcrit * se, mean + tcrit * se
+    binary = np.array([kind[e] == "binary" for e in ep], dtype=bool)
+    n_pos = np.where(binary, total, np.nan)
+    rate = np.where(binary, mean, np.nan)
+    for i in np.flatnonzero(binary):
+        _, lo[i], hi[i] = (np.nan if v is None else v for v in stats.proportion_ci(
+            int(n_pos[i]) if n[i] else 0, int(n[i])))
+    for a in (mean, sd, se, med, p25, p75):
+        a[binary] = np.nan
+    return pd.DataFrame({
+        "endpoint": ep, "kind": [kind[e] for e in ep], "visit_week": wk,
+        "n": n.astype(np.int64), "mean": mean, "sd": sd, "se": se, "ci_low": lo,
+        "ci_high": hi, "median": med, "p25": p25, "p75": p75, "n_positive": n_pos,
+        "rate": rate,
+    })
 
 
 # --- paired comparisons -------------------------------------------------------

@@ -286,17 +286,25 @@ def sidebar(db: Database, flt: Filter) -> None:
 
 
 def page_overview(db: Database, flt: Filter) -> Frames:
-    """pages/overview.py; Table 1 split by class group (with its p-values)."""
+    """pages/overview.py with its default widget state: Table 1 without a split."""
     analysis.cohort_info(db, flt.cohort)
     flow, _reasons, _doses = explore.patient_flow(db, flt)
     analysis.remission(db, flt, preset=PRESET)
     explore.ae_table3(db, flt)
-    report.table1_layout(db, flt, group_by=DEFAULT_GROUP)
+    explore.table1_display(analysis.table1(db, flt, group_by=None))
     return {"patient_flow": flow}
 
 
+def page_overview_split(db: Database, flt: Filter) -> Frames:
+    """Overview after choosing "Split by: class group": Table 1 by group with its p-values."""
+    page_overview(db, flt)
+    explore.table1_display(analysis.table1(db, flt, group_by=DEFAULT_GROUP),
+                           analysis.table1_tests(db, flt, DEFAULT_GROUP))
+    return {}
+
+
 def page_biomarkers(db: Database, flt: Filter) -> Frames:
-    """pages/biomarkers.py: both tabs run on every rerun (st.tabs renders all tabs)."""
+    """pages/biomarkers.py on its first tab (the page's default); Figure 1 is a lazy tab."""
     analysis.available_endpoints(db, flt)
     summ = analysis.summary(db, flt, endpoints=[DEFAULT_ENDPOINT])
     rec = analysis.recommended_methods(db, flt, endpoint=DEFAULT_ENDPOINT, comparator="baseline")
@@ -304,11 +312,17 @@ def page_biomarkers(db: Database, flt: Filter) -> Frames:
                                 adjust="none", include_mixed=False)
     explore.pick_methods(lon, "auto", rec)
     analysis.omnibus(db, flt, endpoints=[DEFAULT_ENDPOINT])
+    return {"trajectory": summ[summ["n"] > 0]}
+
+
+def page_biomarkers_figure1(db: Database, flt: Filter) -> Frames:
+    """Biomarkers with the "All endpoints (Figure 1)" tab open: both tabs run."""
+    frames = page_biomarkers(db, flt)
     summ_all = analysis.summary(db, flt)
     lon_all = analysis.longitudinal(db, flt, comparators=["baseline"])
-    fig = explore.figure1_frame(summ_all, lon_all)
+    frames["figure1"] = explore.figure1_frame(summ_all, lon_all)
     report.table2(db, flt)
-    return {"trajectory": summ[summ["n"] > 0], "figure1": fig}
+    return frames
 
 
 def page_remission(db: Database, flt: Filter) -> Frames:
@@ -357,7 +371,8 @@ def page_safety(db: Database, flt: Filter) -> Frames:
 
 
 def page_data(db: Database, flt: Filter) -> Frames:
-    """Data quality: missingness by visit × variable and values at the range edges."""
+    """Data with the "Data quality" tab open (import and dictionary compute nothing per filter):
+    missingness by visit × variable and values at the range edges."""
     miss = explore.missingness(db, flt)
     explore.range_edges(db, flt)
     return {"missingness": miss}
@@ -365,12 +380,14 @@ def page_data(db: Database, flt: Filter) -> Frames:
 
 PAGES: dict[str, Callable[[Database, Filter], Frames]] = {
     "Overview": page_overview,
+    "Overview split": page_overview_split,
     "Biomarkers": page_biomarkers,
+    "Biomarkers Figure 1": page_biomarkers_figure1,
     "Remission": page_remission,
     "Subgroups": page_subgroups,
     "Patient": page_patient,
     "Safety": page_safety,
-    "Data": page_data,
+    "Data quality": page_data,
 }
 
 
@@ -470,27 +487,8 @@ class PandasPeer:
         grid = pd.MultiIndex.from_product([[e.column for e in eps], self.weeks],
                                           names=["endpoint", "visit_week"]).to_frame(index=False)
         df = grid.merge(agg, on=["endpoint", "visit_week"], how="left")
-        df["n"] = df["n"].fillna(0).astype(int)
-        df["kind"] = df["endpoint"].map({e.column: e.kind for e in eps})
-        n = df["n"].to_numpy(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            se = df["sd"].to_numpy(float) / np.sqrt(n)
-            from scipy import stats as sps
-            tcrit = np.where(n > 1, sps.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
-        df["se"] = se
-        df["ci_low"] = df["mean"] - tcrit * se
-        df["ci_high"] = df["mean"] + tcrit * se
-        binary = df["kind"] == "binary"
-        df["n_positive"] = np.where(binary, df["total"], np.nan)
-        df["rate"] = np.where(binary, df["mean"], np.nan)
-        for i in np.flatnonzero(binary.to_numpy()):
-            _, lo, hi = stats.proportion_ci(int(df.at[i, "n_positive"] or 0)
-                                            if df.at[i, "n"] else 0, int(df.at[i, "n"]))
-            df.at[i, "ci_low"], df.at[i, "ci_high"] = lo, hi
-        for c in ("mean", "sd", "se", "median", "p25", "p75"):
-            df.loc[binary, c] = np.nan
-        return df[["endpoint", "kind", "visit_week", "n", "mean", "sd", "se", "ci_low",
-                   "ci_high", "median", "p25", "p75", "n_positive", "rate"]]
+        # The same finishing step (SE, CIs, binary rates) as analysis.summary.
+        return analysis.finish_summary(df, eps)
 
     def _wide(self, flt: Filter, endpoint: str) -> np.ndarray:
         _, v = self._visits(flt)
@@ -596,10 +594,16 @@ class PandasPeer:
 # --- measuring -------------------------------------------------------------------------------------
 
 
+# Per-cohort facts the app keeps across filter changes (memo keyed on the cohort alone).
+PER_COHORT = {"cohort_info"}
+
+
 def clear_memos() -> None:
     """Forget analysis/explore/report's in-process memo (a new filter is a miss in the app)."""
     for mod in (analysis, explore, report):
-        for obj in vars(mod).values():
+        for name, obj in vars(mod).items():
+            if name in PER_COHORT:
+                continue
             clear = getattr(obj, "cache_clear", None)
             if callable(clear) and getattr(obj, "__module__", "").startswith("lupus_dash"):
                 clear()
@@ -639,6 +643,12 @@ def payload_bytes(df: pd.DataFrame) -> dict:
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _abbrev(name: str) -> str:
+    """Short page name for the per-step log line ("Biomarkers Figure 1" → "BioF")."""
+    words = name.split()
+    return words[0][:3] + (words[1][0].upper() if len(words) > 1 else words[0][3])
 
 
 def run_bench(db: Database, cohort: str, pages: Sequence[str] | None = None,
@@ -695,7 +705,7 @@ def run_bench(db: Database, cohort: str, pages: Sequence[str] | None = None,
                     payloads[key] = size
         steps.append(step)
         log(f"  {label:<40} {k:>7} patients  " + "  ".join(
-            f"{n[:4]} {step['ms'].get(n, math.nan):7.0f}" for n in names))
+            f"{_abbrev(n)} {step['ms'].get(n, math.nan):6.0f}" for n in names))
 
     floor = []
     for _, flt in seq:
@@ -778,9 +788,11 @@ def machine() -> dict:
 
 def _text(res: dict) -> str:
     lines = [f"{res['cohort']}: {res['patients']} patients, {res['visits']} visits"]
-    lines.append(f"{'page':<12} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}")
+    lines.append(f"{'page':<20} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'p50/floor':>10}")
+    floor = res["floor_ms"]
     for n, r in res["pages"].items():
-        lines.append(f"{n:<12} {r['p50_ms']:9.1f} {r['p95_ms']:9.1f} {r['max_ms']:9.1f}")
+        lines.append(f"{n:<20} {r['p50_ms']:9.1f} {r['p95_ms']:9.1f} {r['max_ms']:9.1f} "
+                     f"{r['p50_ms'] / floor if floor else float('nan'):9.1f}x")
     lines.append(f"floor (bare DuckDB scan-and-aggregate) p50 {res['floor_ms']:.1f} ms")
     for n, r in res["core"].items():
         peer = res["pandas_peer"].get(n)

@@ -467,38 +467,60 @@ def range_edges(db: Database, flt: Filter) -> tuple[pd.DataFrame, pd.DataFrame]:
     cols = [c for c in QUALITY_COLUMNS
             if c.name in present and c.dtype in (schema.NUMBER, schema.INTEGER)
             and c.lo is not None and c.hi is not None]
-    summary, listing = [], []
+    empty_listing = pd.DataFrame(columns=["variable", "patient_id", "visit_week", "value", "edge"])
+    if not cols:
+        return pd.DataFrame(), empty_listing
+    # One pass for every variable: the filtered visits unpivoted to (variable, value) and
+    # joined to the limits (passed as parameters); DuckDB plans two small queries instead
+    # of two per variable.
+    limits = [(c.name, float(c.lo), float(c.hi - (c.hi - c.lo) * EDGE_FRACTION)) for c in cols]
+    lim_sql = ", ".join("(?, ?, ?)" for _ in limits)
+    lim_params = [x for t in limits for x in t]
+    select = ", ".join(f'CAST(v."{c.name}" AS DOUBLE) AS "{c.name}"' for c in cols)
+    on = ", ".join(f'"{c.name}"' for c in cols)
+    base = f"""
+        WITH fv AS (SELECT v.patient_id, v.visit_week, {select}
+                    FROM visit_facts v JOIN patient_facts p
+                    ON p.cohort = v.cohort AND p.patient_id = v.patient_id WHERE {cond}),
+        long AS (UNPIVOT fv ON {on} INTO NAME variable VALUE value),
+        lim AS (SELECT * FROM (VALUES {lim_sql}) t(variable, lo, high))
+    """
+    agg = db.query(
+        base + """SELECT l.variable, count(x.value) AS n, min(x.value) AS lo,
+                         max(x.value) AS hi,
+                         count(*) FILTER (WHERE x.value <= l.lo) AS n_low,
+                         count(*) FILTER (WHERE x.value >= l.high) AS n_high
+                  FROM lim l LEFT JOIN long x ON x.variable = l.variable
+                  GROUP BY l.variable""",
+        [*params, *lim_params],
+    ).set_index("variable")
+    summary = []
     for c in cols:
-        high = c.hi - (c.hi - c.lo) * EDGE_FRACTION
-        r = db.query(
-            f'SELECT count(v."{c.name}") AS n, min(v."{c.name}") AS lo, '
-            f'max(v."{c.name}") AS hi, '
-            f'count(*) FILTER (WHERE v."{c.name}" <= ?) AS n_low, '
-            f'count(*) FILTER (WHERE v."{c.name}" >= ?) AS n_high '
-            "FROM visit_facts v JOIN patient_facts p ON p.cohort = v.cohort "
-            f"AND p.patient_id = v.patient_id WHERE {cond}",
-            [c.lo, high, *params],
-        ).iloc[0]
+        r = agg.loc[c.name]
+        n = int(r["n"])
+        as_type = int if c.dtype == schema.INTEGER else float
         summary.append({"variable": c.name, "label": c.label, "unit": c.unit,
-                        "range": f"{c.lo:g}–{c.hi:g}", "n_values": int(r["n"]),
-                        "min": r["lo"], "max": r["hi"], "n_at_low": int(r["n_low"]),
-                        "n_near_high": int(r["n_high"])})
-        if int(r["n_high"]) or int(r["n_low"]):
-            lst = db.query(
-                f'SELECT v.patient_id, v.visit_week, CAST(v."{c.name}" AS DOUBLE) AS value '
-                "FROM visit_facts v JOIN patient_facts p ON p.cohort = v.cohort "
-                f"AND p.patient_id = v.patient_id WHERE {cond} "
-                f'AND (v."{c.name}" <= ? OR v."{c.name}" >= ?) '
-                "ORDER BY v.patient_id, v.visit_week LIMIT 200",
-                [*params, c.lo, high],
-            )
-            lst.insert(0, "variable", c.name)
-            lst["edge"] = np.where(lst["value"] >= high, "near upper limit", "at lower limit")
-            listing.append(lst)
+                        "range": f"{c.lo:g}–{c.hi:g}", "n_values": n,
+                        "min": as_type(r["lo"]) if n else None,
+                        "max": as_type(r["hi"]) if n else None,
+                        "n_at_low": int(r["n_low"]), "n_near_high": int(r["n_high"])})
     summ = pd.DataFrame(summary)
-    lst = (pd.concat(listing, ignore_index=True) if listing
-           else pd.DataFrame(columns=["variable", "patient_id", "visit_week", "value", "edge"]))
-    return summ, lst
+    if not (summ["n_at_low"].sum() or summ["n_near_high"].sum()):
+        return summ, empty_listing
+    lst = db.query(
+        base + """SELECT x.variable, x.patient_id, x.visit_week, x.value,
+                         CASE WHEN x.value >= l.high THEN 'near upper limit'
+                              ELSE 'at lower limit' END AS edge
+                  FROM long x JOIN lim l ON x.variable = l.variable
+                  WHERE x.value <= l.lo OR x.value >= l.high
+                  QUALIFY row_number() OVER (PARTITION BY x.variable
+                                             ORDER BY x.patient_id, x.visit_week) <= 200""",
+        [*params, *lim_params],
+    )
+    order = {c.name: i for i, c in enumerate(cols)}
+    lst = lst.sort_values(["variable", "patient_id", "visit_week"],
+                          key=lambda s: s.map(order) if s.name == "variable" else s)
+    return summ, lst.reset_index(drop=True)
 
 
 # --- display helpers ----------------------------------------------------------

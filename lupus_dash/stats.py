@@ -25,6 +25,7 @@ with Woolf CI) and risk difference (Newcombe hybrid score CI).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -1159,6 +1160,12 @@ def describe(values: Any) -> dict:
             "min": float(v.min()), "max": float(v.max())}
 
 
+@functools.lru_cache(maxsize=8)
+def _z(conf_level: float) -> float:
+    """Two-sided normal quantile (1.959964 for 95 %); cached, pages ask for it hundreds of times."""
+    return float(_st.norm.ppf((1 + conf_level) / 2))
+
+
 def proportion_ci(k: int, n: int, method: str = "wilson",
                   conf_level: float = 0.95) -> tuple[float | None, float | None, float | None]:
     """(rate, low, high): Wilson = R prop.test(k, n, correct=FALSE); clopper_pearson = R binom.test."""
@@ -1174,7 +1181,7 @@ def proportion_ci(k: int, n: int, method: str = "wilson",
         lo = 0.0 if k == 0 else float(_st.beta.ppf(alpha / 2, k, n - k + 1))
         hi = 1.0 if k == n else float(_st.beta.ppf(1 - alpha / 2, k + 1, n - k))
         return (p, lo, hi)
-    z = float(_st.norm.ppf((1 + conf_level) / 2))
+    z = _z(conf_level)
     z22n = z * z / (2 * n)
     half = z * math.sqrt(p * (1 - p) / n + z22n / (2 * n))
     hi = 1.0 if p >= 1 else (p + z22n + half) / (1 + 2 * z22n)

@@ -226,6 +226,25 @@ def url_widget(kind: str, label: str, options, key: str, default=None, **kw):
     return v
 
 
+def url_tabs(labels: list[str], key: str) -> list:
+    """Tabs whose selection lives in the URL and whose content runs only when open.
+
+    `st.tabs(on_change="rerun")` tracks the open tab, so a page computes the
+    open tab's content only (`tab.open`); a closed tab costs nothing on a filter
+    change. The open tab is written to the URL so a shared link opens the same tab.
+    """
+    default = None
+    if key not in st.session_state:
+        raw = url_value(key)
+        if raw and raw[0] in labels:
+            default = raw[0]
+    tabs = st.tabs(labels, key=key, on_change="rerun", default=default)
+    open_label = next((lab for lab, t in zip(labels, tabs, strict=True) if t.open), labels[0])
+    if open_label != labels[0]:
+        st.query_params[key] = open_label
+    return tabs
+
+
 # --- filter panel ----------------------------------------------------------------
 
 

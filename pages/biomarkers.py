@@ -13,7 +13,7 @@ missing = [e.label for e in schema.ENDPOINTS if e.column not in cols]
 if missing:
     st.caption(f"Not recorded in {flt.cohort}: {', '.join(missing)}.")
 
-tab_one, tab_all = st.tabs(["One endpoint", "All endpoints (Figure 1)"])
+tab_one, tab_all = ui.url_tabs(["One endpoint", "All endpoints (Figure 1)"], "bio_tab")
 
 with tab_one:
     c = st.columns([2, 1, 2, 1])
@@ -103,19 +103,20 @@ with tab_one:
             for r in omni.itertuples()))
 
 with tab_all:
-    summ_all = ui.compute("analysis.summary", flt)
-    lon_all = ui.compute("analysis.longitudinal", flt, comparators=["baseline"])
-    fig = explore.figure1_frame(summ_all, lon_all)
-    ui.chart(charts.small_multiples(fig, columns=3 if ctx.presenter else 4), "figure1",
-             ui.py_call("summ = analysis.summary(db, flt)\n"
-                        "lon = analysis.longitudinal(db, flt, comparators=['baseline'])\n"
-                        "explore.figure1_frame(summ, lon)", flt, "analysis, explore"),
-             ui.cli_call(flt, "--format", "markdown"))
-    st.caption("As the seed paper's Figure 1: skewed endpoints median (IQR) with Wilcoxon; "
-               "others mean (95 % CI) with Bonferroni-adjusted repeated-measures pairs; "
-               "anti-dsDNA % positive with Fisher's test. * p<0.05, ** p<0.01, *** p<0.001 "
-               "against baseline.")
-    t2 = ui.compute("report.table2", flt)
-    st.markdown("**Table 2 layout**")
-    ui.table(t2, "table2", ui.py_call("report.table2(db, flt)", flt, "report"),
-             ui.cli_call(flt, "--layout", "table2"), xlsx=True)
+    if tab_all.open:
+        summ_all = ui.compute("analysis.summary", flt)
+        lon_all = ui.compute("analysis.longitudinal", flt, comparators=["baseline"])
+        fig = explore.figure1_frame(summ_all, lon_all)
+        ui.chart(charts.small_multiples(fig, columns=3 if ctx.presenter else 4), "figure1",
+                 ui.py_call("summ = analysis.summary(db, flt)\n"
+                            "lon = analysis.longitudinal(db, flt, comparators=['baseline'])\n"
+                            "explore.figure1_frame(summ, lon)", flt, "analysis, explore"),
+                 ui.cli_call(flt, "--format", "markdown"))
+        st.caption("As the seed paper's Figure 1: skewed endpoints median (IQR) with Wilcoxon; "
+                   "others mean (95 % CI) with Bonferroni-adjusted repeated-measures pairs; "
+                   "anti-dsDNA % positive with Fisher's test. * p<0.05, ** p<0.01, *** p<0.001 "
+                   "against baseline.")
+        t2 = ui.compute("report.table2", flt)
+        st.markdown("**Table 2 layout**")
+        ui.table(t2, "table2", ui.py_call("report.table2(db, flt)", flt, "report"),
+                 ui.cli_call(flt, "--layout", "table2"), xlsx=True)

@@ -12,8 +12,8 @@ from lupus_dash import charts, ingest, schema, store, ui
 ctx = ui.page("Data", need_patients=False)
 flt = ctx.flt
 
-tab_import, tab_dict, tab_quality = st.tabs(["Import a cohort", "Data dictionary",
-                                             "Data quality"])
+tab_import, tab_dict, tab_quality = ui.url_tabs(["Import a cohort", "Data dictionary",
+                                                 "Data quality"], "data_tab")
 
 with tab_import:
     st.markdown("Upload `patients.csv` and `visits.csv` (and optionally "
@@ -94,20 +94,21 @@ with tab_dict:
              height=520)
 
 with tab_quality:
-    if ctx.k == 0:
-        st.info("No patient matches this filter.")
-    else:
-        miss = ui.compute("explore.missingness", flt)
-        st.markdown("**Missing values by visit** (first row: patients without that visit)")
-        used = miss["recorded"]
-        ui.chart(charts.heatmap(miss[used]), "missingness",
-                 ui.py_call("explore.missingness(db, flt)", flt, "explore"))
-        st.caption("Variables never recorded in this cohort are left out: "
-                   + (", ".join(sorted(set(miss.loc[~used, "label"]))) or "none") + ".")
-        st.markdown("**Values at the edges of their plausible ranges** (at the lower limit, or "
-                    "within 1 % of the span below the upper limit)")
-        summ, listing = ui.compute("explore.range_edges", flt)
-        ui.table(summ, "range_edges", ui.py_call("explore.range_edges(db, flt)", flt, "explore"))
-        if len(listing):
-            with st.expander(f"{len(listing)} value(s) at an edge"):
-                ui.table(listing, "range_edge_values")
+    if tab_quality.open:
+        if ctx.k == 0:
+            st.info("No patient matches this filter.")
+        else:
+            miss = ui.compute("explore.missingness", flt)
+            st.markdown("**Missing values by visit** (first row: patients without that visit)")
+            used = miss["recorded"]
+            ui.chart(charts.heatmap(miss[used]), "missingness",
+                     ui.py_call("explore.missingness(db, flt)", flt, "explore"))
+            st.caption("Variables never recorded in this cohort are left out: "
+                       + (", ".join(sorted(set(miss.loc[~used, "label"]))) or "none") + ".")
+            st.markdown("**Values at the edges of their plausible ranges** (at the lower limit, or "
+                        "within 1 % of the span below the upper limit)")
+            summ, listing = ui.compute("explore.range_edges", flt)
+            ui.table(summ, "range_edges", ui.py_call("explore.range_edges(db, flt)", flt, "explore"))
+            if len(listing):
+                with st.expander(f"{len(listing)} value(s) at an edge"):
+                    ui.table(listing, "range_edge_values")

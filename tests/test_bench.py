@@ -96,14 +96,14 @@ def test_payload_bytes_counts_arrow_and_json():
 def test_cli_bench_emits_the_json_shape(small_db, capsys):
     path, _ = small_db
     rc = cli.main(["bench", "--db", str(path), "--format", "json", "--no-mixed",
-                   "--pages", "Remission,Patient,Data"])
+                   "--pages", "Remission,Patient,Data quality"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("patients", "visits", "pages", "floor_ms", "pandas_peer", "peak_rss_mb"):
         assert key in out, key
     assert out["patients"] == N
     assert out["visits"] == Database(path).scalar("SELECT count(*) FROM visit_facts")
-    assert set(out["pages"]) == {"Remission", "Patient", "Data"}
+    assert set(out["pages"]) == {"Remission", "Patient", "Data quality"}
     for page in out["pages"].values():
         assert 0 < page["p50_ms"] <= page["p95_ms"]
     assert set(out["pandas_peer"]) >= {"Biomarkers", "Remission"}

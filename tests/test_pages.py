@@ -172,6 +172,46 @@ def test_individual_trajectories_on_demand(db):
     assert "patient_id" in json.dumps(json.loads(chart.spec))  # the spaghetti layer is drawn
 
 
+FIG1_TAB = "All endpoints (Figure 1)"
+
+
+def test_figure1_tab_computes_only_when_open_and_opens_from_the_url(db):
+    at = run("biomarkers", cohort="csle_belimumab")
+    assert_clean(at)
+    n_closed = len(at.get("vega_lite_chart"))
+    t2 = report.table2(db, Filter("csle_belimumab"))
+
+    def table2_shown(app):
+        return [d.value for d in app.dataframe if d.value.shape == t2.shape
+                and d.value.iloc[:, 0].tolist() == t2.iloc[:, 0].tolist()]
+
+    assert not table2_shown(at)
+    assert "bio_tab" not in at.query_params
+    at.session_state["bio_tab"] = FIG1_TAB  # what clicking the tab sets (on_change="rerun")
+    at.run()
+    assert_clean(at)
+    assert len(at.get("vega_lite_chart")) == n_closed + 1  # the small multiples
+    assert table2_shown(at)
+    assert at.query_params["bio_tab"] == FIG1_TAB
+    # A shared link opens the same tab.
+    at2 = run("biomarkers", cohort="csle_belimumab", bio_tab=FIG1_TAB)
+    assert_clean(at2)
+    assert len(at2.get("vega_lite_chart")) == n_closed + 1
+    assert table2_shown(at2)
+
+
+def test_data_quality_tab_computes_only_when_open(db):
+    at = run("data", cohort="ln_belimumab")
+    assert_clean(at)
+    assert not at.get("vega_lite_chart")  # the missingness heatmap is the only chart
+    at.session_state["data_tab"] = "Data quality"
+    at.run()
+    assert_clean(at)
+    assert len(at.get("vega_lite_chart")) == 1
+    summ, _ = explore.range_edges(db, Filter("ln_belimumab"))
+    assert any(d.value.shape == summ.shape for d in at.dataframe)
+
+
 def test_subgroup_tests_equal_analysis(db):
     at = run("subgroups", cohort="ln_belimumab")
     at.selectbox(key="sub_group").set_value("sex").run()
