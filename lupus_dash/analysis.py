@@ -91,6 +91,9 @@ def _memo(fn):
     return wrapper
 
 
+memoize = _memo  # for explore and report, which share the same per-file-version memo
+
+
 # --- cohort and filter basics -------------------------------------------------
 
 
@@ -781,7 +784,13 @@ def _categorical_test(table: np.ndarray) -> stats.TestResult:
 # --- subgroups ----------------------------------------------------------------
 
 
-def _group_values(db, flt, group_by, endpoint, weeks, outcome):
+@_memo
+def _group_rows(db, flt, group_by, endpoint, weeks):
+    """Each filtered patient's group, visit, value and baseline value of one endpoint.
+
+    Memoised: the Subgroups page asks for the values, their tests and the changes
+    of the same endpoint and grouping in one rerun; one query serves all three.
+    """
     cond, params = flt.where("p")
     sql = (
         f'SELECT p.patient_id, CAST(p."{group_by}" AS VARCHAR) AS grp, v.visit_week, '
@@ -793,11 +802,16 @@ def _group_values(db, flt, group_by, endpoint, weeks, outcome):
     )
     df = db.query(sql, [weeks[0], *params, [int(w) for w in weeks]])
     df["grp"] = df["grp"].fillna("(missing)")
+    return df
+
+
+def _group_values(db, flt, group_by, endpoint, weeks, outcome):
+    if outcome not in ("value", "change"):
+        raise ValueError("outcome must be 'value' or 'change'")
+    df = _group_rows(db, flt, group_by, endpoint, list(weeks))
     if outcome == "change":
         df["value"] = df["value"] - df["base"]
         df = df[df["visit_week"] != weeks[0]]
-    elif outcome != "value":
-        raise ValueError("outcome must be 'value' or 'change'")
     return df
 
 

@@ -32,6 +32,7 @@ class Database:
         # rewritten file gets a new version, so stale results are never reused.
         self.version = (str(self.path.resolve()), st.st_mtime_ns, st.st_size)
         self._lock = threading.Lock()
+        self._columns: dict[str, frozenset[str]] = {}
         try:
             self._con = duckdb.connect(str(self.path), read_only=True)
         except duckdb.IOException as exc:
@@ -52,6 +53,14 @@ class Database:
                 f"{self.path} is not a lupus-dash database (missing tables: "
                 f"{', '.join(sorted(missing))}). Import a cohort into it first."
             )
+
+    def columns(self, table: str) -> frozenset[str]:
+        """Column names of a table or view (remembered: the file is read-only for this object)."""
+        cols = self._columns.get(table)
+        if cols is None:
+            cols = frozenset(self.query(f'SELECT * FROM "{table}" LIMIT 0').columns)
+            self._columns[table] = cols
+        return cols
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
@@ -103,7 +112,7 @@ class Database:
 def available_columns(db: Database, table: str) -> set[str]:
     """Columns of `table` in this file that hold at least one value."""
     names = [c.name for c in schema.columns(table)]
-    present = set(db.query(f'SELECT * FROM "{table}" LIMIT 0').columns)
+    present = db.columns(table)
     names = [n for n in names if n in present]
     if not names:
         return set()

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema, stats
+from .analysis import memoize
 from .db import Database
 from .filters import MISSING, Filter
 
@@ -289,14 +290,16 @@ def individual_trajectories(
 
 def _ae_join(db: Database, cohort: str) -> tuple[str, list]:
     """Join adverse_events to the cohort's patients (by cohort too when the table has it)."""
-    cols = set(db.query("SELECT * FROM adverse_events LIMIT 0").columns)
+    cols = db.columns("adverse_events")
     if "cohort" in cols:
         return ("JOIN patient_facts pf ON pf.patient_id = a.patient_id "
                 "AND pf.cohort = a.cohort AND pf.cohort = ?"), [cohort]
     return "JOIN patient_facts pf ON pf.patient_id = a.patient_id AND pf.cohort = ?", [cohort]
 
 
+@memoize
 def _ae_rows(db: Database, flt: Filter) -> tuple[pd.DataFrame, int]:
+    """The filtered patients' adverse events and the patient count (Safety uses them thrice)."""
     cond, params = flt.where("p")
     join, jparams = _ae_join(db, flt.cohort)
     df = db.query(
@@ -316,29 +319,41 @@ def ae_table3(db: Database, flt: Filter) -> pd.DataFrame:
     pct (of the filtered patients), n_events.
     """
     ae, k = _ae_rows(db, flt)
+    # NumPy masks over the event rows: a few dozen rows per call, pandas indexing per
+    # row of the table cost more than the query.
+    pid = ae["patient_id"].to_numpy(dtype=object)
 
     def row(label, mask, level=0):
-        sub = ae[mask] if len(ae) else ae
-        n_pat = int(sub["patient_id"].nunique()) if len(sub) else 0
+        mask = np.asarray(mask, dtype=bool)
+        n_pat = len(set(pid[mask])) if mask.any() else 0
         return {"row": label, "level": level, "n_patients": n_pat,
-                "pct": n_pat / k * 100 if k else math.nan, "n_events": len(sub)}
+                "pct": n_pat / k * 100 if k else math.nan, "n_events": int(mask.sum())}
 
-    all_mask = pd.Series(True, index=ae.index)
-    rows = [row("Patients with adverse events", all_mask)]
-    if "serious" in ae.columns:
-        rows.append(row("Serious adverse events", ae["serious"].fillna(False).astype(bool)))
-    if "severity" in ae.columns:
-        rows.append(row("Severe adverse events", ae["severity"] == "severe"))
-    cat = ae["category"] if "category" in ae.columns else pd.Series(dtype=object)
-    term = ae["term"].astype("string").str.lower() if "term" in ae.columns else cat
+    def col(name):
+        return (ae[name].astype(object).where(ae[name].notna(), None).to_numpy(dtype=object)
+                if name in ae.columns else None)
+
+    rows = [row("Patients with adverse events", np.ones(len(ae), dtype=bool))]
+    serious, severity = col("serious"), col("severity")
+    if serious is not None:
+        rows.append(row("Serious adverse events", [bool(x) for x in serious]))
+    if severity is not None:
+        rows.append(row("Severe adverse events", severity == "severe"))
+    cat = col("category")
+    if cat is None:
+        cat = np.full(len(ae), None, dtype=object)
+    term = col("term")
+    term = (np.array([t.lower() if isinstance(t, str) else None for t in term], dtype=object)
+            if term is not None else cat)
     for c in TABLE3_ORDER:
-        rows.append(row(AE_LABELS[c], cat == c))
+        is_c = cat == c
+        rows.append(row(AE_LABELS[c], is_c))
         if c == "infection":
-            seen = set(term[cat == "infection"].dropna())
+            seen = {t for t in term[is_c] if t is not None}
             for t in (*TABLE3_INFECTION_TERMS, *sorted(seen - set(TABLE3_INFECTION_TERMS))):
-                rows.append(row(t[0].upper() + t[1:], (cat == "infection") & (term == t), 1))
-    unknown = cat.isna() | ~cat.isin(TABLE3_ORDER) if len(ae) else cat
-    if len(ae) and bool(unknown.any()):
+                rows.append(row(t[0].upper() + t[1:], is_c & (term == t), 1))
+    unknown = np.array([x is None or x not in TABLE3_ORDER for x in cat], dtype=bool)
+    if len(ae) and unknown.any():
         rows.append(row("Category not recorded", unknown))
     return pd.DataFrame(rows, columns=["row", "level", "n_patients", "pct", "n_events"])
 
@@ -417,7 +432,7 @@ def missingness(db: Database, flt: Filter) -> pd.DataFrame:
     weeks = [int(w) for w in db.query(
         "SELECT unnest(scheduled_weeks) AS w FROM cohorts WHERE cohort = ?", [flt.cohort]
     )["w"]]
-    present = set(db.query("SELECT * FROM visit_facts LIMIT 0").columns)
+    present = db.columns("visit_facts")
     cols = [c for c in QUALITY_COLUMNS if c.name in present]
     counts = ", ".join(f'count(v."{c.name}") AS "{c.name}"' for c in cols)
     df = db.query(
@@ -463,7 +478,7 @@ def range_edges(db: Database, flt: Filter) -> tuple[pd.DataFrame, pd.DataFrame]:
     though 0 is real for doses and proteinuria.
     """
     cond, params = flt.where("p")
-    present = set(db.query("SELECT * FROM visit_facts LIMIT 0").columns)
+    present = db.columns("visit_facts")
     cols = [c for c in QUALITY_COLUMNS
             if c.name in present and c.dtype in (schema.NUMBER, schema.INTEGER)
             and c.lo is not None and c.hi is not None]
