@@ -72,6 +72,7 @@ def _memo(fn):
     """
     cache: OrderedDict = OrderedDict()
     lock = threading.Lock()
+    running: dict = {}  # key → Event of a computation in progress
 
     @functools.wraps(fn)
     def wrapper(db, *args, **kwargs):
@@ -80,11 +81,28 @@ def _memo(fn):
             if key in cache:
                 cache.move_to_end(key)
                 return copy.deepcopy(cache[key])
-        result = fn(db, *args, **kwargs)
-        with lock:
-            cache[key] = result
-            while len(cache) > MEMO_SIZE:
-                cache.popitem(last=False)
+            done = running.get(key)
+            owner = done is None
+            if owner:
+                done = running[key] = threading.Event()
+        if not owner:
+            # Another session is computing the same thing (several users on one filter):
+            # wait for its result instead of computing it again alongside.
+            done.wait(timeout=300)
+            with lock:
+                if key in cache:
+                    return copy.deepcopy(cache[key])
+            return fn(db, *args, **kwargs)  # it failed: compute here (and raise here)
+        try:
+            result = fn(db, *args, **kwargs)
+            with lock:
+                cache[key] = result
+                while len(cache) > MEMO_SIZE:
+                    cache.popitem(last=False)
+        finally:
+            with lock:
+                running.pop(key, None)
+            done.set()
         return copy.deepcopy(result)
 
     wrapper.cache_clear = cache.clear

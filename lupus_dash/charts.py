@@ -8,7 +8,12 @@ The builders never aggregate: the data arrive summarised by `analysis` or
 
 from __future__ import annotations
 
+import copy
+import functools
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 
 import altair as alt
 import pandas as pd
@@ -31,6 +36,84 @@ STATE_ORDER = ("remission", "LLDAS", "active", "not evaluable", "no visit")
 STATE_COLOURS = ("#009E73", "#56B4E9", "#D55E00", "#BBBBBB", "#EEEEEE")
 
 MAX_ROWS = 5000  # never send more rows than this to a browser chart
+
+
+# --- memo of built charts and their specs ------------------------------------------
+# Building an Altair chart (encodings validated, layers deep-copied) and turning it
+# into a Vega-Lite spec cost more server time per rerun than the DuckDB queries
+# behind it. A builder called again with equal data and arguments (another session
+# with the same filter, a rerun from an unrelated widget) reuses the chart, its
+# finalised form and its spec. Keys hash the frames' content; anything unhashable
+# is simply not memoised. Charts are never mutated after building (Altair copies on
+# every change), so sharing one between sessions is safe.
+
+_MEMO: OrderedDict = OrderedDict()
+_MEMO_LOCK = threading.Lock()
+_MEMO_SIZE = 512
+_KEY_ATTR = "_lupus_key"
+
+
+def _fingerprint(v):
+    if isinstance(v, pd.DataFrame):
+        digest = hashlib.sha1(
+            pd.util.hash_pandas_object(v, index=False).to_numpy().tobytes()).hexdigest()
+        return ("frame", tuple(map(str, v.columns)), tuple(map(str, v.dtypes)), len(v), digest)
+    if isinstance(v, (list, tuple)):
+        return tuple(_fingerprint(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((str(k), _fingerprint(x)) for k, x in v.items()))
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    raise TypeError(f"not memoisable: {type(v).__name__}")
+
+
+def _memo_get(key):
+    with _MEMO_LOCK:
+        if key in _MEMO:
+            _MEMO.move_to_end(key)
+            return _MEMO[key]
+    return None
+
+
+def _memo_put(key, value):
+    with _MEMO_LOCK:
+        _MEMO[key] = value
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return value
+
+
+def _tag(chart, key):
+    # object.__setattr__: Altair's own __setattr__ would make it a spec property.
+    object.__setattr__(chart, _KEY_ATTR, key)
+    return chart
+
+
+def _key_of(chart):
+    return chart.__dict__.get(_KEY_ATTR)
+
+
+def memoised(builder):
+    """Reuse a builder's chart for equal data and arguments (see above)."""
+
+    @functools.wraps(builder)
+    def wrapper(*args, **kwargs):
+        try:
+            key = ("build", builder.__name__, _fingerprint(args), _fingerprint(kwargs))
+        except (TypeError, ValueError):
+            return builder(*args, **kwargs)
+        hit = _memo_get(key)
+        if hit is not None:
+            return hit
+        return _memo_put(key, _tag(builder(*args, **kwargs), key))
+
+    wrapper.uncached = builder
+    return wrapper
+
+
+def clear_memo() -> None:
+    with _MEMO_LOCK:
+        _MEMO.clear()
 
 
 def _check(df: pd.DataFrame, *cols: str | None) -> None:
@@ -58,6 +141,7 @@ def _week_axis(title: str = "Week") -> alt.X:
     return alt.X("visit_week:O", title=title, axis=alt.Axis(labelAngle=0))
 
 
+@memoised
 def trajectory(
     df: pd.DataFrame,
     y: str,
@@ -129,6 +213,7 @@ def trajectory(
     return alt.layer(*layers).properties(title=title, width=width, height=height)
 
 
+@memoised
 def spaghetti(
     df: pd.DataFrame,
     y: str,
@@ -160,6 +245,7 @@ def spaghetti(
     )
 
 
+@memoised
 def small_multiples(
     df: pd.DataFrame,
     *,
@@ -209,6 +295,7 @@ def small_multiples(
     )
 
 
+@memoised
 def rates(
     df: pd.DataFrame,
     *,
@@ -249,6 +336,7 @@ def rates(
     ).properties(title=title, width=width, height=height)
 
 
+@memoised
 def stacked_states(
     df: pd.DataFrame,
     *,
@@ -288,6 +376,7 @@ def stacked_states(
     )
 
 
+@memoised
 def km(
     df: pd.DataFrame,
     *,
@@ -359,6 +448,7 @@ def km(
     return alt.layer(*layers).properties(title=title, width=width, height=height)
 
 
+@memoised
 def forest(
     df: pd.DataFrame,
     *,
@@ -397,6 +487,7 @@ def forest(
     ).properties(title=title, width=width, height=h)
 
 
+@memoised
 def flow(
     df: pd.DataFrame,
     *,
@@ -424,6 +515,7 @@ def flow(
     ).properties(title=title, width=width, height=max(160, 44 * len(df)))
 
 
+@memoised
 def bars(
     df: pd.DataFrame,
     *,
@@ -466,6 +558,7 @@ def bars(
     )
 
 
+@memoised
 def heatmap(
     df: pd.DataFrame,
     *,
@@ -503,6 +596,7 @@ def heatmap(
     ).properties(title=title, width=width, height=max(120, 22 * df[y].nunique()))
 
 
+@memoised
 def patient_series(
     df: pd.DataFrame,
     y: str,
@@ -562,6 +656,7 @@ def patient_series(
     return alt.layer(*layers).properties(title=title, width=width, height=height)
 
 
+@memoised
 def treatment_strip(
     doses: list[int],
     events: pd.DataFrame | None,
@@ -598,6 +693,18 @@ def treatment_strip(
 
 
 def finalize(chart: alt.TopLevelMixin, presenter: bool = False) -> alt.TopLevelMixin:
+    """Set type and mark sizes for the screen, or large ones for a projector (memoised)."""
+    key = _key_of(chart)
+    if key is None:
+        return _finalize(chart, presenter)
+    fkey = ("final", key, presenter)
+    hit = _memo_get(fkey)
+    if hit is not None:
+        return hit
+    return _memo_put(fkey, _tag(_finalize(chart, presenter), fkey))
+
+
+def _finalize(chart: alt.TopLevelMixin, presenter: bool = False) -> alt.TopLevelMixin:
     """Set type and mark sizes for the screen, or large ones for a projector.
 
     Also fixes the autosize: with Vega-Lite's "fit" (Streamlit's default) a
@@ -609,26 +716,71 @@ def finalize(chart: alt.TopLevelMixin, presenter: bool = False) -> alt.TopLevelM
     height = getattr(chart, "height", alt.Undefined)
     if presenter and isinstance(height, int) and not isinstance(chart, alt.FacetChart):
         chart = chart.properties(height=int(height * 1.5))  # taller plots for a projector
+    # One configure() call: each configure_* copies the chart.
     if presenter:
-        return (
-            chart.configure_axis(labelFontSize=20, titleFontSize=22)
-            .configure_legend(labelFontSize=20, titleFontSize=20, symbolSize=260, labelLimit=400)
-            .configure_title(fontSize=26)
-            .configure_text(fontSize=18)
-            .configure_header(labelFontSize=20, titleFontSize=20)
-            .configure_line(strokeWidth=4)
-            .configure_point(size=160)
-            .configure_errorbar(thickness=3)
-            .configure_rule(strokeWidth=3)
-            .configure_range(category=list(OKABE_ITO))
+        return chart.configure(
+            axis=alt.AxisConfig(labelFontSize=20, titleFontSize=22),
+            legend=alt.LegendConfig(labelFontSize=20, titleFontSize=20, symbolSize=260,
+                                    labelLimit=400),
+            title=alt.TitleConfig(fontSize=26),
+            text=alt.MarkConfig(fontSize=18),
+            header=alt.HeaderConfig(labelFontSize=20, titleFontSize=20),
+            line=alt.LineConfig(strokeWidth=4),
+            point=alt.MarkConfig(size=160),
+            errorbar=alt.ErrorBarConfig(thickness=3),
+            rule=alt.MarkConfig(strokeWidth=3),
+            range=alt.RangeConfig(category=list(OKABE_ITO)),
         )
-    return (
-        chart.configure_axis(labelFontSize=12, titleFontSize=13)
-        .configure_legend(labelFontSize=12, titleFontSize=12)
-        .configure_text(fontSize=12)
-        .configure_title(fontSize=15)
-        .configure_range(category=list(OKABE_ITO))
+    return chart.configure(
+        axis=alt.AxisConfig(labelFontSize=12, titleFontSize=13),
+        legend=alt.LegendConfig(labelFontSize=12, titleFontSize=12),
+        text=alt.MarkConfig(fontSize=12),
+        title=alt.TitleConfig(fontSize=15),
+        range=alt.RangeConfig(category=list(OKABE_ITO)),
     )
+
+
+def spec(chart: alt.TopLevelMixin) -> dict:
+    """The chart's Vega-Lite spec for the browser, memoised (see the memo note above).
+
+    Unvalidated (the builders' specs are validated in the tests), and with each
+    dataset already in Arrow IPC stream bytes, the form Streamlit sends: it would
+    otherwise rebuild a DataFrame and convert it on every rerun. A fresh dict every
+    call, because Streamlit moves the datasets out of the dict it is given.
+    """
+    key = _key_of(chart)
+    if key is None:
+        return _arrow_datasets(chart.to_dict(validate=False))
+    skey = ("spec", key)
+    hit = _memo_get(skey)
+    if hit is None:
+        hit = _memo_put(skey, _arrow_datasets(chart.to_dict(validate=False)))
+    return copy.deepcopy(hit)
+
+
+def _arrow_datasets(spec: dict) -> dict:
+    """Replace the spec's record lists by Arrow IPC stream bytes (left as is if not tabular)."""
+    import pyarrow as pa
+
+    datasets = spec.get("datasets")
+    if not datasets:
+        return spec
+    out = {}
+    for name, rows in datasets.items():
+        if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+            out[name] = rows
+            continue
+        try:
+            table = pa.Table.from_pylist(rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            out[name] = rows  # mixed types in a column: Streamlit's own conversion fixes it
+            continue
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        out[name] = sink.getvalue().to_pybytes()
+    spec["datasets"] = out
+    return spec
 
 
 def _fixed_width(chart: alt.TopLevelMixin, width: int = 760) -> dict:

@@ -97,6 +97,11 @@ def _isnan(v) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
+def cohorts(db: Database) -> pd.DataFrame:
+    """Cohort labels with their schedules and sizes (`Database.cohorts`, for the UI cache)."""
+    return db.cohorts()
+
+
 def age_limits(db: Database, cohort: str) -> tuple[float | None, float | None]:
     """Youngest and oldest age at baseline in the cohort (None when unknown)."""
     df = db.query(
@@ -556,8 +561,13 @@ def pick_methods(lon: pd.DataFrame, method: str, recommended: pd.DataFrame | Non
     """Rows of `analysis.longitudinal` for one method, or per visit the recommended one."""
     if method != "auto" or recommended is None or recommended.empty:
         return lon[lon["method"] == method].reset_index(drop=True)
-    rec = recommended[["visit_week", "method"]]
-    return lon.merge(rec, on=["visit_week", "method"], how="inner").reset_index(drop=True)
+    # A mask rather than a merge: same rows in the same order, without pandas' join
+    # machinery on string columns (it was the page's slowest display step).
+    pairs = set(zip(recommended["visit_week"].tolist(), recommended["method"].tolist(),
+                    strict=True))
+    keep = [(w, m) in pairs for w, m in zip(lon["visit_week"].tolist(), lon["method"].tolist(),
+                                              strict=True)]
+    return lon[keep].reset_index(drop=True)
 
 
 def stats_table(rows: pd.DataFrame, summ: pd.DataFrame, display: str) -> pd.DataFrame:

@@ -343,7 +343,8 @@ def _fmt_option(col: str):
 
 def filter_panel(db: Database) -> tuple[Filter, int, int]:
     """The sidebar filter panel; returns (filter, patients matching, patients in cohort)."""
-    cohorts = list(db.cohorts()["cohort"])
+    # Per file version, not per filter: cached so a filter change does not re-ask.
+    cohorts = list(_cached("explore.cohorts", db.version, None, "{}", db)["cohort"])
     if not cohorts:
         raise DatabaseError(f"{db.path} holds no cohort. Import one on the Data page or with "
                             "`python -m lupus_dash import FOLDER --db FILE`.")
@@ -360,7 +361,8 @@ def filter_panel(db: Database) -> tuple[Filter, int, int]:
             if opts.get(col):
                 st.multiselect(label, opts[col], key=f"f_{col}", format_func=_fmt_option(col),
                                placeholder="any")
-        lo, hi = explore.age_limits(db, cohort)
+        lo, hi = _cached("explore.age_limits", db.version, None,
+                         json.dumps({"cohort": cohort}), db)
         if lo is not None:
             a, b = _age_bounds(lo, hi)
             cur = st.session_state.get("f_age")
@@ -479,7 +481,11 @@ def chart(ch: alt.TopLevelMixin, name: str, code: str | None = None,
     """An Altair chart sized for the mode, with PNG/SVG downloads and a Reproduce expander."""
     ctx = current()
     final = charts.finalize(ch, ctx.presenter)
-    st.altair_chart(final, width="stretch", theme=None if ctx.presenter else "streamlit")
+    # The Vega-Lite spec without Altair's JSON-schema validation: validating every chart
+    # on every rerun was the largest single cost of a page (tests/test_charts.py
+    # validates every builder's output instead).
+    st.vega_lite_chart(charts.spec(final), width="stretch",
+                       theme=None if ctx.presenter else "streamlit")
     slug = _slug(name)
     row = st.container(horizontal=True, gap="small")
     row.download_button("PNG", data=lambda: charts.to_png(final), file_name=f"{slug}.png",

@@ -44,7 +44,8 @@ for i, (d, wk) in enumerate((("lldas", final), ("remission", final), ("lldas", "
 defs = ui.url_widget("multiselect", "Definitions shown", list(LABELS), "rem_defs",
                      default=["lldas", "remission", "renal_complete", "renal_partial"],
                      format_func=LABELS.get)
-shown = rem[rem["definition"].isin(defs or ["lldas"])]
+# The chart uses the text column `week`; visit_week mixes numbers and "last".
+shown = rem[rem["definition"].isin(defs or ["lldas"])].drop(columns=["visit_week"])
 ui.chart(charts.rates(shown, x="week", color="label",
                       title=f"Patients reaching each target ({imputation}), 95 % Wilson CI"),
          "remission_rates",

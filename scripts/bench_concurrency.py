@@ -1,16 +1,30 @@
-"""Concurrency: N simultaneous browser sessions each making K filter changes on one server.
+"""Concurrency: N simultaneous sessions each making K filter changes on one server.
 
     python scripts/bench_concurrency.py [--db data/demo.duckdb] [--sessions 20] [--changes 5]
-        [--json] [-- extra streamlit args, e.g. --runner.postScriptGC false]
+        [--client websocket|browser] [--settle 150] [--json]
+        [-- extra streamlit args, e.g. --runner.postScriptGC false]
 
-One `streamlit run app.py` on a free localhost port; one Debian chromium with
-one browser context (an independent Streamlit session) per simulated user, all
-driven concurrently from asyncio. Every session opens the Biomarkers page, then
-makes K sidebar filter changes (the same widget cycle as bench_browser.py),
-each timed from the click to the chart having changed and the script being
-idle. Reports p50/p95 latency, errors (timeouts, exceptions shown on the page),
-and the server's RSS (psutil, the server process and its children) before the
-sessions, after them, and after they closed plus a wait. Every wait is bounded.
+One `streamlit run app.py` on a free localhost port. Every session opens the
+Biomarkers page, then all sessions make K sidebar filter changes at the same
+moment, each change sent as soon as the previous one finished (no think time:
+the worst case).
+
+--client websocket (default): each session is a websocket speaking Streamlit's
+  protobufs (ws_client.py), sending the widget states a browser would send.
+  Latency is from the change being sent to the script run having finished:
+  the server's share of a filter change. On this 2-core machine this is the
+  honest measure: 20 headless browsers leave the server no CPU.
+--client browser: one Debian chromium, one browser context per session, clicks
+  in the sidebar (the same widget cycle as bench_browser.py); latency includes
+  drawing the chart, but the browsers compete with the server for the 2 cores.
+
+Reports p50/p95 latency, errors (timeouts, exceptions or error alerts in the
+run, non-success script status), CPU used by the server and by the machine,
+and the server's RSS (psutil, process and children) before, at peak, after
+the changes, and after the sessions closed plus --settle seconds. Streamlit
+keeps a disconnected session for server.disconnectedSessionTTL (120 s by
+default) before freeing it, so the default settle is 150 s. Every wait is
+bounded.
 """
 
 from __future__ import annotations
@@ -40,6 +54,7 @@ from bench_browser import (
     stop_server,
     wait_health,
 )
+from ws_client import Session
 
 
 def cpu_s(procs: list[psutil.Process]) -> float:
@@ -138,6 +153,122 @@ async def session(browser, base: str, changes: int, timeout_s: float, start: asy
         await ctx.close()
 
 
+# The filter changes a websocket session cycles through: (label, widget label, value).
+WS_CYCLE = [
+    ("completers only on", "Completers only", True),
+    ("sex: + female", "Sex", ["female"]),
+    ("completers only off", "Completers only", False),
+    ("class group: + proliferative", "Class group", ["proliferative"]),
+    ("sex: − female", "Sex", []),
+    ("class group: − proliferative", "Class group", []),
+]
+
+
+async def ws_session(port: int, changes: int, timeout_s: float, start: asyncio.Event,
+                     out: list, errors: list, idx: int, ready: list, offset: int = 0) -> None:
+    """One websocket session: Overview, then Biomarkers, then K changes once released.
+
+    `offset` starts the session elsewhere in the cycle, so simultaneous sessions ask
+    for different filters as real users would.
+    """
+    try:
+        async with Session(port, "cohort=csle_belimumab") as s:
+            await s.run(timeout_s)
+            r = await s.open_page("biomarkers", timeout_s)
+            widgets = dict(r.widgets)
+            ready.append(idx)
+            await start.wait()
+            for step in range(changes):
+                label, wlabel, value = WS_CYCLE[(step + offset) % len(WS_CYCLE)]
+                try:
+                    kind, w = widgets[wlabel]
+                    if kind == "checkbox":
+                        s.set_checkbox(w, value)
+                    else:
+                        s.set_multiselect(w, value)
+                    r = await s.run(timeout_s)
+                    widgets.update(r.widgets)
+                    problems = r.exceptions + r.error_alerts
+                    if problems:
+                        errors.append({"session": idx, "step": step, "error": problems[0]})
+                    elif not r.charts:
+                        errors.append({"session": idx, "step": step, "error": "no chart drawn"})
+                    else:
+                        out.append({"session": idx, "change": label, "s": r.seconds,
+                                    "bytes": r.bytes_received})
+                except Exception as exc:  # noqa: BLE001 — counted, the session goes on
+                    errors.append({"session": idx, "step": step,
+                                   "error": f"{type(exc).__name__}: {exc}"[:200]})
+    except Exception as exc:  # noqa: BLE001
+        errors.append({"session": idx, "step": None, "error": f"{type(exc).__name__}: {exc}"[:200]})
+
+
+async def run_ws(db: str, sessions: int, changes: int, extra: list[str], settle_s: float,
+                 timeout_s: float, same_sequence: bool = False) -> dict:
+    """The websocket variant of `run` (same result keys)."""
+    port = free_port()
+    proc = start_server(db, port, extra)
+    res: dict = {"db": db, "client": "websocket", "sessions": sessions,
+                 "changes_per_session": changes, "streamlit_args": extra,
+                 "same_sequence": same_sequence}
+    try:
+        wait_health(port, proc)
+        # Warm the server once (imports, first queries) before measuring memory.
+        async with Session(port, "cohort=csle_belimumab") as w:
+            await w.run(timeout_s)
+            await w.open_page("biomarkers", timeout_s)
+        await asyncio.sleep(2)
+        res["rss_before_mb"] = rss_mb(proc.pid)
+        start = asyncio.Event()
+        lat: list = []
+        errors: list = []
+        ready: list = []
+        tasks = [asyncio.create_task(ws_session(port, changes, timeout_s, start, lat, errors, i,
+                                                ready, 0 if same_sequence else i))
+                 for i in range(sessions)]
+        t_load = time.perf_counter()
+        while (time.perf_counter() - t_load < 180
+               and len(ready) + sum(t.done() for t in tasks) < sessions):
+            await asyncio.sleep(0.1)
+        res["sessions_open_s"] = time.perf_counter() - t_load
+        server = psutil.Process(proc.pid)
+        cpu0 = (cpu_s([server]), machine_busy_s())
+        t0 = time.perf_counter()
+        start.set()
+        peak = res["rss_before_mb"]
+        while not all(t.done() for t in tasks):
+            peak = max(peak, rss_mb(proc.pid))
+            await asyncio.sleep(0.1)
+            if time.perf_counter() - t0 > 600:
+                for t in tasks:
+                    t.cancel()
+                errors.append({"error": "run exceeded 600 s; sessions cancelled"})
+                break
+        res["wall_s"] = time.perf_counter() - t0
+        res["cpu_server_s"] = cpu_s([server]) - cpu0[0]
+        res["cpu_machine_busy_s"] = machine_busy_s() - cpu0[1]
+        res["rss_peak_mb"] = peak
+        res["rss_after_mb"] = rss_mb(proc.pid)
+        await asyncio.sleep(settle_s)  # the websockets closed when the sessions ended
+        res["rss_after_close_mb"] = rss_mb(proc.pid)
+        s = [r["s"] for r in lat]
+        res.update({
+            "n_changes_ok": len(s),
+            "p50_s": pct(s, 0.5),
+            "p95_s": pct(s, 0.95),
+            "max_s": max(s) if s else float("nan"),
+            "errors": len(errors),
+            "error_detail": errors[:20],
+            "rss_growth_mb": res["rss_after_mb"] - res["rss_before_mb"],
+            "rss_returned_mb": res["rss_after_mb"] - res["rss_after_close_mb"],
+            "settle_s": settle_s,
+            "max_message_bytes_per_change": max((r["bytes"] for r in lat), default=0),
+        })
+    finally:
+        stop_server(proc)
+    return res
+
+
 async def run(db: str, sessions: int, changes: int, extra: list[str], settle_s: float,
               timeout_s: float) -> dict:
     from playwright.async_api import async_playwright
@@ -224,7 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", default="data/demo.duckdb")
     p.add_argument("--sessions", type=int, default=20)
     p.add_argument("--changes", type=int, default=5)
-    p.add_argument("--settle", type=float, default=15.0,
+    p.add_argument("--client", choices=["websocket", "browser"], default="websocket")
+    p.add_argument("--same-sequence", action="store_true",
+                   help="websocket: every session makes the same changes at the same moment "
+                        "(default: session i starts at step i of the cycle)")
+    p.add_argument("--settle", type=float, default=150.0,
                    help="seconds to wait after the sessions close before the last RSS")
     p.add_argument("--timeout", type=float, default=60.0, help="per change")
     p.add_argument("--json", action="store_true")
@@ -233,11 +368,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no database at {a.db}: run `python -m lupus_dash build-demo` first",
               file=sys.stderr)
         return 2
-    res = asyncio.run(run(a.db, a.sessions, a.changes, extra, a.settle, a.timeout))
+    if a.client == "websocket":
+        res = asyncio.run(run_ws(a.db, a.sessions, a.changes, extra, a.settle, a.timeout,
+                                 a.same_sequence))
+    else:
+        res = asyncio.run(run(a.db, a.sessions, a.changes, extra, a.settle, a.timeout))
     if a.json:
         print(json.dumps(res, indent=1))
     else:
-        print(f"{a.sessions} sessions × {a.changes} changes {' '.join(extra)}: "
+        seq = " (same sequence)" if a.client == "websocket" and a.same_sequence else ""
+        print(f"{a.sessions} {a.client} sessions{seq} × {a.changes} changes {' '.join(extra)}: "
               f"p50 {res['p50_s']:.2f} s, p95 {res['p95_s']:.2f} s, max {res['max_s']:.2f} s, "
               f"errors {res['errors']} ({res['n_changes_ok']} ok) in {res['wall_s']:.1f} s")
         print(f"server RSS: before {res['rss_before_mb']:.0f} MB, peak {res['rss_peak_mb']:.0f} MB, "

@@ -289,3 +289,39 @@ def test_fmt_p():
     assert explore.fmt_p(None) == "not computable"
     assert explore.fmt_p(0.0004) == "<0.001"
     assert explore.fmt_p(0.04567) == "0.046"
+
+
+def test_memoised_charts_are_reused_for_equal_data_only_and_specs_are_copies():
+    charts.clear_memo()
+    a = charts.trajectory(_summary(), "mean", "ci_low", "ci_high", title="t")
+    b = charts.trajectory(_summary(), "mean", "ci_low", "ci_high", title="t")
+    assert a is b  # equal frame and arguments: built once
+    changed = _summary()
+    changed.loc[2, "mean"] = 0.85
+    c = charts.trajectory(changed, "mean", "ci_low", "ci_high", title="t")
+    assert c is not a
+    other_title = charts.trajectory(_summary(), "mean", "ci_low", "ci_high", title="u")
+    assert other_title is not a
+
+    def values(spec):
+        import pyarrow as pa
+
+        out = []
+        for d in spec["datasets"].values():  # Arrow IPC bytes, as Streamlit sends them
+            t = pa.ipc.open_stream(d).read_all()
+            if "mean" in t.column_names:
+                out += t.column("mean").to_pylist()
+        return out
+
+    assert 0.85 in values(charts.spec(charts.finalize(c)))
+    assert 0.85 not in values(charts.spec(charts.finalize(a)))
+    assert charts.finalize(a) is charts.finalize(a)
+    assert charts.finalize(a, presenter=True) is not charts.finalize(a)
+    # Streamlit takes the datasets out of the dict it is given: each call is a fresh copy.
+    s1 = charts.spec(charts.finalize(a))
+    s1.pop("datasets")
+    assert "datasets" in charts.spec(charts.finalize(a))
+    # The memoised spec is what the uncached builder gives.
+    plain = charts._finalize(charts.trajectory.uncached(_summary(), "mean", "ci_low", "ci_high",
+                                                       title="t"))
+    assert charts.spec(charts.finalize(a)) == charts._arrow_datasets(plain.to_dict(validate=False))

@@ -1,0 +1,64 @@
+"""analysis._memo: per file version and arguments, copies out, one computation per key."""
+
+import threading
+import time
+
+import pandas as pd
+
+from lupus_dash import analysis
+
+
+class FakeDb:
+    def __init__(self, version):
+        self.version = version
+
+
+def test_concurrent_callers_share_one_computation_and_get_copies():
+    calls = []
+
+    @analysis.memoize
+    def slow(db, x):
+        calls.append(x)
+        time.sleep(0.3)
+        return pd.DataFrame({"x": [x]})
+
+    db = FakeDb(("f", 1, 1))
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(slow(db, 7))) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert calls == [7]  # five sessions, one computation
+    assert [int(df["x"].iloc[0]) for df in out] == [7] * 5
+    out[0].loc[0, "x"] = 99  # a caller's copy is its own
+    assert int(slow(db, 7)["x"].iloc[0]) == 7
+    slow(FakeDb(("f", 2, 1)), 7)  # a rewritten file is a new key
+    assert calls == [7, 7]
+
+
+def test_a_failed_computation_is_not_cached_and_waiters_raise_too():
+    calls = []
+
+    @analysis.memoize
+    def boom(db):
+        calls.append(1)
+        time.sleep(0.2)
+        raise ValueError("bad")
+
+    db = FakeDb(("g", 1, 1))
+    errors = []
+
+    def call():
+        try:
+            boom(db)
+        except ValueError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert errors == ["bad"] * 3
+    assert 1 <= len(calls) <= 3
