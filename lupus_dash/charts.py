@@ -178,16 +178,16 @@ def trajectory(
     col_enc = (
         alt.Color(f"{color}:N", scale=alt.Scale(range=list(OKABE_ITO)), title=None)
         if color
-        else alt.value(OKABE_ITO[0])
+        else alt.ColorValue(OKABE_ITO[0])
     )
     offset = {"xOffset": alt.XOffset(f"{color}:N")} if color else {}
     bars = base.mark_errorbar(ticks=alt.TickConfig(size=12)).encode(
-        x=enc_x, y=alt.Y(f"{lo}:Q", title=y_title), y2=f"{hi}:Q", color=col_enc, tooltip=tips,
+        x=enc_x, y=alt.Y(f"{lo}:Q", title=y_title), y2=alt.Y2(f"{hi}:Q"), color=col_enc, tooltip=tips,
         **offset,
     )
     line = base.mark_line(point=alt.OverlayMarkDef(filled=True, size=70)).encode(
         x=enc_x, y=alt.Y(f"{y}:Q", title=y_title), color=col_enc, tooltip=tips,
-        **({"detail": f"{color}:N"} if color else {}), **offset,
+        **({"detail": alt.Detail(f"{color}:N")} if color else {}), **offset,
     )
     layers = [bars, line]
     if p_values is not None and len(p_values):
@@ -203,7 +203,7 @@ def trajectory(
                 .encode(
                     x=enc_x,
                     y=alt.Y(f"{hi}:Q"),
-                    text="stars:N",
+                    text=alt.Text("stars:N"),
                     tooltip=[
                         alt.Tooltip(f"{x}:O", title="Week"),
                         alt.Tooltip(f"{p_col}:Q", title="p", format=".3g"),
@@ -233,8 +233,8 @@ def spaghetti(
         .encode(
             x=alt.X(f"{x}:O", title="Week", axis=alt.Axis(labelAngle=0)),
             y=alt.Y(f"{y}:Q", title=y_title),
-            detail=f"{detail}:N",
-            color=alt.value("#555555"),
+            detail=alt.Detail(f"{detail}:N"),
+            color=alt.ColorValue("#555555"),
             tooltip=[
                 alt.Tooltip(f"{detail}:N", title="Patient"),
                 alt.Tooltip(f"{x}:O", title="Week"),
@@ -273,7 +273,7 @@ def small_multiples(
     base = alt.Chart()
     layers = [
         base.mark_errorbar(ticks=alt.TickConfig(size=10), color=OKABE_ITO[0]).encode(
-            x=enc_x, y=alt.Y(f"{lo}:Q", title=None), y2=f"{hi}:Q", tooltip=tips
+            x=enc_x, y=alt.Y(f"{lo}:Q", title=None), y2=alt.Y2(f"{hi}:Q"), tooltip=tips
         ),
         base.mark_line(point=True, color=OKABE_ITO[0]).encode(
             x=enc_x, y=alt.Y(f"{y}:Q", title=None), tooltip=tips
@@ -282,7 +282,7 @@ def small_multiples(
     if stars_col and stars_col in df.columns:
         layers.append(
             base.mark_text(dy=-10, fontSize=14, fontWeight="bold", color="#222222").encode(
-                x=enc_x, y=f"{hi}:Q", text=f"{stars_col}:N"
+                x=enc_x, y=alt.Y(f"{hi}:Q"), text=alt.Text(f"{stars_col}:N")
             )
         )
     return (
@@ -325,12 +325,12 @@ def rates(
     base = alt.Chart(df)
     return alt.layer(
         base.mark_errorbar(ticks=alt.TickConfig(size=12)).encode(
-            x=enc_x, xOffset=f"{color}:N", y=alt.Y(f"{lo}:Q", title="Patients (%)",
+            x=enc_x, xOffset=alt.XOffset(f"{color}:N"), y=alt.Y(f"{lo}:Q", title="Patients (%)",
                                                     axis=alt.Axis(format="%")),
-            y2=f"{hi}:Q", color=col, tooltip=tips,
+            y2=alt.Y2(f"{hi}:Q"), color=col, tooltip=tips,
         ),
         base.mark_point(filled=True, size=90).encode(
-            x=enc_x, xOffset=f"{color}:N", y=alt.Y(f"{y}:Q", scale=alt.Scale(domain=[0, 1])),
+            x=enc_x, xOffset=alt.XOffset(f"{color}:N"), y=alt.Y(f"{y}:Q", scale=alt.Scale(domain=[0, 1])),
             color=col, tooltip=tips,
         ),
     ).properties(title=title, width=width, height=height)
@@ -415,7 +415,7 @@ def km(
     col = (
         alt.Color(f"{group}:N", scale=alt.Scale(range=list(OKABE_ITO)), title=None)
         if group
-        else alt.value(OKABE_ITO[0])
+        else alt.ColorValue(OKABE_ITO[0])
     )
     tips = [
         alt.Tooltip(f"{time}:Q", title=x_title),
@@ -433,16 +433,16 @@ def km(
         x=alt.X(f"{time}:Q", title=x_title),
         y=alt.Y("_cum_lo:Q", title=y_title, axis=alt.Axis(format="%"),
                 scale=alt.Scale(domain=[0, 1])),
-        y2="_cum_hi:Q",
+        y2=alt.Y2("_cum_hi:Q"),
         color=col,
-        **({"detail": f"{group}:N"} if group else {}),
+        **({"detail": alt.Detail(f"{group}:N")} if group else {}),
     )
     line = base.mark_line(interpolate="step-after", strokeWidth=2.5).encode(
         x=alt.X(f"{time}:Q"), y=alt.Y("_cum:Q"), color=col, tooltip=tips,
-        **({"detail": f"{group}:N"} if group else {}),
+        **({"detail": alt.Detail(f"{group}:N")} if group else {}),
     )
     pts = base.mark_point(filled=True, size=30, opacity=0.7).encode(
-        x=f"{time}:Q", y="_cum:Q", color=col, tooltip=tips
+        x=alt.X(f"{time}:Q"), y=alt.Y("_cum:Q"), color=col, tooltip=tips
     )
     layers = [band, line, pts] if len(keys) <= 2 else [line, pts]  # bands of 3+ groups blur
     return alt.layer(*layers).properties(title=title, width=width, height=height)
@@ -477,12 +477,12 @@ def forest(
     enc_y = alt.Y(f"{y}:N", title=None, sort=None)
     return alt.layer(
         alt.Chart(pd.DataFrame({"zero": [0]})).mark_rule(color="#888888", strokeDash=[4, 4])
-        .encode(x="zero:Q"),
+        .encode(x=alt.X("zero:Q")),
         base.mark_rule(strokeWidth=2.5, color=OKABE_ITO[0]).encode(
-            x=alt.X(f"{lo}:Q", title=x_title), x2=f"{hi}:Q", y=enc_y, tooltip=tips
+            x=alt.X(f"{lo}:Q", title=x_title), x2=alt.X2(f"{hi}:Q"), y=enc_y, tooltip=tips
         ),
         base.mark_point(filled=True, size=120, shape="square", color=OKABE_ITO[0]).encode(
-            x=f"{est}:Q", y=enc_y, tooltip=tips
+            x=alt.X(f"{est}:Q"), y=enc_y, tooltip=tips
         ),
     ).properties(title=title, width=width, height=h)
 
@@ -510,7 +510,7 @@ def flow(
             y=enc_y, tooltip=tips
         ),
         base.mark_text(align="left", dx=4).encode(
-            x=f"{n}:Q", y=enc_y, text=f"{n}:Q"
+            x=alt.X(f"{n}:Q"), y=enc_y, text=alt.Text(f"{n}:Q")
         ),
     ).properties(title=title, width=width, height=max(160, 44 * len(df)))
 
@@ -550,7 +550,7 @@ def bars(
     if lo and hi:
         layers.append(
             alt.Chart(df).mark_errorbar(ticks=alt.TickConfig(size=10), color="#222222").encode(
-                x=alt.X(f"{lo}:Q", title=x_title, axis=axis), x2=f"{hi}:Q", y=enc_y, tooltip=tips
+                x=alt.X(f"{lo}:Q", title=x_title, axis=axis), x2=alt.X2(f"{hi}:Q"), y=enc_y, tooltip=tips
             )
         )
     return alt.layer(*layers).properties(
@@ -630,19 +630,19 @@ def patient_series(
         })
         layers.append(
             alt.Chart(band).mark_rect(color="#009E73", opacity=0.12).encode(
-                y="lo:Q", y2="hi:Q", tooltip=alt.Tooltip("label:N", title="Range")
+                y=alt.Y("lo:Q"), y2=alt.Y2("hi:Q"), tooltip=alt.Tooltip("label:N", title="Range")
             )
         )
     for i, (value, label) in enumerate(thresholds or []):
         t = pd.DataFrame({"v": [value], "label": [label], "x": [right]})
         layers.append(
             alt.Chart(t).mark_rule(color="#D55E00", strokeDash=[6, 3], strokeWidth=1.5)
-            .encode(y="v:Q", tooltip=alt.Tooltip("label:N", title="Threshold"))
+            .encode(y=alt.Y("v:Q"), tooltip=alt.Tooltip("label:N", title="Threshold"))
         )
         layers.append(
             alt.Chart(t).mark_text(align="right", dy=-7 if i % 2 == 0 else 12, color="#D55E00")
-            .encode(y="v:Q", x=alt.X("x:Q", scale=alt.Scale(domain=[0, max(right, 1)])),
-                    text="label:N")
+            .encode(y=alt.Y("v:Q"), x=alt.X("x:Q", scale=alt.Scale(domain=[0, max(right, 1)])),
+                    text=alt.Text("label:N"))
         )
     layers.append(
         alt.Chart(df).mark_line(point=alt.OverlayMarkDef(filled=True, size=60),
