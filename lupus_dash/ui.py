@@ -277,7 +277,7 @@ def _init_from_url(db: Database, cohorts: list[str]) -> None:
                          f"{', '.join(v for v in want if v not in keep)}; dropped.")
         if keep:
             st.session_state[f"f_{col}"] = keep
-    lo, hi = explore.age_limits(db, flt.cohort)
+    lo, hi = _age_limits(db, flt.cohort)
     if lo is not None and (flt.age_min is not None or flt.age_max is not None):
         a, b = _age_bounds(lo, hi)
         st.session_state["f_age"] = (
@@ -291,6 +291,11 @@ def _init_from_url(db: Database, cohorts: list[str]) -> None:
         st.session_state["f_completer"] = True
     st.session_state["present"] = (snap.get("present") or ["0"])[0].lower() in ("1", "true")
     st.session_state["_url_notes"] = notes
+
+
+def _age_limits(db: Database, cohort: str) -> tuple[float | None, float | None]:
+    """The cohort's age range, cached per file version (asked three times per rerun)."""
+    return _cached("explore.age_limits", db.version, None, json.dumps({"cohort": cohort}), db)
 
 
 def _age_bounds(lo: float, hi: float) -> tuple[int, int]:
@@ -321,7 +326,7 @@ def _filter_from_state(db: Database) -> Filter:
     if st.session_state.get("f_completer"):
         values["completer"] = [True]
     age_min = age_max = None
-    lo, hi = explore.age_limits(db, cohort)
+    lo, hi = _age_limits(db, cohort)
     if lo is not None and st.session_state.get("f_age"):
         a, b = _age_bounds(lo, hi)
         sel = st.session_state["f_age"]
@@ -361,8 +366,7 @@ def filter_panel(db: Database) -> tuple[Filter, int, int]:
             if opts.get(col):
                 st.multiselect(label, opts[col], key=f"f_{col}", format_func=_fmt_option(col),
                                placeholder="any")
-        lo, hi = _cached("explore.age_limits", db.version, None,
-                         json.dumps({"cohort": cohort}), db)
+        lo, hi = _age_limits(db, cohort)
         if lo is not None:
             a, b = _age_bounds(lo, hi)
             cur = st.session_state.get("f_age")

@@ -194,8 +194,8 @@ async def ws_session(port: int, changes: int, timeout_s: float, start: asyncio.E
                     elif not r.charts:
                         errors.append({"session": idx, "step": step, "error": "no chart drawn"})
                     else:
-                        out.append({"session": idx, "change": label, "s": r.seconds,
-                                    "bytes": r.bytes_received})
+                        out.append({"session": idx, "step": step, "change": label,
+                                    "s": r.seconds, "bytes": r.bytes_received})
                 except Exception as exc:  # noqa: BLE001 — counted, the session goes on
                     errors.append({"session": idx, "step": step,
                                    "error": f"{type(exc).__name__}: {exc}"[:200]})
@@ -263,6 +263,9 @@ async def run_ws(db: str, sessions: int, changes: int, extra: list[str], settle_
             "rss_returned_mb": res["rss_after_mb"] - res["rss_after_close_mb"],
             "settle_s": settle_s,
             "max_message_bytes_per_change": max((r["bytes"] for r in lat), default=0),
+            # The first wave asks for filters nobody computed yet; later ones hit caches.
+            "p95_s_by_step": [pct([r["s"] for r in lat if r["step"] == k], 0.95)
+                              for k in range(changes)],
         })
     finally:
         stop_server(proc)
@@ -383,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server RSS: before {res['rss_before_mb']:.0f} MB, peak {res['rss_peak_mb']:.0f} MB, "
               f"after {res['rss_after_mb']:.0f} MB, {a.settle:.0f} s after closing "
               f"{res['rss_after_close_mb']:.0f} MB")
+        if "p95_s_by_step" in res:
+            print("p95 by step (s): " + ", ".join(f"{x:.2f}" for x in res["p95_s_by_step"]))
         print(f"CPU during the changes: server {res['cpu_server_s']:.1f} s, whole machine "
               f"{res['cpu_machine_busy_s']:.1f} s (of "
               f"{res['wall_s'] * (psutil.cpu_count() or 1):.0f} core-seconds)")
