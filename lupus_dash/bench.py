@@ -483,7 +483,8 @@ class PandasPeer:
         q = g.apply(lambda s: pd.Series(np.quantile(s.to_numpy(), [0.5, 0.25, 0.75],
                                                     method="weibull"),
                                         index=["median", "p25", "p75"])).unstack()
-        agg = agg.join(q).reset_index()
+        # (an empty filter gives no quartile columns at all)
+        agg = agg.join(q.reindex(columns=["median", "p25", "p75"])).reset_index()
         grid = pd.MultiIndex.from_product([[e.column for e in eps], self.weeks],
                                           names=["endpoint", "visit_week"]).to_frame(index=False)
         df = grid.merge(agg, on=["endpoint", "visit_week"], how="left")
