@@ -357,8 +357,10 @@ def page_patient(db: Database, flt: Filter) -> Frames:
     explore.patient_events(db, flt.cohort, ids[0])
     return {"patient_series": vis[["visit_week", DEFAULT_ENDPOINT, "sledai2k", "pga",
                                    "prednisone_mg_day"]],
-            # Not a chart: the picker's options, which the selectbox sends to the browser.
-            "patient_picker_options": pd.DataFrame({"patient_id": ids})}
+            # Not a chart: the picker's options, which the selectbox sends to the browser
+            # (none above explore.PICKER_CAP: the page then asks for an id).
+            "patient_picker_options": pd.DataFrame(
+                {"patient_id": ids if len(ids) <= explore.PICKER_CAP else []})}
 
 
 def page_safety(db: Database, flt: Filter) -> Frames:

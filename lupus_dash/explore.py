@@ -113,6 +113,11 @@ def age_limits(db: Database, cohort: str) -> tuple[float | None, float | None]:
     return (None if pd.isna(lo) else float(lo), None if pd.isna(hi) else float(hi))
 
 
+# Above this many matching patients the Patient page asks for an id instead of listing
+# them all: a select box sends every option to the browser (1.8 MB for 100,000 ids).
+PICKER_CAP = 500
+
+
 def patient_ids(db: Database, flt: Filter) -> list[str]:
     """Patients matching the filter, sorted."""
     sql, params = flt.patients_sql()
@@ -157,6 +162,22 @@ def belimumab_dose_weeks(last_week: int | None, discontinued_week: int | None) -
     return weeks
 
 
+def belimumab_dose_counts(last_week, discontinued_week) -> np.ndarray:
+    """len(belimumab_dose_weeks(l, d)) for arrays of patients at once (NaN = missing)."""
+    last = np.asarray(last_week, dtype=float)
+    stop = np.asarray(discontinued_week, dtype=float)
+    # Doses are given at integer weeks: "strictly before the stop week" = up to stop − 1.
+    end = np.where(np.isnan(stop), last, np.minimum(last, stop - 1))
+    safe = np.nan_to_num(end, nan=-1.0)
+    induction = sum((safe >= w).astype(int) for w in INDUCTION_WEEKS)
+    first = INDUCTION_WEEKS[-1] + MAINTENANCE_INTERVAL
+    maintenance = np.where(safe >= first, (safe - first) // MAINTENANCE_INTERVAL + 1, 0)
+    count = (induction + maintenance).astype(int)
+    # A patient who stopped before any counted dose still had the first one (week 0).
+    count = np.where(~np.isnan(stop) & (count == 0), 1, count)
+    return np.where(np.isnan(last), 0, count)
+
+
 def patient_flow(db: Database, flt: Filter) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(flow stages, discontinuation reasons, doses per patient) for the filtered patients.
 
@@ -171,10 +192,9 @@ def patient_flow(db: Database, flt: Filter) -> tuple[pd.DataFrame, pd.DataFrame,
     )
     doses = pd.DataFrame({
         "patient_id": df["patient_id"],
-        "doses": [
-            len(belimumab_dose_weeks(_opt_int(lw), _opt_int(dw)))
-            for lw, dw in zip(df["last_week"], df["discontinued_week"], strict=True)
-        ],
+        "doses": belimumab_dose_counts(
+            df["last_week"].to_numpy(dtype=float, na_value=np.nan),
+            df["discontinued_week"].to_numpy(dtype=float, na_value=np.nan)),
     })
     n = len(df)
     induction = int((doses["doses"] >= len(INDUCTION_WEEKS)).sum())
@@ -200,10 +220,6 @@ def patient_flow(db: Database, flt: Filter) -> tuple[pd.DataFrame, pd.DataFrame,
         .value_counts().rename_axis("reason").reset_index(name="n")
     )
     return flow, reasons, doses
-
-
-def _opt_int(v) -> int | None:
-    return None if v is None or pd.isna(v) else int(v)
 
 
 # --- one patient --------------------------------------------------------------

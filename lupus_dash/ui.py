@@ -181,7 +181,7 @@ def _params_base(flt: Filter, presenter: bool) -> dict[str, list[str]]:
 
 
 def url_widget(kind: str, label: str, options, key: str, default=None, **kw):
-    """A selectbox / radio / segmented control / toggle whose value lives in the URL.
+    """A selectbox / radio / segmented control / toggle / text input whose value lives in the URL.
 
     The URL is read on the first run of a session; the value is written back on
     every run so a copied link (or a reload after a page switch) shows the same view.
@@ -195,13 +195,16 @@ def url_widget(kind: str, label: str, options, key: str, default=None, **kw):
                 value = raw[0].lower() in ("1", "true", "yes")
             elif kind == "multiselect":
                 value = [o for o in options if str(o) in raw]
+            elif kind == "text":
+                value = raw[0]
             else:
                 match = [o for o in options if str(o) == raw[0]]
                 value = match[0] if match else default
-        if kind not in ("toggle", "checkbox", "multiselect") and value not in options:
+        if kind not in ("toggle", "checkbox", "multiselect", "text") and value not in options:
             value = options[0] if options else None
         st.session_state[key] = value
-    elif kind not in ("toggle", "checkbox", "multiselect") and st.session_state[key] not in options:
+    elif (kind not in ("toggle", "checkbox", "multiselect", "text")
+          and st.session_state[key] not in options):
         st.session_state[key] = default if default in options else (options[0] if options else None)
     if kind == "selectbox":
         v = st.selectbox(label, options, key=key, **kw)
@@ -215,6 +218,8 @@ def url_widget(kind: str, label: str, options, key: str, default=None, **kw):
         v = st.checkbox(label, key=key, **kw)
     elif kind == "multiselect":
         v = st.multiselect(label, options, key=key, **kw)
+    elif kind == "text":
+        v = st.text_input(label, key=key, **kw)
     else:
         raise ValueError(f"unknown widget kind {kind!r}")
     if kind in ("toggle", "checkbox"):

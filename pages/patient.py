@@ -11,8 +11,19 @@ flt = ctx.flt
 ids = ui.compute("explore.patient_ids", flt)
 c = st.columns([2, 2])
 with c[0]:
-    pid = ui.url_widget("selectbox", f"Patient ({len(ids)} match the filter)", ids, "patient",
-                        default=ids[0])
+    if len(ids) <= explore.PICKER_CAP:
+        pid = ui.url_widget("selectbox", f"Patient ({len(ids)} match the filter)", ids,
+                            "patient", default=ids[0])
+    else:
+        # Too many to list (every option would be sent to the browser): ask for the id.
+        typed = ui.url_widget("text", f"Patient id ({len(ids)} match the filter)", None,
+                              "patient", default=ids[0],
+                              help=f"Type an id, or narrow the filter to {explore.PICKER_CAP} "
+                                   "patients or fewer to pick from a list.").strip()
+        known = set(ids)
+        pid = typed if typed in known else ids[0]
+        if typed not in known:
+            st.warning(f"No patient {typed!r} among those matching the filter; showing {pid}.")
 with c[1]:
     preset = ui.url_widget("selectbox", "Definitions", list(schema.PRESETS), "pt_preset",
                            default="standard", format_func=lambda p: endpoints.PRESETS[p].label)

@@ -153,6 +153,54 @@ async def session(browser, base: str, changes: int, timeout_s: float, start: asy
         await ctx.close()
 
 
+async def release_and_watch(tasks: list, ready: list, start: asyncio.Event, proc, res: dict,
+                            errors: list, poll_s: float) -> None:
+    """Wait (bounded) until every session is on its page, release them together, and
+    record wall time, CPU and peak/after RSS of the server while they run."""
+    sessions = len(tasks)
+    t_load = time.perf_counter()
+    while (time.perf_counter() - t_load < 180
+           and len(ready) + sum(t.done() for t in tasks) < sessions):
+        await asyncio.sleep(poll_s)
+    res["sessions_open_s"] = time.perf_counter() - t_load
+    server = psutil.Process(proc.pid)
+    cpu0 = (cpu_s([server]), machine_busy_s())
+    t0 = time.perf_counter()
+    start.set()
+    peak = res["rss_before_mb"]
+    while not all(t.done() for t in tasks):
+        peak = max(peak, rss_mb(proc.pid))
+        await asyncio.sleep(poll_s)
+        if time.perf_counter() - t0 > 600:
+            for t in tasks:
+                t.cancel()
+            errors.append({"error": "run exceeded 600 s; sessions cancelled"})
+            break
+    res["wall_s"] = time.perf_counter() - t0
+    # On 2 cores browsers compete with the server: show who used the CPU.
+    res["cpu_server_s"] = cpu_s([server]) - cpu0[0]
+    res["cpu_machine_busy_s"] = machine_busy_s() - cpu0[1]
+    res["rss_peak_mb"] = peak
+    res["rss_after_mb"] = rss_mb(proc.pid)
+
+
+def summarise(res: dict, lat: list, errors: list, settle_s: float) -> dict:
+    """Latency percentiles, errors and memory figures into `res`."""
+    s = [r["s"] for r in lat]
+    res.update({
+        "n_changes_ok": len(s),
+        "p50_s": pct(s, 0.5),
+        "p95_s": pct(s, 0.95),
+        "max_s": max(s) if s else float("nan"),
+        "errors": len(errors),
+        "error_detail": errors[:20],
+        "rss_growth_mb": res["rss_after_mb"] - res["rss_before_mb"],
+        "rss_returned_mb": res["rss_after_mb"] - res["rss_after_close_mb"],
+        "settle_s": settle_s,
+    })
+    return res
+
+
 # The filter changes a websocket session cycles through: (label, widget label, value).
 WS_CYCLE = [
     ("completers only on", "Completers only", True),
@@ -226,42 +274,11 @@ async def run_ws(db: str, sessions: int, changes: int, extra: list[str], settle_
         tasks = [asyncio.create_task(ws_session(port, changes, timeout_s, start, lat, errors, i,
                                                 ready, 0 if same_sequence else i))
                  for i in range(sessions)]
-        t_load = time.perf_counter()
-        while (time.perf_counter() - t_load < 180
-               and len(ready) + sum(t.done() for t in tasks) < sessions):
-            await asyncio.sleep(0.1)
-        res["sessions_open_s"] = time.perf_counter() - t_load
-        server = psutil.Process(proc.pid)
-        cpu0 = (cpu_s([server]), machine_busy_s())
-        t0 = time.perf_counter()
-        start.set()
-        peak = res["rss_before_mb"]
-        while not all(t.done() for t in tasks):
-            peak = max(peak, rss_mb(proc.pid))
-            await asyncio.sleep(0.1)
-            if time.perf_counter() - t0 > 600:
-                for t in tasks:
-                    t.cancel()
-                errors.append({"error": "run exceeded 600 s; sessions cancelled"})
-                break
-        res["wall_s"] = time.perf_counter() - t0
-        res["cpu_server_s"] = cpu_s([server]) - cpu0[0]
-        res["cpu_machine_busy_s"] = machine_busy_s() - cpu0[1]
-        res["rss_peak_mb"] = peak
-        res["rss_after_mb"] = rss_mb(proc.pid)
+        await release_and_watch(tasks, ready, start, proc, res, errors, 0.1)
         await asyncio.sleep(settle_s)  # the websockets closed when the sessions ended
         res["rss_after_close_mb"] = rss_mb(proc.pid)
-        s = [r["s"] for r in lat]
+        summarise(res, lat, errors, settle_s)
         res.update({
-            "n_changes_ok": len(s),
-            "p50_s": pct(s, 0.5),
-            "p95_s": pct(s, 0.95),
-            "max_s": max(s) if s else float("nan"),
-            "errors": len(errors),
-            "error_detail": errors[:20],
-            "rss_growth_mb": res["rss_after_mb"] - res["rss_before_mb"],
-            "rss_returned_mb": res["rss_after_mb"] - res["rss_after_close_mb"],
-            "settle_s": settle_s,
             "max_message_bytes_per_change": max((r["bytes"] for r in lat), default=0),
             # The first wave asks for filters nobody computed yet; later ones hit caches.
             "p95_s_by_step": [pct([r["s"] for r in lat if r["step"] == k], 0.95)
@@ -302,47 +319,12 @@ async def run(db: str, sessions: int, changes: int, extra: list[str], settle_s: 
                                                      lat, errors, i, ready))
                          for i in range(sessions)]
                 # Let every session load its page, then release them together (bounded).
-                t_load = time.perf_counter()
-                while (time.perf_counter() - t_load < 180
-                       and len(ready) + sum(t.done() for t in tasks) < sessions):
-                    await asyncio.sleep(0.2)
-                await asyncio.sleep(1)
-                res["sessions_open_s"] = time.perf_counter() - t_load
-                server = psutil.Process(proc.pid)
-                cpu0 = (cpu_s([server]), machine_busy_s())
-                t0 = time.perf_counter()
-                start.set()
-                peak = res["rss_before_mb"]
-                while not all(t.done() for t in tasks):
-                    peak = max(peak, rss_mb(proc.pid))
-                    await asyncio.sleep(0.25)
-                    if time.perf_counter() - t0 > 600:
-                        for t in tasks:
-                            t.cancel()
-                        errors.append({"error": "run exceeded 600 s; sessions cancelled"})
-                        break
-                res["wall_s"] = time.perf_counter() - t0
-                # On 2 cores the browsers compete with the server: show who used the CPU.
-                res["cpu_server_s"] = cpu_s([server]) - cpu0[0]
-                res["cpu_machine_busy_s"] = machine_busy_s() - cpu0[1]
-                res["rss_peak_mb"] = peak
-                res["rss_after_mb"] = rss_mb(proc.pid)
+                await release_and_watch(tasks, ready, start, proc, res, errors, 0.25)
             finally:
                 await browser.close()
         await asyncio.sleep(settle_s)
         res["rss_after_close_mb"] = rss_mb(proc.pid)
-        s = [r["s"] for r in lat]
-        res.update({
-            "n_changes_ok": len(s),
-            "p50_s": pct(s, 0.5),
-            "p95_s": pct(s, 0.95),
-            "max_s": max(s) if s else float("nan"),
-            "errors": len(errors),
-            "error_detail": errors[:20],
-            "rss_growth_mb": res["rss_after_mb"] - res["rss_before_mb"],
-            "rss_returned_mb": res["rss_after_mb"] - res["rss_after_close_mb"],
-            "settle_s": settle_s,
-        })
+        summarise(res, lat, errors, settle_s)
     finally:
         stop_server(proc)
     return res

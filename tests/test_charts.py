@@ -325,3 +325,16 @@ def test_memoised_charts_are_reused_for_equal_data_only_and_specs_are_copies():
     plain = charts._finalize(charts.trajectory.uncached(_summary(), "mean", "ci_low", "ci_high",
                                                        title="t"))
     assert charts.spec(charts.finalize(a)) == charts._arrow_datasets(plain.to_dict(validate=False))
+
+
+def test_vectorised_dose_counts_equal_the_dose_schedule():
+    import numpy as np
+
+    lasts = [None, *range(0, 110)]
+    stops = [None, *range(0, 110, 3)]
+    pairs = [(lw, sw) for lw in lasts for sw in stops]
+    got = explore.belimumab_dose_counts(
+        [np.nan if lw is None else lw for lw, _ in pairs],
+        [np.nan if sw is None else sw for _, sw in pairs])
+    want = [len(explore.belimumab_dose_weeks(lw, sw)) for lw, sw in pairs]
+    assert got.tolist() == want

@@ -406,3 +406,22 @@ def test_presenter_mode_from_the_link():
     at.button(key="exit_presenter").click().run()
     assert at.toggle(key="present").value is False
     assert "present" not in at.query_params
+
+
+def test_patient_picker_asks_for_an_id_when_too_many_match(db, monkeypatch):
+    monkeypatch.setattr(explore, "PICKER_CAP", 5)  # the demo has 26: more than the cap
+    at = run("patient", cohort="csle_belimumab")
+    assert_clean(at)
+    ids = explore.patient_ids(db, Filter("csle_belimumab"))
+    assert not [s for s in at.selectbox if s.key == "patient"]  # no list of 26 options
+    box = at.text_input(key="patient")
+    assert box.value == ids[0]
+    box.set_value(ids[7]).run()
+    assert_clean(at)
+    assert at.query_params["patient"] == ids[7]
+    assert any(ids[7] in str(c.value) for c in at.code) or any(
+        ids[7] in str(m.value) for m in at.markdown) or any(
+        ids[7] in str(c.value) for c in at.caption)
+    at.text_input(key="patient").set_value("nobody").run()
+    assert [w.value for w in at.warning] == [
+        f"No patient 'nobody' among those matching the filter; showing {ids[0]}."]
