@@ -671,7 +671,8 @@ TABLE1_BASELINE = (
 )
 
 
-def _table1_frame(db: Database, flt: Filter, group_by: str | None) -> pd.DataFrame:
+def _table1_sql(flt: Filter, group_by: str | None) -> tuple[str, list]:
+    """One row per filtered patient: Table 1's patient columns, baseline visit, group."""
     cond, params = flt.where("p")
     base_cols = ", ".join(f'b."{c}" AS "{c}"' for c in TABLE1_BASELINE)
     pcols = ", ".join(f'p."{c}"' for c in (*TABLE1_NUMERIC, *TABLE1_CATEGORICAL))
@@ -681,74 +682,128 @@ def _table1_frame(db: Database, flt: Filter, group_by: str | None) -> pd.DataFra
         "LEFT JOIN visit_facts b ON b.cohort = p.cohort AND b.patient_id = p.patient_id "
         f"AND b.visit_week = 0 WHERE {cond}"
     )
-    return db.query(sql, params)
+    return sql, params
+
+
+def _table1_frame(db: Database, flt: Filter, group_by: str | None) -> pd.DataFrame:
+    return db.query(*_table1_sql(flt, group_by))
+
+
+_T1_COLUMNS = {c.name: c for c in (*schema.columns("patient_facts"), *schema.VISIT_COLUMNS)}
+
+def _dtype_of(var: str) -> str:
+    col = _T1_COLUMNS.get(var)
+    return col.dtype if col is not None else schema.NUMBER
+
+
+def _text_sql(expr: str, dtype: str) -> str:
+    """A column as the text pandas' astype("string") gives (booleans as True/False)."""
+    if dtype == schema.BOOL:
+        return f"CASE WHEN {expr} THEN 'True' WHEN NOT {expr} THEN 'False' END"
+    return f"CAST({expr} AS VARCHAR)"
 
 
 @_memo
 def table1(db: Database, flt: Filter, group_by: str | None = None) -> pd.DataFrame:
-    """Baseline characteristics, overall and per group (group = 'Overall' or a level)."""
+    """Baseline characteristics, overall and per group (group = 'Overall' or a level).
+
+    Aggregated in DuckDB: the numbers unpivoted to (variable, value) and the
+    categories to (variable, level), each grouped once over the grouping sets
+    (variable) and (variable, group); SPSS type-6 quartiles as analysis.summary.
+    """
     if group_by is not None and group_by not in schema.GROUPING_COLUMNS:
         raise ValueError(f"cannot group by {group_by!r}")
-    df = _table1_frame(db, flt, group_by)
-    avail = set(available_columns_in(df))
-    everyone = np.ones(len(df), dtype=bool)
-    groups = [("Overall", everyone)]
+    base, params = _table1_sql(flt, group_by)
+    grp = (f'coalesce({_text_sql(chr(34) + "__group" + chr(34), _dtype_of(group_by))}, '
+           "'(missing)')" if group_by else "'Overall'")
+    # Overall rows have grp NULL; with a split, one pass over both grouping sets.
     if group_by:
-        g = df["__group"].astype("string").fillna("(missing)").to_numpy(dtype=object)
-        groups += [(str(level), g == level) for level in sorted(set(g))]
+        gsel = "CASE WHEN GROUPING(grp) = 1 THEN NULL ELSE grp END AS grp"
+        gby = "GROUPING SETS ((variable), (variable, grp))"
+        gby_cat = "GROUPING SETS ((variable, level), (variable, grp, level))"
+    else:
+        gsel, gby, gby_cat = "NULL AS grp", "variable", "variable, level"
+    numeric = [v for v in TABLE1_NUMERIC + TABLE1_BASELINE if _var_kind(v) == "numeric"]
+    categorical = [v for v in TABLE1_NUMERIC + TABLE1_BASELINE + TABLE1_CATEGORICAL
+                   if _var_kind(v) == "categorical"]
+    num = db.query(f"""
+        WITH t AS ({base}),
+        u AS (UNPIVOT (SELECT {grp} AS grp, {", ".join(
+                  f'CAST("{v}" AS DOUBLE) AS "{v}"' for v in numeric)} FROM t)
+              ON {", ".join(f'"{v}"' for v in numeric)} INTO NAME variable VALUE value),
+        a AS (SELECT variable, {gsel}, count(value) AS n,
+                     avg(value) AS mean, stddev_samp(value) AS sd,
+                     list_sort(list(value)) AS xs
+              FROM u GROUP BY {gby})
+        SELECT variable, grp, n, mean, sd,
+               {_spss_quantile(0.5)} AS median, {_spss_quantile(0.25)} AS p25,
+               {_spss_quantile(0.75)} AS p75
+        FROM a
+    """, params)
+    cat = db.query(f"""
+        WITH t AS ({base}),
+        u AS (UNPIVOT (SELECT {grp} AS grp, {", ".join(
+                  f'{_text_sql(chr(34) + v + chr(34), _dtype_of(v))} AS "{v}"'
+                  for v in categorical)} FROM t)
+              ON {", ".join(f'"{v}"' for v in categorical)} INTO NAME variable VALUE level)
+        SELECT variable, {gsel}, level, count(*) AS cnt
+        FROM u GROUP BY {gby_cat}
+    """, params)
+    levels_g = (sorted(db.query(f"SELECT DISTINCT {grp} AS grp FROM ({base})", params)["grp"])
+                if group_by else [])
+    groups = ["Overall", *levels_g]
+    numd = {(r.variable, r.grp if isinstance(r.grp, str) else None): r
+            for r in num.itertuples(index=False)}
+    catd: dict = {}
+    for r in cat.itertuples(index=False):
+        catd.setdefault((r.variable, r.grp if isinstance(r.grp, str) else None), {})[r.level] = \
+            int(r.cnt)
     labels = {c.name: c.label for c in schema.columns("patient_facts")}
     labels.update({c.name: c.label for c in schema.VISIT_COLUMNS})
+
+    def opt(v):
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
     rows = []
-    for var in TABLE1_NUMERIC + TABLE1_BASELINE + TABLE1_CATEGORICAL:
-        if var not in avail:
-            continue
-        label = labels.get(var, var) + (" (baseline)" if var in TABLE1_BASELINE else "")
-        # One conversion per variable; groups are boolean masks over it.
-        if _var_kind(var) == "numeric":
-            x = df[var].to_numpy(dtype=float, na_value=np.nan)
-            for gname, mask in groups:
-                d = stats.describe(x[mask])
+    for gname in groups:
+        gkey = None if gname == "Overall" else gname
+        for var in TABLE1_NUMERIC + TABLE1_BASELINE + TABLE1_CATEGORICAL:
+            label = labels.get(var, var) + (" (baseline)" if var in TABLE1_BASELINE else "")
+            if _var_kind(var) == "numeric":
+                overall = numd.get((var, None))
+                if overall is None or not overall.n:
+                    continue  # nobody has a value: the variable is left out
+                r = numd.get((var, gkey))
+                n = int(r.n) if r is not None else 0
                 rows.append({"variable": var, "label": label, "level": None, "group": gname,
-                             "n": d["n"], "count": None, "pct": None, "mean": d["mean"],
-                             "sd": d["sd"], "median": d["median"], "p25": d["p25"],
-                             "p75": d["p75"]})
-            continue
-        present = df[var].notna().to_numpy()
-        text = df[var].astype("string").to_numpy(dtype=object, na_value=None)
-        levels = _levels(df[var])
-        for gname, mask in groups:
-            nn = int((present & mask).sum())
+                             "n": n, "count": None, "pct": None,
+                             "mean": opt(r.mean) if n else None,
+                             "sd": opt(r.sd) if n > 1 else None,
+                             "median": opt(r.median) if n else None,
+                             "p25": opt(r.p25) if n else None,
+                             "p75": opt(r.p75) if n else None})
+                continue
+            all_levels = catd.get((var, None))
+            if not all_levels:
+                continue
+            levels = (["True", "False"] if _dtype_of(var) == schema.BOOL
+                      else sorted(all_levels))
+            counts = catd.get((var, gkey), {})
+            nn = sum(counts.values())
             for lev in levels:
-                cnt = int(((text == lev) & mask).sum())
+                cnt = counts.get(lev, 0)
                 rows.append({"variable": var, "label": label, "level": lev, "group": gname,
                              "n": nn, "count": cnt, "pct": cnt / nn * 100 if nn else None,
                              "mean": None, "sd": None, "median": None, "p25": None,
                              "p75": None})
-    out = pd.DataFrame(rows, columns=["variable", "label", "level", "group", "n", "count", "pct",
-                                      "mean", "sd", "median", "p25", "p75"])
-    # Rows grouped as before: every variable of one group, then the next group.
-    order = {name: i for i, (name, _) in enumerate(groups)}
-    return out.sort_values("group", key=lambda s: s.map(order), kind="stable").reset_index(
-        drop=True)
-
-
-def available_columns_in(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if df[c].notna().any()]
+    return pd.DataFrame(rows, columns=["variable", "label", "level", "group", "n", "count", "pct",
+                                       "mean", "sd", "median", "p25", "p75"])
 
 
 def _var_kind(var: str) -> str:
     if var in TABLE1_CATEGORICAL or var == "anti_dsdna_positive":
         return "categorical"
     return "numeric"
-
-
-def _levels(s: pd.Series) -> list[str]:
-    vals = s.dropna()
-    if vals.empty:
-        return []
-    if vals.dtype == bool or str(vals.dtype) == "boolean":
-        return ["True", "False"] if True in set(vals) or False in set(vals) else []
-    return sorted(vals.astype(str).unique())
 
 
 @_memo
