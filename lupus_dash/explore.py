@@ -116,6 +116,8 @@ def age_limits(db: Database, cohort: str) -> tuple[float | None, float | None]:
 # Above this many matching patients the Patient page asks for an id instead of listing
 # them all: a select box sends every option to the browser (1.8 MB for 100,000 ids).
 PICKER_CAP = 500
+# Rows of a per-patient or per-event listing shown on screen (downloads hold all rows).
+LISTING_CAP = 1000
 
 
 def patient_ids(db: Database, flt: Filter) -> list[str]:

@@ -512,13 +512,23 @@ def to_xlsx(df: pd.DataFrame, sheet: str) -> bytes:
 
 def table(df: pd.DataFrame, name: str, code: str | None = None, cli: str | None = None,
           xlsx: bool = False, column_config: dict | None = None,
-          sql: tuple[str, list] | None = None, height: int | str = "auto") -> None:
-    """A table with CSV (and .xlsx) downloads and a Reproduce expander."""
+          sql: tuple[str, list] | None = None, height: int | str = "auto",
+          max_rows: int | None = None) -> None:
+    """A table with CSV (and .xlsx) downloads and a Reproduce expander.
+
+    `max_rows`: a listing shows its first rows only (every row shown is sent to the
+    browser: 100,000 patients would be megabytes per rerun); the downloads hold all.
+    """
     ctx = current()
-    if ctx.presenter and len(df) <= 120:
-        st.table(df)  # HTML table: its type scales with the presenter CSS
+    shown = df
+    if max_rows is not None and len(df) > max_rows:
+        shown = df.head(max_rows)
+        st.caption(f"Showing the first {max_rows:,} of {len(df):,} rows; the downloads below "
+                   "hold every row.")
+    if ctx.presenter and len(shown) <= 120:
+        st.table(shown)  # HTML table: its type scales with the presenter CSS
     else:
-        st.dataframe(df, hide_index=True, column_config=column_config, height=height)
+        st.dataframe(shown, hide_index=True, column_config=column_config, height=height)
     slug = _slug(name)
     row = st.container(horizontal=True, gap="small")
     row.download_button("CSV", data=lambda: df.to_csv(index=False).encode("utf-8"),

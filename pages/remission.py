@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lupus_dash import charts, endpoints, schema, ui
+from lupus_dash import charts, endpoints, explore, schema, ui
 
 ctx = ui.page("Remission")
 flt = ctx.flt
@@ -103,4 +103,4 @@ week = ui.url_widget("selectbox", "Visit", weeks, "rem_week", default="last",
 per = ui.compute("explore.endpoint_states", flt, preset=preset, week=week)
 ui.table(per, f"criteria_week_{week}",
          ui.py_call(f"explore.endpoint_states(db, flt, preset={preset!r}, week={week!r})", flt,
-                    "explore"), height=420)
+                    "explore"), height=420, max_rows=explore.LISTING_CAP)

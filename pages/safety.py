@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lupus_dash import charts, ui
+from lupus_dash import charts, explore, ui
 
 ctx = ui.page("Safety")
 flt = ctx.flt
@@ -45,4 +45,5 @@ ui.chart(charts.km(km, group=None, y_title="With ≥ 1 event (cumulative %)",
          "ae_time_to_first", ui.py_call("explore.ae_time_to_first(db, flt)", flt, "explore"))
 
 st.subheader("Listing")
-ui.table(listing, "ae_listing", ui.py_call("explore.ae_listing(db, flt)", flt, "explore"))
+ui.table(listing, "ae_listing", ui.py_call("explore.ae_listing(db, flt)", flt, "explore"),
+         max_rows=explore.LISTING_CAP)

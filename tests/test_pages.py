@@ -425,3 +425,15 @@ def test_patient_picker_asks_for_an_id_when_too_many_match(db, monkeypatch):
     at.text_input(key="patient").set_value("nobody").run()
     assert [w.value for w in at.warning] == [
         f"No patient 'nobody' among those matching the filter; showing {ids[0]}."]
+
+
+def test_long_listings_show_their_first_rows_and_say_so(db, monkeypatch):
+    monkeypatch.setattr(explore, "LISTING_CAP", 5)
+    at = run("remission", cohort="csle_belimumab")
+    assert_clean(at)
+    full = explore.endpoint_states(db, Filter("csle_belimumab"), preset="standard", week="last")
+    assert len(full) == 26
+    shown = [d.value for d in at.dataframe if "lldas_why" in d.value.columns]
+    assert len(shown) == 1 and shown[0]["patient_id"].tolist() == full["patient_id"][:5].tolist()
+    assert "Showing the first 5 of 26 rows; the downloads below hold every row." in [
+        c.value for c in at.caption]
