@@ -631,21 +631,27 @@ def remission_states(db: Database, flt: Filter, preset: str = "standard") -> pd.
     lld, rem = f'v."lldas_{preset}"', f'v."remission_{preset}"'
     if preset not in schema.PRESETS:
         raise ValueError(f"unknown preset {preset!r}")
+    # States of the visits held; patients without a visit that week are 'no visit'
+    # (counted, not joined from a patients × weeks grid).
     sql = f"""
-        WITH pts AS (SELECT p.cohort, p.patient_id FROM patient_facts p WHERE {cond}),
-        grid AS (SELECT pts.*, w.visit_week FROM pts, (SELECT unnest(?) AS visit_week) w)
-        SELECT g.visit_week,
-          CASE WHEN v.patient_id IS NULL THEN 'no visit'
-               WHEN {rem} THEN 'remission'
+        SELECT v.visit_week,
+          CASE WHEN {rem} THEN 'remission'
                WHEN {lld} THEN 'LLDAS'
                WHEN NOT {lld} THEN 'active'
                ELSE 'not evaluable' END AS state,
           count(*) AS n
-        FROM grid g LEFT JOIN visit_facts v
-          ON v.cohort = g.cohort AND v.patient_id = g.patient_id AND v.visit_week = g.visit_week
-        GROUP BY ALL ORDER BY 1
+        FROM visit_facts v JOIN patient_facts p
+          ON p.cohort = v.cohort AND p.patient_id = v.patient_id
+        WHERE {cond} AND v.visit_week IN (SELECT unnest(?))
+        GROUP BY ALL
     """
-    df = db.query(sql, [*params, [int(w) for w in weeks]])
+    held = db.query(sql, [*params, [int(w) for w in weeks]])
+    k, _ = count_patients(db, flt)
+    seen = held.groupby("visit_week")["n"].sum()
+    absent = [{"visit_week": int(w), "state": "no visit", "n": k - int(seen.get(w, 0))}
+              for w in weeks if k - int(seen.get(w, 0)) > 0]
+    df = pd.concat([held, pd.DataFrame(absent, columns=["visit_week", "state", "n"])],
+                   ignore_index=True).astype({"visit_week": "int32", "state": "str", "n": "int64"})
     total = df.groupby("visit_week")["n"].transform("sum")
     df["pct"] = df["n"] / total * 100
     order = {s: i for i, s in enumerate(["remission", "LLDAS", "active", "not evaluable",
