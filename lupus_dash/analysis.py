@@ -865,14 +865,15 @@ def _categorical_test(table: np.ndarray) -> stats.TestResult:
 
 @_memo
 def _group_rows(db, flt, group_by, endpoint, weeks):
-    """Each filtered patient's group, visit, value and baseline value of one endpoint.
+    """Each filtered patient's group, visit, value and baseline value of one endpoint
+    (one row per visit; no patient id, which nothing downstream needs).
 
     Memoised: the Subgroups page asks for the values, their tests and the changes
     of the same endpoint and grouping in one rerun; one query serves all three.
     """
     cond, params = flt.where("p")
     sql = (
-        f'SELECT p.patient_id, CAST(p."{group_by}" AS VARCHAR) AS grp, v.visit_week, '
+        f'SELECT CAST(p."{group_by}" AS VARCHAR) AS grp, v.visit_week, '
         f'CAST(v."{endpoint}" AS DOUBLE) AS value, CAST(b."{endpoint}" AS DOUBLE) AS base '
         "FROM patient_facts p JOIN visit_facts v ON v.cohort = p.cohort AND "
         "v.patient_id = p.patient_id LEFT JOIN visit_facts b ON b.cohort = p.cohort AND "
