@@ -17,11 +17,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from . import schema, stats
 from .db import Database
 from .filters import Filter
+from .lazy import LazyModule
+
+sps = LazyModule("scipy.stats")  # imported on first use (lazy.py)
 
 COMPARATORS = ("baseline", "previous")
 # The Hodges–Lehmann shift and CI beside a Wilcoxon test cost O(n log n) Walsh

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,8 +36,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
-from scipy.special import ndtr
+
+from .lazy import LazyModule
+
+_st = LazyModule("scipy.stats")
+_special = LazyModule("scipy.special")
 
 __all__ = [
     "TestResult",
@@ -67,7 +71,13 @@ __all__ = [
     "wilcoxon",
 ]
 
-Z975 = float(_st.norm.ppf(0.975))
+
+@functools.lru_cache(maxsize=1)
+def _z975() -> float:
+    """The normal 97.5 % quantile (SciPy's, imported on first use)."""
+    return float(_st.norm.ppf(0.975))
+
+
 # Hodges-Lehmann enumerates pairs of distinct values; above this many pairs it
 # is skipped (quadratic memory) and extra["hl_note"] says so.
 HL_MAX_PAIRS = 1_000_000
@@ -182,7 +192,7 @@ def _pairs(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _p_norm2(z: float) -> float:
     """Two-sided normal p, as R's 2 * min(pnorm(z), pnorm(-z))."""
-    return float(2.0 * min(ndtr(z), ndtr(-z)))
+    return float(2.0 * min(_special.ndtr(z), _special.ndtr(-z)))
 
 
 def _rank_ties(a: np.ndarray) -> tuple[np.ndarray, float]:
@@ -708,7 +718,7 @@ def mixed_model(long: pd.DataFrame, baseline: Any, subject: str = "subject",
         out.append(TestResult(
             "mixed_model", n_subj, statistic=_f(z) if ok else None,
             p_value=_p_norm2(z) if ok else None, mean_diff=est,
-            ci_low=est - Z975 * se if ok else None, ci_high=est + Z975 * se if ok else None,
+            ci_low=est - _z975() * se if ok else None, ci_high=est + _z975() * se if ok else None,
             reason=None if ok else "standard error is zero",
             extra={**base_extra, "visit": _clean(v), "se": se,
                    "n_obs_visit": int(np.sum(vis == v)),
@@ -1162,8 +1172,12 @@ def describe(values: Any) -> dict:
 
 @functools.lru_cache(maxsize=8)
 def _z(conf_level: float) -> float:
-    """Two-sided normal quantile (1.959964 for 95 %); cached, pages ask for it hundreds of times."""
-    return float(_st.norm.ppf((1 + conf_level) / 2))
+    """Two-sided normal quantile (1.959964 for 95 %); cached, pages ask for it hundreds of times.
+
+    The standard library's inverse normal (Wichura's AS241, within one unit in the last
+    place of SciPy's), so a page showing only rates never has to import SciPy.
+    """
+    return statistics.NormalDist().inv_cdf((1 + conf_level) / 2)
 
 
 def proportion_ci(k: int, n: int, method: str = "wilson",
