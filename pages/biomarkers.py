@@ -104,8 +104,10 @@ with tab_one:
 
 with tab_all:
     if tab_all.open:
-        summ_all = ui.compute("analysis.summary", flt)
-        lon_all = ui.compute("analysis.longitudinal", flt, comparators=["baseline"])
+        # Every endpoint × visit with its tests: seconds for a registry-sized cohort.
+        with st.spinner(f"Testing every endpoint at every visit for {ctx.k:,} patients…"):
+            summ_all = ui.compute("analysis.summary", flt)
+            lon_all = ui.compute("analysis.longitudinal", flt, comparators=["baseline"])
         fig = explore.figure1_frame(summ_all, lon_all)
         ui.chart(charts.small_multiples(fig, columns=3 if ctx.presenter else 4), "figure1",
                  ui.py_call("summ = analysis.summary(db, flt)\n"

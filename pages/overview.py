@@ -53,7 +53,10 @@ split = ui.url_widget("selectbox", "Split by", group_opts, "ov_group", default="
                       else labels.get(g, g))
 group_by = None if split == "none" else split
 t1 = ui.compute("analysis.table1", flt, group_by=group_by)
-tests = ui.compute("analysis.table1_tests", flt, group_by=group_by) if group_by else None
+tests = None
+if group_by:
+    with st.spinner(f"Testing {ctx.k:,} patients' baseline characteristics across groups…"):
+        tests = ui.compute("analysis.table1_tests", flt, group_by=group_by)
 if group_by:
     st.caption("P: Wilcoxon rank-sum (2 groups) or Kruskal–Wallis for numbers; chi-square, or "
                "Fisher's exact test when an expected count is below 5, for categories.")
