@@ -330,7 +330,7 @@ def test_memoised_charts_are_reused_for_equal_data_only_and_specs_are_copies():
 def test_vectorised_dose_counts_equal_the_dose_schedule():
     import numpy as np
 
-    lasts = [None, *range(0, 110)]
+    lasts = [None, *range(110)]
     stops = [None, *range(0, 110, 3)]
     pairs = [(lw, sw) for lw in lasts for sw in stops]
     got = explore.belimumab_dose_counts(
