@@ -699,6 +699,7 @@ def _table1_frame(db: Database, flt: Filter, group_by: str | None) -> pd.DataFra
 
 _T1_COLUMNS = {c.name: c for c in (*schema.columns("patient_facts"), *schema.VISIT_COLUMNS)}
 
+
 def _dtype_of(var: str) -> str:
     col = _T1_COLUMNS.get(var)
     return col.dtype if col is not None else schema.NUMBER
@@ -722,8 +723,8 @@ def table1(db: Database, flt: Filter, group_by: str | None = None) -> pd.DataFra
     if group_by is not None and group_by not in schema.GROUPING_COLUMNS:
         raise ValueError(f"cannot group by {group_by!r}")
     base, params = _table1_sql(flt, group_by)
-    grp = (f'coalesce({_text_sql(chr(34) + "__group" + chr(34), _dtype_of(group_by))}, '
-           "'(missing)')" if group_by else "'Overall'")
+    grp = (f"""coalesce({_text_sql('"__group"', _dtype_of(group_by))}, '(missing)')"""
+           if group_by else "'Overall'")
     # Overall rows have grp NULL; with a split, one pass over both grouping sets.
     if group_by:
         gsel = "CASE WHEN GROUPING(grp) = 1 THEN NULL ELSE grp END AS grp"
@@ -734,11 +735,15 @@ def table1(db: Database, flt: Filter, group_by: str | None = None) -> pd.DataFra
     numeric = [v for v in TABLE1_NUMERIC + TABLE1_BASELINE if _var_kind(v) == "numeric"]
     categorical = [v for v in TABLE1_NUMERIC + TABLE1_BASELINE + TABLE1_CATEGORICAL
                    if _var_kind(v) == "categorical"]
+    num_select = ", ".join(f'CAST("{v}" AS DOUBLE) AS "{v}"' for v in numeric)
+    num_on = ", ".join(f'"{v}"' for v in numeric)
+    cat_select = ", ".join(_text_sql('"' + v + '"', _dtype_of(v)) + f' AS "{v}"'
+                           for v in categorical)
+    cat_on = ", ".join(f'"{v}"' for v in categorical)
     num = db.query(f"""
         WITH t AS ({base}),
-        u AS (UNPIVOT (SELECT {grp} AS grp, {", ".join(
-                  f'CAST("{v}" AS DOUBLE) AS "{v}"' for v in numeric)} FROM t)
-              ON {", ".join(f'"{v}"' for v in numeric)} INTO NAME variable VALUE value),
+        u AS (UNPIVOT (SELECT {grp} AS grp, {num_select} FROM t)
+              ON {num_on} INTO NAME variable VALUE value),
         a AS (SELECT variable, {gsel}, count(value) AS n,
                      avg(value) AS mean, stddev_samp(value) AS sd,
                      list_sort(list(value)) AS xs
@@ -750,10 +755,8 @@ def table1(db: Database, flt: Filter, group_by: str | None = None) -> pd.DataFra
     """, params)
     cat = db.query(f"""
         WITH t AS ({base}),
-        u AS (UNPIVOT (SELECT {grp} AS grp, {", ".join(
-                  f'{_text_sql(chr(34) + v + chr(34), _dtype_of(v))} AS "{v}"'
-                  for v in categorical)} FROM t)
-              ON {", ".join(f'"{v}"' for v in categorical)} INTO NAME variable VALUE level)
+        u AS (UNPIVOT (SELECT {grp} AS grp, {cat_select} FROM t)
+              ON {cat_on} INTO NAME variable VALUE level)
         SELECT variable, {gsel}, level, count(*) AS cnt
         FROM u GROUP BY {gby_cat}
     """, params)

@@ -279,9 +279,9 @@ Frames = dict[str, pd.DataFrame]
 
 
 def sidebar(db: Database, flt: Filter) -> None:
-    """The filter panel's per-run work (filter_options is cached per cohort, not per filter)."""
-    db.cohorts()
-    explore.age_limits(db, flt.cohort)
+    """The filter panel's per-filter work: the patient count. The cohort list, filter
+    options and age range are cached per file in the app (ui.filter_panel), so a filter
+    change does not ask for them again."""
     analysis.count_patients(db, flt)
 
 
