@@ -1,7 +1,7 @@
 """Altair chart builders: a tidy DataFrame and column names in, an `alt.Chart` out.
 
-The builders never aggregate: the data arrive summarised by `analysis` or
-`explore` (DuckDB), so a chart never carries more than a few hundred rows.
+The builders never aggregate: the data arrive summarised by `lupus_dash.analyses`
+(DuckDB) through the seam, so a chart never carries more than a few hundred rows.
 `finalize` sizes type and marks for the screen or a projector; `to_png` and
 `to_svg` export offline through vl-convert.
 """
@@ -11,13 +11,14 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import math
 import pickle
 import threading
 from collections import OrderedDict
 
 import altair as alt
 import pandas as pd
+
+from .layouts import stars
 
 # Okabe & Ito (2008) colour-blind-safe palette, ordered so the first two
 # colours (blue, orange) stay distinct under every common colour deficiency.
@@ -126,19 +127,6 @@ def _check(df: pd.DataFrame, *cols: str | None) -> None:
         raise ValueError(f"{len(df)} rows is too many for a chart; aggregate first")
 
 
-def stars(p: float | None) -> str:
-    """Significance marks as in the seed paper's Figure 1: * <0.05, ** <0.01, *** <0.001."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return ""
-    if p < 0.001:
-        return "***"
-    if p < 0.01:
-        return "**"
-    if p < 0.05:
-        return "*"
-    return ""
-
-
 def _week_axis(title: str = "Week") -> alt.X:
     return alt.X("visit_week:O", title=title, axis=alt.Axis(labelAngle=0))
 
@@ -157,14 +145,40 @@ def trajectory(
     title: str = "",
     p_values: pd.DataFrame | None = None,
     p_col: str = "p_value",
+    points: pd.DataFrame | None = None,
+    min_n: int = 0,
+    clip: tuple[float, float] | None = None,
     width: int | str = "container",
     height: int = 320,
 ) -> alt.Chart:
     """Centre line with an interval band per visit (mean ± CI or median with IQR).
 
     `p_values` (visit_week, p) adds the paper's stars above each visit's upper bound.
+    Rows with fewer than `min_n` patients get no centre or interval: `points` (x,
+    color, value) draws their single values instead, so a group of 2 cannot stretch
+    the axis. `clip` (low, high): intervals are cut at the endpoint's plausible range
+    and a triangle marks a cut end. The y scale follows the data (no forced zero).
     """
     _check(df, x, y, lo, hi, color, n)
+    df = df.copy()
+    if min_n and n:
+        small = df[n] < min_n
+        df = df[~small]
+    df["_lo_cut"] = False
+    df["_hi_cut"] = False
+    if clip is not None:
+        lo_v, hi_v = df[lo].astype(float), df[hi].astype(float)
+        df["_lo_cut"], df["_hi_cut"] = lo_v < clip[0], hi_v > clip[1]
+        df[lo], df[hi] = lo_v.clip(lower=clip[0]), hi_v.clip(upper=clip[1])
+    vals = [df[c].astype(float) for c in (y, lo, hi)]
+    if points is not None and len(points):
+        vals.append(points["value"].astype(float))
+    allv = pd.concat(vals).dropna()
+    scale = alt.Scale(zero=False, nice=True)
+    if len(allv):
+        pad = (allv.max() - allv.min()) * 0.05 or abs(allv.max()) * 0.05 or 1.0
+        scale = alt.Scale(zero=False, nice=True,
+                          domain=[float(allv.min() - pad), float(allv.max() + pad)])
     base = alt.Chart(df)
     enc_x = alt.X(f"{x}:O", title="Week", axis=alt.Axis(labelAngle=0))
     tips = [
@@ -184,14 +198,32 @@ def trajectory(
     )
     offset = {"xOffset": alt.XOffset(f"{color}:N")} if color else {}
     bars = base.mark_errorbar(ticks=alt.TickConfig(size=12)).encode(
-        x=enc_x, y=alt.Y(f"{lo}:Q", title=y_title), y2=alt.Y2(f"{hi}:Q"), color=col_enc, tooltip=tips,
-        **offset,
+        x=enc_x, y=alt.Y(f"{lo}:Q", title=y_title, scale=scale), y2=alt.Y2(f"{hi}:Q"),
+        color=col_enc, tooltip=tips, **offset,
     )
     line = base.mark_line(point=alt.OverlayMarkDef(filled=True, size=70)).encode(
-        x=enc_x, y=alt.Y(f"{y}:Q", title=y_title), color=col_enc, tooltip=tips,
+        x=enc_x, y=alt.Y(f"{y}:Q", title=y_title, scale=scale), color=col_enc, tooltip=tips,
         **({"detail": alt.Detail(f"{color}:N")} if color else {}), **offset,
     )
     layers = [bars, line]
+    if clip is not None and (df["_lo_cut"].any() or df["_hi_cut"].any()):
+        for flag, end, shape in (("_lo_cut", lo, "triangle-down"), ("_hi_cut", hi, "triangle-up")):
+            cut = df[df[flag]]
+            if len(cut):
+                layers.append(alt.Chart(cut).mark_point(shape=shape, size=90, filled=True)
+                              .encode(x=enc_x, y=alt.Y(f"{end}:Q", scale=scale), color=col_enc,
+                                      tooltip=[alt.Tooltip(f"{x}:O", title="Week"),
+                                               alt.Tooltip(f"{end}:Q", title="interval cut at",
+                                                           format=".3g")], **offset))
+    if points is not None and len(points):
+        pt_color = (alt.Color(f"{color}:N", scale=alt.Scale(range=list(OKABE_ITO)), title=None)
+                    if color else alt.ColorValue(OKABE_ITO[0]))
+        layers.append(alt.Chart(points).mark_point(shape="diamond", size=60, filled=False,
+                                                    strokeWidth=2)
+                      .encode(x=enc_x, y=alt.Y("value:Q", scale=scale), color=pt_color,
+                              tooltip=[alt.Tooltip(f"{x}:O", title="Week"),
+                                       alt.Tooltip("value:Q", title="value", format=".3g")],
+                              **({"xOffset": alt.XOffset(f"{color}:N")} if color else {})))
     if p_values is not None and len(p_values):
         marks = df[[x, hi]].groupby(x, as_index=False).max()
         pv = p_values[[x, p_col]].copy()
@@ -204,7 +236,7 @@ def trajectory(
                 .mark_text(dy=-12, fontSize=16, fontWeight="bold", color="#222222")
                 .encode(
                     x=enc_x,
-                    y=alt.Y(f"{hi}:Q"),
+                    y=alt.Y(f"{hi}:Q", scale=scale),
                     text=alt.Text("stars:N"),
                     tooltip=[
                         alt.Tooltip(f"{x}:O", title="Week"),
@@ -272,6 +304,9 @@ def small_multiples(
     ]
     if "summary" in df.columns:
         tips.insert(2, alt.Tooltip("summary:N", title="shown"))
+    if "method" in df.columns:
+        tips += [alt.Tooltip("method:N", title="test"),
+                 alt.Tooltip("p_value:Q", title="p", format=".3g")]
     base = alt.Chart()
     layers = [
         base.mark_errorbar(ticks=alt.TickConfig(size=10), color=OKABE_ITO[0]).encode(
@@ -290,7 +325,10 @@ def small_multiples(
     return (
         alt.layer(*layers, data=df)
         .properties(width=width, height=height)
-        .facet(facet=alt.Facet(f"{facet}:N", title=None, header=alt.Header(labelFontSize=13),
+        # Panel titles may hold two lines ("C3 (g/L)\nPaired t-test"): each names its test.
+        .facet(facet=alt.Facet(f"{facet}:N", title=None,
+                               header=alt.Header(labelFontSize=13,
+                                                 labelExpr="split(datum.label, '\\n')"),
                                sort=list(dict.fromkeys(df[facet]))),
                columns=columns)
         .resolve_scale(y="independent")
@@ -319,7 +357,7 @@ def rates(
         alt.Tooltip(f"{lo}:Q", title="95 % CI low", format=".1%"),
         alt.Tooltip(f"{hi}:Q", title="95 % CI high", format=".1%"),
     ]
-    for extra, name in (("n_achieved", "achieved"), ("n_evaluable", "denominator")):
+    for extra, name in (("n_achieved", "achieved"), ("n_denominator", "denominator")):
         if extra in df.columns:
             tips.append(alt.Tooltip(f"{extra}:Q", title=name))
     enc_x = alt.X(f"{x}:N", title="Week", sort=None, axis=alt.Axis(labelAngle=0))
@@ -431,23 +469,29 @@ def km(
     if group:
         tips.insert(0, alt.Tooltip(f"{group}:N", title="Group"))
     base = alt.Chart(data)
-    band = base.mark_area(interpolate="step-after", opacity=0.15).encode(
-        x=alt.X(f"{time}:Q", title=x_title),
-        y=alt.Y("_cum_lo:Q", title=y_title, axis=alt.Axis(format="%"),
-                scale=alt.Scale(domain=[0, 1])),
+    # Every layer carries the same titled axes and % scale, whatever the number of groups
+    # (a layer without them made Vega-Lite print the raw field names `_cum` and `time`).
+    x_enc = alt.X(f"{time}:Q", title=x_title)
+    y_scale = alt.Scale(domain=[0, 1])
+    y_axis = alt.Axis(format="%")
+    detail = {"detail": alt.Detail(f"{group}:N")} if group else {}
+    band = base.mark_area(interpolate="step-after",
+                          opacity=0.15 if len(keys) <= 2 else 0.08).encode(
+        x=x_enc,
+        y=alt.Y("_cum_lo:Q", title=y_title, axis=y_axis, scale=y_scale),
         y2=alt.Y2("_cum_hi:Q"),
         color=col,
-        **({"detail": alt.Detail(f"{group}:N")} if group else {}),
+        **detail,
     )
     line = base.mark_line(interpolate="step-after", strokeWidth=2.5).encode(
-        x=alt.X(f"{time}:Q"), y=alt.Y("_cum:Q"), color=col, tooltip=tips,
-        **({"detail": alt.Detail(f"{group}:N")} if group else {}),
+        x=x_enc, y=alt.Y("_cum:Q", title=y_title, axis=y_axis, scale=y_scale), color=col,
+        tooltip=tips, **detail,
     )
     pts = base.mark_point(filled=True, size=30, opacity=0.7).encode(
-        x=alt.X(f"{time}:Q"), y=alt.Y("_cum:Q"), color=col, tooltip=tips
+        x=x_enc, y=alt.Y("_cum:Q", title=y_title, axis=y_axis, scale=y_scale), color=col,
+        tooltip=tips,
     )
-    layers = [band, line, pts] if len(keys) <= 2 else [line, pts]  # bands of 3+ groups blur
-    return alt.layer(*layers).properties(title=title, width=width, height=height)
+    return alt.layer(band, line, pts).properties(title=title, width=width, height=height)
 
 
 @memoised

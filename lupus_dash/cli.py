@@ -1,4 +1,4 @@
-"""Command line: `python -m lupus_dash {import,validate,report,build-demo,bench,dictionary}`."""
+"""Command line: `python -m lupus_dash {import,validate,report,build-demo,rederive,dictionary}`."""
 
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--group-by", default=None)
     rep.add_argument("--observed", action="store_true",
                      help="observed-only remission rates instead of non-responder imputation")
+    rep.add_argument("--not-evaluable", default="exclude", choices=["exclude", "failure"],
+                     help="remission rates: leave visits that cannot be evaluated (a component "
+                          "missing) out of the denominator (default) or count them as not "
+                          "achieved (sensitivity analysis)")
     rep.add_argument("--adjust", default="none", choices=["none", "bonferroni", "holm", "bh"])
     rep.add_argument("--layout", default=None, choices=["table1", "table2", "table3"])
     rep.add_argument("--se", action="append", default=[], metavar="ENDPOINT",
@@ -51,19 +55,6 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", default=DEFAULT_DB)
     demo.add_argument("--scale", type=int, default=None, help="N synthetic patients instead")
     demo.add_argument("--seed", type=int, default=None)
-
-    bench = sub.add_parser("bench", help="time the page computations")
-    bench.add_argument("--patients", type=int, default=100_000)
-    bench.add_argument("--db", default=None)
-    bench.add_argument("--format", default="text", choices=["text", "json"])
-    bench.add_argument("--demo", action="store_true",
-                       help="bench the demo database (--db, default data/demo.duckdb)")
-    bench.add_argument("--cohort", default=None, help="one cohort (default: every cohort)")
-    bench.add_argument("--pages", default=None, help="comma-separated page names")
-    bench.add_argument("--no-peer", action="store_true", help="skip the pandas peer")
-    bench.add_argument("--no-mixed", action="store_true", help="skip the mixed-model timing")
-    bench.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                       help="stop timing a page once it has used this much time in all")
 
     dic = sub.add_parser("dictionary", help="print the data dictionary")
     dic.add_argument("--format", default="markdown", choices=["markdown", "csv", "json"])
@@ -85,7 +76,6 @@ _COMMANDS = {
     "validate": ("lupus_dash.ingest", "cli_validate"),
     "report": ("lupus_dash.report", "cli_report"),
     "build-demo": ("lupus_dash.synth", "cli_build_demo"),
-    "bench": ("lupus_dash.bench", "cli_bench"),
     "dictionary": ("lupus_dash.docs", "cli_dictionary"),
 }
 

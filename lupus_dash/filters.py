@@ -258,7 +258,6 @@ class Filter:
 # --- helpers ----------------------------------------------------------------
 
 _LABELS = {c.name: c.label for c in schema.columns("patient_facts")}
-_SEX = {"F": "female", "M": "male"}
 
 
 def _describe_one(col: str, vals: tuple) -> str:
@@ -270,7 +269,7 @@ def _describe_one(col: str, vals: tuple) -> str:
             f"{organ} involvement" if v is True else f"no {organ} involvement" for v in vals
         )
     if col == "sex":
-        return " or ".join(_SEX.get(v, str(v)) for v in vals)
+        return " or ".join(schema.SEX_LABELS.get(v, str(v)) for v in vals)
     label = _LABELS.get(col, col).lower()
     if col == "baseline_anti_dsdna":
         return " or ".join(f"anti-dsDNA {v} at baseline" for v in vals)

@@ -1,4 +1,9 @@
-"""The `report`: every number the dashboard shows, as JSON, CSV or a paper-style table."""
+"""The `report`: every number the dashboard shows, as JSON, CSV or a paper-style table.
+
+Every section is obtained through the seam (`results.run`) with the same calls
+the pages make, and the paper tables through `layouts`, so the report and the
+screen never disagree and an output policy applies to both alike.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,19 @@ import io
 import json
 import math
 import sys
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import analysis, schema
+from . import layouts, results, schema
+from .analyses import biomarkers, cohort, common, remission, subgroups
 from .db import Database
 from .filters import Filter, FilterError
+from .results import OPEN, Call, Policy
 
 EXIT_BAD_INPUT = 2
-SECTIONS = ("table1", "summary", "longitudinal", "omnibus", "remission", "subgroups")
+SECTIONS = ("table1", "table1_tests", "summary", "longitudinal", "omnibus", "remission",
+            "subgroups")
 
 
 def definitions(preset: str) -> dict:
@@ -35,10 +42,19 @@ def build_report(
     observed: bool = False,
     adjust: str = "none",
     include_mixed: bool = True,
+    not_evaluable: str = "exclude",
+    policy: Policy = OPEN,
 ) -> dict:
     """All report sections for one cohort and filter (DATA_CONTRACT.md)."""
     flt.validate(db)
-    k, n_cohort = analysis.count_patients(db, flt)
+
+    def run(fn, **kw) -> results.Result:
+        return results.run(db, Call.of(fn, flt, **kw), policy=policy)
+
+    cnt = run(cohort.patient_count).table.iloc[0]
+    k, n_cohort = _clean(cnt["n_match"]), _clean(cnt["n_cohort"])
+    info = results.run(db, Call.of(common.cohort_info, None, cohort=flt.cohort),
+                       policy=policy).table
     rep: dict = {
         "cohort": flt.cohort,
         "filters": flt.to_dict(),
@@ -46,26 +62,25 @@ def build_report(
         "n_patients": k,
         "n_cohort": n_cohort,
         "definitions": definitions(preset),
-        "scheduled_weeks": analysis.cohort_info(db, flt.cohort)["scheduled_weeks"],
+        "scheduled_weeks": info["scheduled_weeks"],
+        "data_version": results.data_version(db),
+        "output_policy": policy.name,
         "options": {"group_by": group_by, "observed": observed, "adjust": adjust,
-                    "mixed_model": include_mixed},
+                    "mixed_model": include_mixed, "not_evaluable": not_evaluable},
     }
-    rep["table1"] = _records(analysis.table1(db, flt, group_by))
+    rep["table1"] = _records(run(cohort.table1, group_by=group_by).table)
     if group_by:
-        rep["table1_tests"] = _records(analysis.table1_tests(db, flt, group_by))
-    rep["summary"] = _records(analysis.summary(db, flt))
-    rep["longitudinal"] = _records(
-        analysis.longitudinal(db, flt, adjust=adjust, include_mixed=include_mixed)
-    )
-    rep["omnibus"] = _records(analysis.omnibus(db, flt))
-    rep["remission"] = _records(analysis.remission(db, flt, preset=preset, observed=observed))
+        rep["table1_tests"] = _records(run(cohort.table1_tests, group_by=group_by).table)
+    rep["summary"] = _records(run(biomarkers.summary).table)
+    rep["longitudinal"] = _records(run(biomarkers.longitudinal, adjust=adjust,
+                                       include_mixed=include_mixed).table)
+    rep["omnibus"] = _records(run(biomarkers.omnibus).table)
+    rep["remission"] = _records(run(remission.rates, preset=preset, observed=observed,
+                                    not_evaluable=not_evaluable).table)
     if group_by:
-        sub = pd.concat(
-            [analysis.subgroups(db, flt, group_by, outcome=o, adjust=adjust)
-             for o in ("value", "change")],
-            ignore_index=True,
-        )
-        rep["subgroups"] = _records(sub)
+        rep["subgroups"] = _records(pd.concat(
+            [run(subgroups.tests, group_by=group_by, outcome=o, adjust=adjust).table
+             for o in ("value", "change")], ignore_index=True))
     return rep
 
 
@@ -78,6 +93,8 @@ def _clean(v):
         return int(v)
     if isinstance(v, (float, np.floating)):
         return None if math.isnan(v) or math.isinf(v) else float(v)
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_clean(x) for x in v]
     if v is pd.NA or v is pd.NaT:
         return None
     return v
@@ -107,201 +124,6 @@ def to_csv(rep: dict) -> str:
     return pd.concat([head, df], ignore_index=True, sort=False).to_csv(index=False)
 
 
-# --- paper layouts ------------------------------------------------------------
-
-
-def _fmt(x, d=2) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{x:.{d}f}"
-
-
-def _fmt_p(p) -> str:
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-_DECIMALS = {"c3_g_l": 2, "c4_g_l": 2, "cd19_pct": 1, "urine_protein_g_24h": 2, "upcr_g_g": 2,
-             "sledai2k": 0, "pga": 1, "prednisone_mg_day": 1, "albumin_g_l": 1,
-             "creatinine_umol_l": 0, "egfr_ml_min": 0, "anti_dsdna_iu_ml": 0}
-
-
-def table2(db: Database, flt: Filter, dispersion: dict[str, str] | None = None) -> pd.DataFrame:
-    """The seed paper's Table 2 shape: endpoints × visits, values then MD (95 % CI) or Z, then P.
-
-    Normally distributed endpoints show mean ± SD with the repeated-measures ANOVA
-    Bonferroni pairwise MD (95 % CI) and P against baseline; skewed endpoints show
-    median (P25, P75) with the Wilcoxon Z and P; the glucocorticoid dose adds Z*/P*
-    against the previous visit; anti-dsDNA shows the positive rate with Fisher's P.
-    `dispersion={"cd19_pct": "se"}` prints mean ± SE as the seed paper did for CD19+.
-    """
-    dispersion = dispersion or {}
-    weeks = analysis.cohort_info(db, flt.cohort)["scheduled_weeks"]
-    summ = analysis.summary(db, flt)
-    lon = analysis.longitudinal(db, flt)
-    cols = [f"Week {w}" if w else "Baseline" for w in weeks]
-    rows = []
-    for ep in analysis.available_endpoints(db, flt):
-        s = summ[summ["endpoint"] == ep.column].set_index("visit_week")
-        d = _DECIMALS.get(ep.column, 2)
-        name = f"{ep.label} ({ep.unit})" if ep.unit and ep.kind != "binary" else ep.label
-        if ep.kind == "binary":
-            vals = [f"{int(s.at[w, 'n_positive'] or 0)}/{int(s.at[w, 'n'])} "
-                    f"({_fmt((s.at[w, 'rate'] or 0) * 100, 1)}%)" if s.at[w, "n"] else "–"
-                    for w in weeks]
-            rows.append({"Endpoint": name, "Statistic": "n (%) positive", **dict(zip(cols, vals))})
-            _test_rows(rows, lon, ep.column, "fisher", "baseline", weeks, cols, name, None)
-            _test_rows(rows, lon, ep.column, "mcnemar_exact", "baseline", weeks, cols, name, None)
-            continue
-        if ep.skewed:
-            vals = [f"{_fmt(s.at[w, 'median'], d)} ({_fmt(s.at[w, 'p25'], d)}, "
-                    f"{_fmt(s.at[w, 'p75'], d)})" if s.at[w, "n"] else "–" for w in weeks]
-            rows.append({"Endpoint": name, "Statistic": "median (P25, P75)",
-                         **dict(zip(cols, vals))})
-            _test_rows(rows, lon, ep.column, "wilcoxon", "baseline", weeks, cols, name, "Z")
-            if ep.column == "prednisone_mg_day":
-                _test_rows(rows, lon, ep.column, "wilcoxon", "previous", weeks, cols, name, "Z*")
-        else:
-            disp = dispersion.get(ep.column, "sd")
-            vals = [f"{_fmt(s.at[w, 'mean'], d)} ± {_fmt(s.at[w, disp], d)}"
-                    if s.at[w, "n"] else "–" for w in weeks]
-            rows.append({"Endpoint": name, "Statistic": f"mean ± {disp.upper()}",
-                         **dict(zip(cols, vals))})
-            _test_rows(rows, lon, ep.column, "rm_anova_bonferroni", "baseline", weeks, cols,
-                       name, "MD (95% CI)")
-    n = analysis.count_patients(db, flt)[0]
-    out = pd.DataFrame(rows, columns=["Endpoint", "Statistic", *cols])
-    out.attrs["caption"] = f"{flt.sentence(n, analysis.count_patients(db, flt)[1])}"
-    return out
-
-
-def _test_rows(rows, lon, endpoint, method, comparator, weeks, cols, name, stat_label):
-    sel = lon[(lon["endpoint"] == endpoint) & (lon["method"] == method)
-              & (lon["comparator"] == comparator)].set_index("visit_week")
-    star = "*" if comparator == "previous" else ""
-    stat_vals, p_vals = ["–"], ["–"]
-    for w in weeks[1:]:
-        if w not in sel.index:
-            stat_vals.append("–")
-            p_vals.append("–")
-            continue
-        r = sel.loc[w]
-        if isinstance(r["reason"], str) and r["reason"]:
-            stat_vals.append("n/c")
-            p_vals.append("n/c")
-            continue
-        if stat_label == "MD (95% CI)":
-            stat_vals.append(f"{r['mean_diff']:.3f} ({r['ci_low']:.3f}, {r['ci_high']:.3f})")
-        elif stat_label:
-            stat_vals.append(f"{r['statistic']:.3f}")
-        p_vals.append(_fmt_p(r["p_value"]))
-    label = {"fisher": "Fisher", "mcnemar_exact": "McNemar (exact)"}.get(method, "")
-    if stat_label:
-        rows.append({"Endpoint": name, "Statistic": stat_label, **dict(zip(cols, stat_vals))})
-    rows.append({"Endpoint": name, "Statistic": f"P{star}" + (f" ({label})" if label else ""),
-                 **dict(zip(cols, p_vals))})
-
-
-def table1_layout(db: Database, flt: Filter, group_by: str | None = None) -> pd.DataFrame:
-    """The seed paper's Table 1 shape: characteristic, then mean ± SD, median (P25, P75) or n (%)."""
-    t1 = analysis.table1(db, flt, group_by)
-    groups = list(dict.fromkeys(t1["group"]))
-    rows: dict[tuple, dict] = {}
-    for _, r in t1.iterrows():
-        level = None if pd.isna(r["level"]) else r["level"]
-        key = (r["label"], level)
-        if level is None:
-            d = _DECIMALS.get(r["variable"], 1)
-            if r["variable"] in ("sledai2k", "urine_protein_g_24h", "upcr_g_g",
-                                 "prednisone_mg_day", "disease_duration_months"):
-                cell = (f"{_fmt(r['mean'], d)} ± {_fmt(r['sd'], d)}; median "
-                        f"{_fmt(r['median'], d)} ({_fmt(r['p25'], d)}, {_fmt(r['p75'], d)})")
-            else:
-                cell = f"{_fmt(r['mean'], d)} ± {_fmt(r['sd'], d)}"
-            cell += f" [n={int(r['n'])}]"
-        else:
-            cell = f"{int(r['count'])}/{int(r['n'])} ({_fmt(r['pct'], 1)}%)"
-        rows.setdefault(key, {"Characteristic": r["label"], "Level": level or ""})
-        rows[key][r["group"]] = cell
-    out = pd.DataFrame(list(rows.values()), columns=["Characteristic", "Level", *groups])
-    if group_by:
-        tests = analysis.table1_tests(db, flt, group_by)
-        labels = t1.drop_duplicates("variable").set_index("variable")["label"]
-        pmap = {labels.get(v, v): (_fmt_p(p), m) for v, p, m in
-                zip(tests["variable"], tests["p_value"], tests["method"])}
-        first = ~out["Characteristic"].duplicated()
-        out["P"] = [pmap.get(c, ("", ""))[0] if f else "" for c, f in
-                    zip(out["Characteristic"], first)]
-        out["Test"] = [pmap.get(c, ("", ""))[1] if f else "" for c, f in
-                       zip(out["Characteristic"], first)]
-    return out
-
-
-def adverse_event_table(db: Database, flt: Filter) -> pd.DataFrame:
-    """The seed paper's Table 3 shape: patients with each event category and term, n (%)."""
-    cond, params = flt.where("p")
-    k, _ = analysis.count_patients(db, flt)
-    df = db.query(
-        "SELECT a.category, a.term, count(DISTINCT a.patient_id) AS patients, count(*) AS events, "
-        "count(*) FILTER (WHERE a.serious) AS serious, "
-        "max(CASE a.severity WHEN 'severe' THEN 3 WHEN 'moderate' THEN 2 WHEN 'mild' THEN 1 END) "
-        "AS worst FROM adverse_events a JOIN patient_facts p ON p.patient_id = a.patient_id "
-        f"WHERE {cond} GROUP BY ALL ORDER BY a.category, a.term",
-        params,
-    )
-    any_pt = int(db.scalar(
-        "SELECT count(DISTINCT a.patient_id) FROM adverse_events a JOIN patient_facts p "
-        f"ON p.patient_id = a.patient_id WHERE {cond}", params) or 0)
-    rows = [{"Category": "Any adverse event", "Term": "", "Patients": any_pt,
-             "%": any_pt / k * 100 if k else None, "Events": int(df["events"].sum()),
-             "Serious": int(df["serious"].sum()), "Worst severity": ""}]
-    sev = {1: "mild", 2: "moderate", 3: "severe"}
-    for cat in schema.AE_CATEGORIES:
-        sub = df[df["category"] == cat]
-        cat_pts = int(db.scalar(
-            "SELECT count(DISTINCT a.patient_id) FROM adverse_events a JOIN patient_facts p "
-            f"ON p.patient_id = a.patient_id WHERE {cond} AND a.category = ?", [*params, cat]) or 0)
-        rows.append({"Category": cat.replace("_", " "), "Term": "(any)", "Patients": cat_pts,
-                     "%": cat_pts / k * 100 if k else None, "Events": int(sub["events"].sum()),
-                     "Serious": int(sub["serious"].sum()),
-                     "Worst severity": sev.get(sub["worst"].max(), "") if len(sub) else ""})
-        for _, r in sub.iterrows():
-            rows.append({"Category": "", "Term": r["term"], "Patients": int(r["patients"]),
-                         "%": r["patients"] / k * 100 if k else None, "Events": int(r["events"]),
-                         "Serious": int(r["serious"]),
-                         "Worst severity": sev.get(r["worst"], "")})
-    return pd.DataFrame(rows)
-
-
-def layout_table(db: Database, flt: Filter, layout: str, group_by: str | None = None,
-                 se: Sequence[str] = ()):
-    """One of the seed paper's tables (table1, table2, table3) for this filter."""
-    if layout == "table1":
-        return table1_layout(db, flt, group_by)
-    if layout == "table2":
-        return table2(db, flt, dispersion={e: "se" for e in se})
-    if layout == "table3":
-        return adverse_event_table(db, flt)
-    raise ValueError(f"unknown layout {layout!r}")
-
-
-def to_markdown(df: pd.DataFrame, caption: str = "") -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
-    cols = [str(c) for c in df.columns]
-    lines = [f"**{caption}**", ""] if caption else []
-    lines.append("| " + " | ".join(cols) + " |")
-    lines.append("|" + "|".join("---" for _ in cols) + "|")
-    for _, r in df.iterrows():
-        cells = []
-        for v in r.tolist():
-            if isinstance(v, float):
-                v = "" if math.isnan(v) else f"{v:.1f}"
-            cells.append(str(v).replace("|", "\\|"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def to_xlsx(tables: dict[str, pd.DataFrame]) -> bytes:
     """An .xlsx workbook with one sheet per table (openpyxl)."""
     buf = io.BytesIO()
@@ -316,6 +138,14 @@ def to_xlsx(tables: dict[str, pd.DataFrame]) -> bytes:
 
 
 # --- CLI ----------------------------------------------------------------------
+
+
+def layout(db: Database, flt: Filter, name: str, policy: Policy = OPEN,
+           se: tuple[str, ...] = (), **kwargs) -> layouts.Layout:
+    """A paper layout for this filter through the seam (what `--layout` prints)."""
+    render_kw = {"dispersion": {e: "se" for e in se}} if name == "table2" else None
+    return layouts.build(name, lambda c: results.run(db, c, policy=policy), flt,
+                         render_kw=render_kw, **kwargs)
 
 
 def cli_report(args) -> int:
@@ -335,24 +165,23 @@ def cli_report(args) -> int:
         if unknown:
             print(f"error: --se {', '.join(unknown)}: not an endpoint", file=sys.stderr)
             return EXIT_BAD_INPUT
-        df = layout_table(db, flt, args.layout, args.group_by, se=args.se)
-        k, n = analysis.count_patients(db, flt)
-        caption = f"{args.layout.capitalize()}: {flt.sentence(k, n)}"
+        kw = {"group_by": args.group_by} if args.layout == "table1" else {}
+        lay = layout(db, flt, args.layout, se=tuple(args.se), **kw)
         if args.format == "xlsx":
-            return _write(args, to_xlsx({args.layout: df}))
+            return _write(args, to_xlsx({args.layout: lay.table}))
         if args.format == "csv":
-            return _write(args, df.to_csv(index=False))
-        return _write(args, to_markdown(df, caption))
+            return _write(args, lay.to_csv())
+        return _write(args, lay.to_markdown())
     rep = build_report(db, flt, preset=args.definitions, group_by=args.group_by,
                        observed=args.observed, adjust=args.adjust,
-                       include_mixed=not args.no_mixed_model)
+                       include_mixed=not args.no_mixed_model,
+                       not_evaluable=args.not_evaluable)
     if args.format == "csv":
         return _write(args, to_csv(rep))
     if args.format == "xlsx":
         return _write(args, to_xlsx({s: pd.DataFrame(rep[s]) for s in SECTIONS if s in rep}))
     if args.format == "markdown":
-        return _write(args, to_markdown(table2(db, flt), flt.sentence(rep["n_patients"],
-                                                                      rep["n_cohort"])))
+        return _write(args, layout(db, flt, "table2").to_markdown())
     return _write(args, to_json(rep))
 
 
@@ -371,15 +200,3 @@ def _write(args, content) -> int:
     else:
         sys.stdout.write(content if content.endswith("\n") else content + "\n")
     return 0
-
-
-def report_command(flt: Filter, db_path: str, preset: str = "standard",
-                   extra: Sequence[str] = ()) -> str:
-    """The shell command that reproduces a view's numbers."""
-    import shlex
-
-    parts = ["python", "-m", "lupus_dash", "report", "--db", db_path, "--cohort", flt.cohort]
-    for a in flt.cli_args():
-        parts += ["--filter", a]
-    parts += ["--definitions", preset, *extra]
-    return " ".join(shlex.quote(p) for p in parts)

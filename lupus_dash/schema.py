@@ -382,7 +382,10 @@ class Endpoint:
     label: str
     unit: str
     kind: str  # "continuous" or "binary"
-    skewed: bool = False  # default display median (P25, P75) instead of mean ± SD
+    # Skewed endpoints are summarised as median (P25, P75) and tested with rank tests
+    # (Wilcoxon); the others as mean ± SD with t-tests: one test per endpoint, chosen
+    # before looking at the data (STATISTICS.md "Small numbers").
+    skewed: bool = False
     ref_low: float | None = None  # reference range drawn on patient plots
     ref_high: float | None = None
 
@@ -404,10 +407,21 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("pga", "PGA", "0–3", "continuous", True),
     Endpoint("prednisone_mg_day", "Glucocorticoid dose", "mg/day", "continuous", True),
     Endpoint("albumin_g_l", "Albumin", "g/L", "continuous", ref_low=35, ref_high=50),
-    Endpoint("creatinine_umol_l", "Creatinine", "µmol/L", "continuous", True),
+    Endpoint("creatinine_umol_l", "Creatinine", "µmol/L", "continuous"),
     Endpoint("egfr_ml_min", "eGFR", "mL/min/1.73 m²", "continuous", ref_low=90),
 )
 ENDPOINTS_BY_COLUMN = {e.column: e for e in ENDPOINTS}
+SEX_LABELS = {"F": "female", "M": "male"}  # the one label map for the sex codes
+
+
+def prespecified_test(e: Endpoint) -> tuple[str, str]:
+    """(paired method, reason) pre-specified for an endpoint (STATISTICS.md "Small numbers")."""
+    if e.kind == "binary":
+        return "mcnemar_exact", "yes/no endpoint: exact McNemar test on the discordant pairs"
+    if e.skewed:
+        return "wilcoxon", (f"{e.label} is skewed: Wilcoxon signed-rank test, median (P25, "
+                            "P75)")
+    return "paired_t", f"{e.label} is near-normal: paired t-test, mean ± SD"
 
 # Patient attributes a user can filter or group by (filters.py).
 GROUPING_COLUMNS: tuple[str, ...] = (

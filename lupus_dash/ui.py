@@ -1,16 +1,15 @@
 """Streamlit glue: database access, caching, the sidebar filter panel, URL state, outputs.
 
 The only module of `lupus_dash` that imports streamlit. Pages call `ui.page()`
-for the shared context, `ui.compute()` for cached `analysis` / `explore`
-results and `ui.chart()` / `ui.table()` to render with downloads and a
-"Reproduce" expander.
+for the shared context, `ui.run(analysis_function, flt, **kwargs)` for every
+number (the seam, `results.run`, cached per database version), `ui.show_layout`
+for the paper tables and `ui.chart()` / `ui.table()` to render with downloads
+and a "Reproduce" expander written from the calls that ran.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import math
 import os
 import shlex
 import threading
@@ -21,13 +20,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from . import analysis, charts, explore, report, schema
+from . import charts, layouts, report, results, schema
+from .analyses import cohort as cohort_analyses
 from .db import Database, DatabaseError
 from .filters import MISSING, Filter, FilterError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "data/demo.duckdb"
 PREFERRED_COHORT = "csle_belimumab"
+LISTING_CAP = cohort_analyses.LISTING_CAP  # rows of a listing shown (downloads hold all)
+PICKER_CAP = cohort_analyses.PICKER_CAP
 
 # Sidebar filter widgets: (filter column, label). Order = panel order.
 TEXT_FILTERS = (
@@ -40,7 +42,6 @@ TEXT_FILTERS = (
 FILTER_KEYS = (
     "f_cohort", *(f"f_{c}" for c, _ in TEXT_FILTERS), "f_age", "f_organs", "f_completer",
 )
-_SEX = {"F": "female", "M": "male"}
 
 PRESENTER_CSS = """
 <style>
@@ -136,28 +137,41 @@ def ensure_demo() -> None:
         synth.build_demo(path)
 
 
-# --- cached computations -----------------------------------------------------------
-
-_MODULES = {"analysis": analysis, "explore": explore, "report": report}
+# --- the seam: every number a page shows ---------------------------------------------
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def _cached(name: str, version: tuple, flt_json: str | None, kwargs_json: str, _db: Database):
-    module, fn = name.split(".")
-    func = getattr(_MODULES[module], fn)
-    kwargs = json.loads(kwargs_json)
-    if flt_json is None:
-        return func(_db, **kwargs)
-    return func(_db, Filter.from_json(flt_json), **kwargs)
+def _cached(key: str, version: tuple, policy: str, _call: results.Call, _db: Database):
+    return results.run(_db, _call, policy=_policy())
 
 
-def compute(name: str, flt: Filter | None = None, **kwargs):
-    """`module.function(db, flt, **kwargs)` from analysis/explore/report, cached per db version."""
-    db = current().db
-    return _cached(
-        name, db.version, None if flt is None else flt.to_json(),
-        json.dumps(kwargs, sort_keys=True, default=list), db,
-    )
+def _policy() -> results.Policy:
+    """The output policy of this session (open for local single-user use)."""
+    return st.session_state.get("_policy") or results.OPEN
+
+
+def run(fn_or_call, flt: Filter | None = None, **kwargs) -> results.Result:
+    """Run a declared analysis through the seam, cached per database version and call.
+
+    `ui.run(remission.rates, flt, preset="standard")`: the one way a page obtains
+    numbers (tests/test_architecture.py checks that pages call no analysis directly).
+    """
+    return run_on(current().db, fn_or_call, flt, **kwargs)
+
+
+def run_on(db: Database, fn_or_call, flt: Filter | None = None, **kwargs) -> results.Result:
+    """`run` before the page context exists (the filter panel)."""
+    call = (fn_or_call if isinstance(fn_or_call, results.Call)
+            else results.Call.of(fn_or_call, flt, **kwargs))
+    # Every call of this script run, in order: tests compare them with views.PAGES, and
+    # the comparison log of presenter sessions reads them.
+    st.session_state.setdefault("_calls", []).append(call)
+    return _cached(call.key(), db.version, _policy().name, call, db)
+
+
+def layout(name: str, flt: Filter, render_kw: dict | None = None, **kwargs) -> layouts.Layout:
+    """A paper layout (Table 1/2/3) through the seam: the same object `report --layout` prints."""
+    return layouts.build(name, run, flt, render_kw=render_kw, **kwargs)
 
 
 # --- URL state -------------------------------------------------------------------
@@ -273,7 +287,7 @@ def _init_from_url(db: Database, cohorts: list[str]) -> None:
                      f"showing {default}.")
         flt = Filter(default)
     st.session_state["f_cohort"] = flt.cohort
-    opts = explore.filter_options(db, flt.cohort)
+    opts = cohort_analyses.filter_options(db, flt.cohort)
     for col, label in TEXT_FILTERS:
         want = [str(v) for v in flt.get(col)]
         keep = [v for v in want if v in opts[col]]
@@ -300,7 +314,9 @@ def _init_from_url(db: Database, cohorts: list[str]) -> None:
 
 def _age_limits(db: Database, cohort: str) -> tuple[float | None, float | None]:
     """The cohort's age range, cached per file version (asked three times per rerun)."""
-    return _cached("explore.age_limits", db.version, None, json.dumps({"cohort": cohort}), db)
+    row = run_on(db, cohort_analyses.age_limits, None, cohort=cohort).table.iloc[0]
+    lo, hi = row["lo"], row["hi"]
+    return (None if pd.isna(lo) else float(lo), None if pd.isna(hi) else float(hi))
 
 
 def _age_bounds(lo: float, hi: float) -> tuple[int, int]:
@@ -340,21 +356,29 @@ def _filter_from_state(db: Database) -> Filter:
     return Filter.build(cohort, age_min=age_min, age_max=age_max, **values)
 
 
-def _fmt_option(col: str):
+def _fmt_option(col: str, counts: dict | None = None):
     def f(v):
         if v == MISSING:
-            return "not biopsied" if col == "biopsy_class" else "(missing)"
-        if col == "sex":
-            return _SEX.get(v, v)
-        return str(v)
+            text = "not biopsied" if col == "biopsy_class" else "(missing)"
+        elif col == "sex":
+            text = schema.SEX_LABELS.get(v, v)
+        else:
+            text = str(v).replace("_", " ") if col == "organs" else str(v)
+        if counts is not None and v in counts:
+            text += f" ({layouts.fmt_num(counts[v], 0)})"
+        return text
 
     return f
 
 
-def filter_panel(db: Database) -> tuple[Filter, int, int]:
-    """The sidebar filter panel; returns (filter, patients matching, patients in cohort)."""
-    # Per file version, not per filter: cached so a filter change does not re-ask.
-    cohorts = list(_cached("explore.cohorts", db.version, None, "{}", db)["cohort"])
+def filter_panel(db: Database) -> tuple[Filter, object, object]:
+    """The filter panel (sidebar; a "Filters" menu at the top in presenter mode).
+
+    Returns (filter, patients matching, patients in cohort) as the seam lets them out.
+    Each option shows how many patients choosing it would leave (facet counts), so an
+    empty subgroup is visible before it is chosen.
+    """
+    cohorts = list(run_on(db, cohort_analyses.cohorts).table["cohort"])
     if not cohorts:
         raise DatabaseError(f"{db.path} holds no cohort. Import one on the Data page or with "
                             "`python -m lupus_dash import FOLDER --db FILE`.")
@@ -362,15 +386,23 @@ def filter_panel(db: Database) -> tuple[Filter, int, int]:
     if st.session_state.get("f_cohort") not in cohorts:
         st.session_state["f_cohort"] = cohorts[0]
         _reset_filters()
-    with st.sidebar:
+    if st.session_state.get("present"):
+        _, right = st.columns([5, 1])
+        box = right.popover("Filters", width="stretch")
+    else:
+        box = st.sidebar
+    with box:
         st.markdown("### Patients")
         cohort = st.selectbox("Cohort", cohorts, key="f_cohort", on_change=_reset_filters)
-        opts = _cached("explore.filter_options", db.version, None,
-                       json.dumps({"cohort": cohort}), db)
+        opts = cohort_analyses.filter_options(db, cohort)
+        pre = _filter_from_state(db)  # the widgets' state from the last run
+        facet = run_on(db, cohort_analyses.option_counts, pre).table
+        counts = {c: dict(zip(g["value"], g["n"], strict=True))
+                  for c, g in facet.groupby("column", sort=False)}
         for col, label in TEXT_FILTERS:
             if opts.get(col):
-                st.multiselect(label, opts[col], key=f"f_{col}", format_func=_fmt_option(col),
-                               placeholder="any")
+                st.multiselect(label, opts[col], key=f"f_{col}",
+                               format_func=_fmt_option(col, counts.get(col)), placeholder="any")
         lo, hi = _age_limits(db, cohort)
         if lo is not None:
             a, b = _age_bounds(lo, hi)
@@ -380,13 +412,14 @@ def filter_panel(db: Database) -> tuple[Filter, int, int]:
             st.slider("Age at baseline (years)", a, b, key="f_age", step=1)
         if opts.get("organs"):
             st.multiselect("Organ involvement (all of)", opts["organs"], key="f_organs",
-                           format_func=lambda o: o.replace("_", " "), placeholder="any")
+                           format_func=_fmt_option("organs", counts.get("organs")),
+                           placeholder="any")
         st.checkbox("Completers only", key="f_completer",
                     help="Patients with the cohort's final scheduled visit")
         flt = _filter_from_state(db)
-        k, n = analysis.count_patients(db, flt)
-        st.markdown(f"**{k} of {n} patients**")
-        st.caption(flt.sentence(k, n))
+        cnt = run_on(db, cohort_analyses.patient_count, flt).table.iloc[0]
+        k, n = cnt["n_match"], cnt["n_cohort"]
+        st.markdown(f"**{layouts.fmt_num(k, 0)} of {layouts.fmt_num(n, 0)} patients**")
         st.button("Reset filters", on_click=_reset_filters, width="stretch")
         st.divider()
         st.toggle("Presenter mode", key="present",
@@ -412,6 +445,7 @@ class Context:
 
 def start() -> Context:
     """Open the database, render the filter panel, sync the URL; stop with a plain error."""
+    st.session_state["_calls"] = []
     try:
         ensure_demo()
         db = get_db()
@@ -457,7 +491,7 @@ def page(title: str, need_patients: bool = True) -> Context:
         st.title(title)
     st.markdown(f'<div class="lupus-sentence">{_html(ctx.flt.sentence(ctx.k, ctx.n))}</div>',
                 unsafe_allow_html=True)
-    if need_patients and ctx.k == 0:
+    if need_patients and not isinstance(ctx.k, str) and ctx.k == 0:
         st.info("No patient matches this filter. Widen it in the sidebar or press "
                 "**Reset filters**.")
         st.stop()
@@ -485,9 +519,20 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")
 
 
-def chart(ch: alt.TopLevelMixin, name: str, code: str | None = None,
-          cli: str | None = None, sql: tuple[str, list] | None = None) -> None:
-    """An Altair chart sized for the mode, with PNG/SVG downloads and a Reproduce expander."""
+def _actions(slug: str):
+    """Where downloads and Reproduce go: a row under the output, or a menu in presenter mode."""
+    if current().presenter:
+        return st.popover("Export ⋯", key=f"menu_{slug}")
+    return st.container()
+
+
+def chart(ch: alt.TopLevelMixin, name: str, calls=None, then: str | None = None,
+          cli: list[str] | None = None, sql: tuple[str, list] | None = None) -> None:
+    """An Altair chart sized for the mode, with PNG/SVG downloads and a Reproduce expander.
+
+    `calls`: the seam calls (a `results.Call` or a dict of them) whose results the
+    chart shows; the Reproduce snippet and command line are written from them.
+    """
     ctx = current()
     final = charts.finalize(ch, ctx.presenter)
     # The Vega-Lite spec without Altair's JSON-schema validation: validating every chart
@@ -496,13 +541,13 @@ def chart(ch: alt.TopLevelMixin, name: str, code: str | None = None,
     st.vega_lite_chart(charts.spec(final), width="stretch",
                        theme=None if ctx.presenter else "streamlit")
     slug = _slug(name)
-    row = st.container(horizontal=True, gap="small")
-    row.download_button("PNG", data=lambda: charts.to_png(final), file_name=f"{slug}.png",
-                       mime="image/png", key=f"dl_{slug}_png", on_click="ignore")
-    row.download_button("SVG", data=lambda: charts.to_svg(final), file_name=f"{slug}.svg",
-                       mime="image/svg+xml", key=f"dl_{slug}_svg", on_click="ignore")
-    if code or cli:
-        reproduce(code, cli, sql, key=slug)
+    with _actions(slug):
+        row = st.container(horizontal=True, gap="small")
+        row.download_button("PNG", data=lambda: charts.to_png(final), file_name=f"{slug}.png",
+                            mime="image/png", key=f"dl_{slug}_png", on_click="ignore")
+        row.download_button("SVG", data=lambda: charts.to_svg(final), file_name=f"{slug}.svg",
+                            mime="image/svg+xml", key=f"dl_{slug}_svg", on_click="ignore")
+        reproduce(calls, then, cli, sql, key=slug)
 
 
 def to_xlsx(df: pd.DataFrame, sheet: str) -> bytes:
@@ -510,10 +555,11 @@ def to_xlsx(df: pd.DataFrame, sheet: str) -> bytes:
     return report.to_xlsx({sheet: df})
 
 
-def table(df: pd.DataFrame, name: str, code: str | None = None, cli: str | None = None,
-          xlsx: bool = False, column_config: dict | None = None,
-          sql: tuple[str, list] | None = None, height: int | str = "auto",
-          max_rows: int | None = None) -> None:
+def table(df: pd.DataFrame, name: str, calls=None, then: str | None = None,
+          cli: list[str] | str | None = None, xlsx: bool = False,
+          column_config: dict | None = None, sql: tuple[str, list] | None = None,
+          height: int | str = "auto", max_rows: int | None = None,
+          code: str | None = None) -> None:
     """A table with CSV (and .xlsx) downloads and a Reproduce expander.
 
     `max_rows`: a listing shows its first rows only (every row shown is sent to the
@@ -526,72 +572,91 @@ def table(df: pd.DataFrame, name: str, code: str | None = None, cli: str | None 
         st.caption(f"Showing the first {max_rows:,} of {len(df):,} rows; the downloads below "
                    "hold every row.")
     if ctx.presenter and len(shown) <= 120:
-        st.table(shown)  # HTML table: its type scales with the presenter CSS
+        st.table(shown.set_index(shown.columns[0]) if len(shown.columns) else shown)
     else:
         st.dataframe(shown, hide_index=True, column_config=column_config, height=height)
     slug = _slug(name)
-    row = st.container(horizontal=True, gap="small")
-    row.download_button("CSV", data=lambda: df.to_csv(index=False).encode("utf-8"),
+    with _actions(slug):
+        row = st.container(horizontal=True, gap="small")
+        row.download_button("CSV", data=lambda: df.to_csv(index=False).encode("utf-8"),
                             file_name=f"{slug}.csv", mime="text/csv", key=f"dl_{slug}_csv",
                             on_click="ignore")
-    if xlsx:
-        row.download_button(
-            "Excel", data=lambda: to_xlsx(df, slug[:31]), file_name=f"{slug}.xlsx",
-            mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            key=f"dl_{slug}_xlsx", on_click="ignore",
-        )
-    if code or cli:
-        reproduce(code, cli, sql, key=slug)
+        if xlsx:
+            row.download_button(
+                "Excel", data=lambda: to_xlsx(df, slug[:31]), file_name=f"{slug}.xlsx",
+                mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                key=f"dl_{slug}_xlsx", on_click="ignore",
+            )
+        reproduce(calls, then, cli, sql, key=slug, code=code)
 
 
-def reproduce(code: str | None, cli: str | None = None, sql: tuple[str, list] | None = None,
-              key: str = "") -> None:
-    """Expander with the Python call (and CLI / SQL) that gives the same numbers."""
-    if sql is None and code and "flt" in code:
-        sql = current().flt.patients_sql()
+def show_layout(name: str, flt: Filter, render_kw: dict | None = None, height="auto",
+                **kwargs) -> layouts.Layout:
+    """A paper layout (Table 1/2/3) on screen with its footnotes, downloads and Reproduce:
+    the same `Layout` object `report --layout` prints."""
+    lay = layout(name, flt, render_kw=render_kw, **kwargs)
+    spec = layouts.LAYOUTS[name]
+    args = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+    then = (f"lay = layouts.build({name!r}, lambda c: results.run(db, c), flt{args})\n"
+            "print(lay.to_markdown())")
+    table(lay.table, name, calls=spec.calls(flt, **kwargs), then=then,
+          cli=spec.cli(kwargs), xlsx=True, height=height)
+    for note in lay.footnotes:
+        st.caption(note)
+    return lay
+
+
+def reproduce(calls=None, then: str | None = None, cli: list[str] | str | None = None,
+              sql: tuple[str, list] | None = None, key: str = "",
+              code: str | None = None) -> None:
+    """Expander with the Python (written from the calls that ran), the command line
+    (`cli`: `report` arguments, or a whole command) and the filter's SQL that give the
+    same numbers. `code` is for outputs that are not numbers of the data (the data
+    dictionary)."""
+    if calls is None and cli is None and sql is None and code is None:
+        return
+    ctx = current()
+    path = str(ctx.db.path)
+    if isinstance(calls, results.Call):
+        calls = {"res": calls}
+    if calls:
+        code = results.python_snippet(calls, path, then=then,
+                                      then_import="layouts" if then and "layouts." in then
+                                      else None)
+    if isinstance(cli, str):
+        cli_text = cli
+    elif cli is None and calls:
+        firsts = [c.cli(path) for c in calls.values() if c.flt is not None]
+        cli_text = next((x for x in firsts if x), None)
+    else:
+        cli_text = results.report_command(ctx.flt, path, cli) if cli is not None else None
+    if sql is None and calls and any(c.flt is not None for c in calls.values()):
+        sql = ctx.flt.patients_sql()
     with st.expander("Reproduce"):
         if code:
             st.code(code, language="python")
-        if cli:
+        if cli_text:
             st.caption("Command line (the same numbers in the report):")
-            st.code(cli, language="bash")
+            st.code(cli_text, language="bash")
         if sql:
             st.caption("Patients selected by the filter (SQL with its parameters):")
             st.code(f"{sql[0]}\n-- parameters: {sql[1]!r}", language="sql")
 
 
-def py_call(call: str, flt: Filter | None = None, imports: str = "analysis") -> str:
-    """Python that rebuilds the filter and runs `call` (which uses `db` and `flt`)."""
-    ctx = current()
-    lines = [
-        f"from lupus_dash import {imports}",
-        "from lupus_dash.db import Database",
-        "from lupus_dash.filters import Filter",
-        "",
-        f"db = Database({str(ctx.db.path)!r})",
-    ]
-    if flt is not None:
-        lines.append(f"flt = Filter.from_json({flt.to_json()!r})")
-    lines.append(call)
-    return "\n".join(lines)
-
-
-def cli_call(flt: Filter, *extra: str, preset: str = "standard") -> str:
-    """`python -m lupus_dash report ...` for this filter."""
-    return report.report_command(flt, str(current().db.path), preset, list(extra))
-
-
-def fmt_num(x, digits: int = 3) -> str:
-    """A number for a metric or caption (significant digits), '—' when missing."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return f"{x:.{digits}g}"
+def report_command(flt: Filter, *extra: str) -> str:
+    """`python -m lupus_dash report ...` for this filter on this database."""
+    return results.report_command(flt, str(current().db.path), extra)
 
 
 def endpoint_label(col: str) -> str:
     """'C3 (g/L)' for an endpoint column."""
     e = schema.ENDPOINTS_BY_COLUMN[col]
     return f"{e.label} ({e.unit})" if e.unit and e.kind != "binary" else e.label
+
+
+def metric(box, label: str, value, help: str | None = None) -> None:
+    """A headline number in `box` (a column); text from the seam (e.g. "<11") passes through."""
+    box.metric(label, value if isinstance(value, str) else layouts.fmt_num(value), help=help)
 
 
 def cmd(*parts: str) -> str:

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from lupus_dash import charts, ingest, schema, store, ui
+from lupus_dash.analyses import quality
 
 ctx = ui.page("Data", need_patients=False)
 flt = ctx.flt
@@ -89,26 +90,27 @@ with tab_dict:
     tables = ui.url_widget("selectbox", "Table", list(dict.fromkeys(dd["table"])), "dd_table",
                            default="visits")
     ui.table(dd[dd["table"] == tables], f"data_dictionary_{tables}",
-             "from lupus_dash import schema\nschema.data_dictionary()",
-             ui.cmd("python", "-m", "lupus_dash", "dictionary", "--format", "csv"), xlsx=True,
-             height=520)
+             code="from lupus_dash import schema\nschema.data_dictionary()",
+             cli=ui.cmd("python", "-m", "lupus_dash", "dictionary", "--format", "csv"),
+             xlsx=True, height=520)
 
 with tab_quality:
     if tab_quality.open:
-        if ctx.k == 0:
+        if not isinstance(ctx.k, str) and ctx.k == 0:
             st.info("No patient matches this filter.")
         else:
-            miss = ui.compute("explore.missingness", flt)
+            miss_res = ui.run(quality.missingness, flt)
+            miss = miss_res.table
             st.markdown("**Missing values by visit** (first row: patients without that visit)")
             used = miss["recorded"]
-            ui.chart(charts.heatmap(miss[used]), "missingness",
-                     ui.py_call("explore.missingness(db, flt)", flt, "explore"))
+            ui.chart(charts.heatmap(miss[used]), "missingness", calls=miss_res.call)
             st.caption("Variables never recorded in this cohort are left out: "
                        + (", ".join(sorted(set(miss.loc[~used, "label"]))) or "none") + ".")
             st.markdown("**Values at the edges of their plausible ranges** (at the lower limit, or "
                         "within 1 % of the span below the upper limit)")
-            summ, listing = ui.compute("explore.range_edges", flt)
-            ui.table(summ, "range_edges", ui.py_call("explore.range_edges(db, flt)", flt, "explore"))
+            edges = ui.run(quality.range_edges, flt)
+            summ, listing = edges["summary"], edges["listing"]
+            ui.table(summ, "range_edges", calls=edges.call)
             if len(listing):
                 with st.expander(f"{len(listing)} value(s) at an edge"):
-                    ui.table(listing, "range_edge_values")
+                    ui.table(listing, "range_edge_values", calls=edges.call)

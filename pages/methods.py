@@ -5,7 +5,8 @@ import inspect
 import pandas as pd
 import streamlit as st
 
-from lupus_dash import analysis, endpoints, explore, schema, stats, ui
+from lupus_dash import dosing, endpoints, schema, stats, ui
+from lupus_dash.analyses import remission
 
 ctx = ui.page("Methods", need_patients=False)
 flt = ctx.flt
@@ -23,8 +24,14 @@ st.subheader("Renal response")
 renal = [c for c in schema.VISIT_DERIVED if c.name in schema.RENAL_DEFINITIONS]
 st.table(pd.DataFrame({"column": [c.name for c in renal],
                        "definition": [c.description for c in renal]}))
-st.caption("Renal response rates count only these patients — "
-           + (inspect.getdoc(analysis._renal_eligible_sql) or "").splitlines()[0])
+st.markdown("**Thresholds in force** (patients counted for each renal definition):")
+st.table(pd.DataFrame({
+    "definition": [c.name for c in renal],
+    "active nephritis at baseline": [
+        f"UPCR (or 24-h protein) ≥ {remission.renal_threshold(c.name):g} g/g"
+        + (" (BLISS-LN enrolment)" if c.name == "renal_perr" else " (KDIGO 2021)")
+        for c in renal],
+}))
 
 st.subheader("Statistical methods")
 METHODS = {
@@ -35,7 +42,7 @@ METHODS = {
     "mann_whitney": stats.mann_whitney, "kruskal": stats.kruskal, "welch_t": stats.welch_t,
     "chi2": stats.chi2, "fisher": stats.fisher, "kaplan_meier": stats.kaplan_meier,
     "logrank": stats.logrank, "proportion_ci": stats.proportion_ci,
-    "adjust_p": stats.adjust_p, "automatic choice": stats.choose_paired_method,
+    "adjust_p": stats.adjust_p,
     "descriptives": stats.describe,
 }
 st.table(pd.DataFrame({
@@ -47,10 +54,10 @@ st.caption("Descriptive quartiles use the SPSS definition (R quantile type 6). T
            "available pairs; repeated-measures methods use complete cases (STATISTICS.md).")
 
 st.subheader("Remission rates and missing visits")
-st.write(inspect.getdoc(analysis.remission))
+st.write(inspect.getdoc(remission.rates))
 
 st.subheader("Belimumab doses (derived)")
-st.write(inspect.getdoc(explore.belimumab_dose_weeks))
+st.write(inspect.getdoc(dosing.belimumab_dose_weeks))
 
 st.subheader("Derived columns")
 derived = [*schema.PATIENT_DERIVED, *[c for c in schema.VISIT_DERIVED if not
@@ -63,4 +70,4 @@ st.subheader("The filter in force")
 sql, params = flt.patients_sql()
 st.write(flt.sentence(ctx.k, ctx.n))
 st.code(f"{sql}\n-- parameters: {params!r}", language="sql")
-st.code(ui.cli_call(flt), language="bash")
+st.code(ui.report_command(flt), language="bash")

@@ -3,22 +3,23 @@
 import pandas as pd
 import streamlit as st
 
-from lupus_dash import charts, endpoints, explore, schema, ui
+from lupus_dash import charts, dosing, endpoints, schema, ui
+from lupus_dash.analyses import cohort, patient
 
 ctx = ui.page("Patient")
 flt = ctx.flt
 
-ids = ui.compute("explore.patient_ids", flt)
+ids = ui.run(cohort.patient_ids, flt).table
 c = st.columns([2, 2])
 with c[0]:
-    if len(ids) <= explore.PICKER_CAP:
+    if len(ids) <= ui.PICKER_CAP:
         pid = ui.url_widget("selectbox", f"Patient ({len(ids)} match the filter)", ids,
                             "patient", default=ids[0])
     else:
         # Too many to list (every option would be sent to the browser): ask for the id.
         typed = ui.url_widget("text", f"Patient id ({len(ids)} match the filter)", None,
                               "patient", default=ids[0],
-                              help=f"Type an id, or narrow the filter to {explore.PICKER_CAP} "
+                              help=f"Type an id, or narrow the filter to {ui.PICKER_CAP} "
                                    "patients or fewer to pick from a list.").strip()
         known = set(ids)
         pid = typed if typed in known else ids[0]
@@ -30,15 +31,18 @@ with c[1]:
 p = endpoints.PRESETS[preset]
 OPS = {"le": "≤", "lt": "<"}
 
-rec = ui.compute("explore.patient_record", None, cohort=flt.cohort, patient_id=pid)
-visits = ui.compute("explore.patient_visits", None, cohort=flt.cohort, patient_id=pid)
-events = ui.compute("explore.patient_events", None, cohort=flt.cohort, patient_id=pid)
+rec_res = ui.run(patient.record, cohort=flt.cohort, patient_id=pid)
+rec = rec_res.table.iloc[0].to_dict() if len(rec_res.table) else {}
+visits_res = ui.run(patient.visits, cohort=flt.cohort, patient_id=pid)
+visits = visits_res.table
+events_res = ui.run(patient.events, cohort=flt.cohort, patient_id=pid)
+events = events_res.table
 last = None if pd.isna(rec.get("last_week")) else int(rec["last_week"])
 stop = None if pd.isna(rec.get("discontinued_week")) else int(rec["discontinued_week"])
-doses = explore.belimumab_dose_weeks(last, stop)
+doses = dosing.belimumab_dose_weeks(last, stop)
 
 m = ui.metric_columns(6)
-m[0].metric("Sex", {"F": "female", "M": "male"}.get(rec.get("sex"), "—"))
+m[0].metric("Sex", schema.SEX_LABELS.get(rec.get("sex"), "—"))
 age = rec.get("age_at_baseline_years")
 m[1].metric("Age at baseline", "—" if pd.isna(age) else f"{age:.0f} y")
 m[2].metric("Biopsy class", rec.get("biopsy_class") or "not biopsied")
@@ -51,7 +55,6 @@ if stop is not None:
                f"{rec.get('discontinuation_reason') or 'no reason recorded'}.")
 
 ev = events[["onset_week", "term"]].dropna(subset=["onset_week"]) if len(events) else None
-code = ui.py_call(f"explore.patient_visits(db, {flt.cohort!r}, {pid!r})", None, "explore")
 
 
 x_max = max([last or 0, *doses, *(ev["onset_week"].tolist() if ev is not None else [])])
@@ -68,17 +71,16 @@ def series(col, thresholds=None):
         data, col, y_title=title, ref_low=e.ref_low if e else None,
         ref_high=e.ref_high if e else None, thresholds=thresholds, x_max=x_max, title=title,
         height=260 if ctx.presenter else 200),
-        f"patient_{pid}_{col}", code)
+        f"patient_{pid}_{col}", calls=visits_res.call)
 
 
 st.subheader("Disease activity and treatment")
 ui.chart(charts.treatment_strip(doses, ev, x_max=x_max,
                                 title="Belimumab doses (derived from the IV schedule) and adverse "
                                       "events"),
-         f"patient_{pid}_treatment",
-         ui.py_call(f"rec = explore.patient_record(db, {flt.cohort!r}, {pid!r})\n"
-                    "explore.belimumab_dose_weeks(rec['last_week'], rec['discontinued_week'])",
-                    None, "explore"))
+         f"patient_{pid}_treatment", calls=rec_res.call,
+         then="import lupus_dash.dosing as dosing\nr = res.table.iloc[0]\n"
+              "dosing.belimumab_dose_weeks(r['last_week'], r['discontinued_week'])")
 a, b = st.columns(2)
 with a:
     sledai_l = f"LLDAS SLEDAI-2K {OPS[p.lldas_sledai_op]} {p.lldas_sledai_max}"
@@ -112,11 +114,10 @@ want = ["visit_week", "sledai2k", "pga", "prednisone_mg_day", lld, f"{lld}_why",
 state = visits[[c for c in want if c in visits.columns]].rename(columns={
     lld: "LLDAS", f"{lld}_why": "LLDAS: why", rem_c: "remission", f"{rem_c}_why":
     "remission: why"})
-ui.table(state, f"patient_{pid}_states", code)
+ui.table(state, f"patient_{pid}_states", calls=visits_res.call)
 
 st.subheader("Adverse events")
 if events.empty:
     st.write("No adverse event recorded.")
 else:
-    ui.table(events, f"patient_{pid}_adverse_events",
-             ui.py_call(f"explore.patient_events(db, {flt.cohort!r}, {pid!r})", None, "explore"))
+    ui.table(events, f"patient_{pid}_adverse_events", calls=events_res.call)

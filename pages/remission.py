@@ -2,12 +2,13 @@
 
 import streamlit as st
 
-from lupus_dash import charts, endpoints, explore, schema, ui
+from lupus_dash import charts, endpoints, layouts, schema, ui
+from lupus_dash.analyses import common, remission
 
 ctx = ui.page("Remission")
 flt = ctx.flt
 
-c = st.columns([2, 2])
+c = st.columns([2, 2, 2])
 with c[0]:
     preset = ui.url_widget("selectbox", "Definitions", list(schema.PRESETS), "rem_preset",
                            default="standard",
@@ -17,16 +18,33 @@ with c[1]:
         "radio", "Missing visits", ["non-responder", "observed only"], "rem_missing",
         default="non-responder",
         help="Non-responder imputation (the seed paper's convention): a patient without an "
-             "assessment counts as not achieving it and stays in the denominator.")
+             "assessment (missed visit, stopped) counts as not achieving it and stays in the "
+             "denominator.")
+with c[2]:
+    not_eval = ui.url_widget(
+        "radio", "Visits that cannot be evaluated", ["exclude", "failure"], "rem_noteval",
+        default="exclude",
+        format_func=lambda v: "left out (shown apart)" if v == "exclude"
+        else "counted as not achieved",
+        help="A visit attended but missing a component of the definition (e.g. no "
+             "new-activity assessment). Sensitivity analysis: count it as not achieved.")
 observed = imputation == "observed only"
 with st.expander("Thresholds in force"):
     st.text("\n".join(endpoints.PRESETS[preset].describe()))
+    st.text("\n".join(f"{LABEL}: baseline proteinuria ≥ {remission.renal_threshold(d):g} g/g"
+                      for d, LABEL in (("renal_complete", "Renal response (KDIGO)"),
+                                       ("renal_perr", "PERR (BLISS-LN)"))))
 
-rem = ui.compute("analysis.remission", flt, preset=preset, observed=observed)
-info = ui.compute("analysis.cohort_info", None, cohort=flt.cohort)
+res = ui.run(remission.rates, flt, preset=preset, observed=observed, not_evaluable=not_eval)
+rem = res.table
+info = ui.run(common.cohort_info, cohort=flt.cohort).table
 final = str(info["final_week"])
 LABELS = {"lldas": "LLDAS", "remission": "Remission", "renal_complete": "Complete renal response",
-          "renal_partial": "Partial renal response", "glucocorticoid_off": "Off glucocorticoids",
+          "renal_partial": "Partial renal response (not complete)",
+          "renal_overall": "Overall renal response (complete or partial)",
+          "renal_crr": "Complete renal response (BLISS-LN)",
+          "renal_perr": "Primary efficacy renal response (BLISS-LN)",
+          "glucocorticoid_off": "Off glucocorticoids",
           "glucocorticoid_le_5": "Prednisone ≤ 5 mg/day"}
 rem = rem.assign(week=rem["visit_week"].astype(str),
                  label=rem["definition"].map(LABELS).fillna(rem["definition"]))
@@ -35,42 +53,59 @@ m = ui.metric_columns(4)
 for i, (d, wk) in enumerate((("lldas", final), ("remission", final), ("lldas", "last"),
                              ("remission", "last"))):
     r = rem[(rem["definition"] == d) & (rem["week"] == wk)].iloc[0]
-    m[i].metric(f"{LABELS[d]} at {'week ' + wk if wk != 'last' else 'last assessment'}",
-                f"{r['rate'] * 100:.1f} %" if r["n_evaluable"] else "—",
-                help=f"{int(r['n_achieved'])} of {int(r['n_evaluable'])} "
-                     f"({imputation}); 95 % CI {r['ci_low'] * 100:.1f}–{r['ci_high'] * 100:.1f} %"
-                if r["n_evaluable"] else "nobody evaluable")
+    ui.metric(m[i], f"{LABELS[d]} at {'week ' + wk if wk != 'last' else 'last assessment'}",
+              layouts.fmt_pct(r["rate"]),
+              help=f"{layouts.fmt_count(r['n_achieved'], r['n_denominator'])}; 95 % CI "
+                   f"{layouts.fmt_ci(r['ci_low'] * 100, r['ci_high'] * 100, 1)} %; "
+                   f"{r['denominator_rule']}"
+              if not isinstance(r["rate"], str) and r["n_denominator"] else
+              r["denominator_rule"])
 
-defs = ui.url_widget("multiselect", "Definitions shown", list(LABELS), "rem_defs",
-                     default=["lldas", "remission", "renal_complete", "renal_partial"],
+available = [d for d in LABELS if d in set(rem["definition"])]
+defs = ui.url_widget("multiselect", "Definitions shown", available, "rem_defs",
+                     default=[d for d in ("lldas", "remission", "renal_complete",
+                                          "renal_partial") if d in available],
                      format_func=LABELS.get)
 # The chart uses the text column `week`; visit_week mixes numbers and "last".
 shown = rem[rem["definition"].isin(defs or ["lldas"])].drop(columns=["visit_week"])
 ui.chart(charts.rates(shown, x="week", color="label",
                       title=f"Patients reaching each target ({imputation}), 95 % Wilson CI"),
-         "remission_rates",
-         ui.py_call(f"analysis.remission(db, flt, preset={preset!r}, observed={observed})", flt),
-         ui.cli_call(flt, *(["--observed"] if observed else []), preset=preset))
+         "remission_rates", calls=res.call)
+renal_txt = ", ".join(f"{LABELS.get(d, d)} ≥ {remission.renal_threshold(d):g} g/g"
+                      for d in ("renal_complete", "renal_perr"))
 st.caption("Renal responses count only patients with active nephritis at baseline (UPCR or "
-           "24-h protein ≥ 0.5). 'last' = each patient's last assessment.")
-ui.table(rem.drop(columns=["visit_week"]).rename(columns={"week": "visit_week"}),
-         "remission_table",
-         ui.py_call(f"analysis.remission(db, flt, preset={preset!r}, observed={observed})", flt),
-         column_config={c: st.column_config.NumberColumn(format="%.3f")
-                        for c in ("rate", "ci_low", "ci_high")})
+           f"24-h protein: {renal_txt}). 'last' = each patient's last assessment. "
+           "Denominator: " + rem["denominator_rule"].iloc[0] + ".")
+table = rem.assign(
+    Week=[layouts.week_label(w if w == "last" else int(w)) for w in rem["week"]],
+    Definition=rem["label"],
+    Achieved=[layouts.fmt_count(a, n) for a, n in zip(rem["n_achieved"], rem["n_denominator"],
+                                                      strict=True)],
+    **{"Rate (%)": [layouts.fmt_pct(x) for x in rem["rate"]],
+       "95 % CI (%)": [layouts.fmt_ci(lo * 100 if not isinstance(lo, str) else lo,
+                                      hi * 100 if not isinstance(hi, str) else hi, 1)
+                       for lo, hi in zip(rem["ci_low"], rem["ci_high"], strict=True)],
+       "Not achieved": [layouts.fmt_num(x, 0) for x in rem["n_not_achieved"]],
+       "Not evaluable": [layouts.fmt_num(x, 0) for x in rem["n_not_evaluable"]],
+       "No assessment": [layouts.fmt_num(x, 0) for x in rem["n_no_assessment"]],
+       "Denominator": rem["denominator_rule"]})
+ui.table(table[["Week", "Definition", "Achieved", "Rate (%)", "95 % CI (%)", "Not achieved",
+                "Not evaluable", "No assessment", "Denominator"]],
+         "remission_table", calls=res.call)
 
 st.subheader("Disease state per visit")
-states = ui.compute("analysis.remission_states", flt, preset=preset)
-ui.chart(charts.stacked_states(states, title="Remission, LLDAS (not remission), active"),
-         "disease_states",
-         ui.py_call(f"analysis.remission_states(db, flt, preset={preset!r})", flt))
+states = ui.run(remission.states, flt, preset=preset)
+ui.chart(charts.stacked_states(states.table,
+                               title="Remission, LLDAS (not remission), active"),
+         "disease_states", calls=states.call)
 
 st.subheader("Time to first response")
 labels = {c.name: c.label for c in schema.columns("patient_facts")}
 c = st.columns(2)
 with c[0]:
-    definition = ui.url_widget("selectbox", "Target", ["lldas", "remission", "renal_complete",
-                                                       "renal_partial"], "rem_km_def",
+    targets = [d for d in ("lldas", "remission", "renal_complete", "renal_partial",
+                           "renal_overall") if d in available]
+    definition = ui.url_widget("selectbox", "Target", targets, "rem_km_def",
                                default="lldas", format_func=LABELS.get)
 with c[1]:
     split = ui.url_widget("selectbox", "Compare groups", ["none", *schema.GROUPING_COLUMNS],
@@ -78,29 +113,31 @@ with c[1]:
                           format_func=lambda g: "no grouping" if g == "none"
                           else labels.get(g, g))
     group_by = None if split == "none" else split
-km, test = ui.compute("analysis.time_to_event", flt, definition=definition, preset=preset,
-                      group_by=group_by)
+tte = ui.run(remission.time_to_event, flt, definition=definition, preset=preset,
+             group_by=group_by)
+km, test = tte["curves"], tte["test"]
 if km.empty:
     st.info("No follow-up visit to analyse.")
 else:
-    ui.chart(charts.km(km, title=f"Time to first {LABELS[definition]} (Kaplan–Meier)"),
-             f"km_{definition}",
-             ui.py_call(f"km, test = analysis.time_to_event(db, flt, definition={definition!r}, "
-                        f"preset={preset!r}, group_by={group_by!r})", flt))
+    ui.chart(charts.km(km, group="group" if group_by else None,
+                       title=f"Time to first {LABELS[definition]} (Kaplan–Meier)"),
+             f"km_{definition}", calls=tte.call)
     if group_by:
-        if test is None or test.p_value is None:
-            reason = getattr(test, "reason", None) or "only one group has patients"
+        t = test.iloc[0] if len(test) else None
+        if t is None or layouts.is_missing(t["p_value"]):
+            reason = (t["reason"] if t is not None and isinstance(t["reason"], str)
+                      else "only one group has patients")
             st.warning(f"Log-rank test not computable: {reason}.")
         else:
-            st.markdown(f"Log-rank: χ² = {test.statistic:.3f}, df = {ui.fmt_num(test.df)}, "
-                        f"p = {test.p_value:.4g} (n = {test.n})")
+            st.markdown(f"Log-rank: χ² = {layouts.fmt_num(t['statistic'])}, df = "
+                        f"{layouts.fmt_num(t['df'], 0)}, p = {layouts.fmt_p(t['p_value'])} "
+                        f"(n = {layouts.fmt_num(t['n'], 0)})")
     st.caption("Patients who never reach the target are censored at their last visit.")
 
 st.subheader("Which criterion failed")
 weeks = [*info["scheduled_weeks"][1:], "last"]
 week = ui.url_widget("selectbox", "Visit", weeks, "rem_week", default="last",
                      format_func=lambda w: "last assessment" if w == "last" else f"week {w}")
-per = ui.compute("explore.endpoint_states", flt, preset=preset, week=week)
-ui.table(per, f"criteria_week_{week}",
-         ui.py_call(f"explore.endpoint_states(db, flt, preset={preset!r}, week={week!r})", flt,
-                    "explore"), height=420, max_rows=explore.LISTING_CAP)
+per = ui.run(remission.criteria, flt, preset=preset, week=week)
+ui.table(per.table, f"criteria_week_{week}", calls=per.call, height=420,
+         max_rows=ui.LISTING_CAP)

@@ -2,48 +2,48 @@
 
 import streamlit as st
 
-from lupus_dash import charts, explore, ui
+from lupus_dash import charts, layouts, ui
+from lupus_dash.analyses import safety
 
 ctx = ui.page("Safety")
 flt = ctx.flt
 
-t3 = ui.compute("explore.ae_table3", flt)
-head = f"Belimumab (n={ctx.k})"
-layout = t3.assign(**{
-    "Adverse events": [("    " if lv else "") + r for r, lv in zip(t3["row"], t3["level"])],
-    head: [f"{n} ({p:.1f} %)" if i == 0 or n else str(n)
-           for i, (n, p) in enumerate(zip(t3["n_patients"], t3["pct"]))],
-    "Events": t3["n_events"],
-})[["Adverse events", head, "Events"]]
-st.metric("Patients with adverse events", f"{int(t3['n_patients'].iloc[0])} of {ctx.k}",
-          help=f"{t3['pct'].iloc[0]:.1f} %")
-st.subheader("Table 3 — treatment-emergent adverse events")
-st.caption("Patients with at least one event in each row; n (%) of the filtered patients. "
-           "Infection terms follow the seed paper's rows, plus any other term recorded.")
-ui.table(layout, "table3_adverse_events",
-         ui.py_call("explore.ae_table3(db, flt)", flt, "explore"),
-         ui.cli_call(flt, "--layout", "table3"), xlsx=True, height=560)
+t3 = ui.run(safety.table3, flt).table
+top = t3.iloc[0]
+ui.metric(st, "Patients with adverse events", layouts.fmt_count(top["n_patients"], top["n"]),
+          help=layouts.fmt_pct(top["pct"] / 100 if not isinstance(top["pct"], str)
+                               else top["pct"]))
+st.subheader("Table 3 — adverse events")
+ui.show_layout("table3", flt, height=560)
 
-listing = ui.compute("explore.ae_listing", flt)
-if listing.empty:
+listing = ui.run(safety.listing, flt)
+if listing.table.empty:
     st.info("No adverse event is recorded for these patients.")
     st.stop()
 
 st.subheader("Incidence by category")
-inc = ui.compute("explore.ae_incidence", flt)
-ui.chart(charts.bars(inc, x="rate", y="label", lo="ci_low", hi="ci_high",
+inc = ui.run(safety.incidence, flt)
+ui.chart(charts.bars(inc.table, x="rate", y="label", lo="ci_low", hi="ci_high",
                      x_title="Patients with ≥ 1 event (95 % Wilson CI)"),
-         "ae_incidence", ui.py_call("explore.ae_incidence(db, flt)", flt, "explore"))
-ui.table(inc, "ae_incidence_table", ui.py_call("explore.ae_incidence(db, flt)", flt, "explore"),
-         column_config={c: st.column_config.NumberColumn(format="%.3f")
-                        for c in ("rate", "ci_low", "ci_high", "per_100_py")})
+         "ae_incidence", calls=inc.call)
+it = inc.table
+ui.table(it.assign(**{
+    "Category": it["label"],
+    "Patients": [layouts.fmt_count(k, n) for k, n in zip(it["n_patients"], it["n"],
+                                                         strict=True)],
+    "Rate (%)": [layouts.fmt_pct(r) for r in it["rate"]],
+    "95 % CI (%)": [layouts.fmt_ci(lo * 100, hi * 100, 1) for lo, hi in
+                    zip(it["ci_low"], it["ci_high"], strict=True)],
+    "Events": [layouts.fmt_num(e, 0) for e in it["n_events"]],
+    "Events per 100 patient-years": [layouts.fmt_num(x, 1) for x in it["per_100_py"]],
+})[["Category", "Patients", "Rate (%)", "95 % CI (%)", "Events",
+    "Events per 100 patient-years"]], "ae_incidence_table", calls=inc.call)
 
 st.subheader("Time to first adverse event")
-km = ui.compute("explore.ae_time_to_first", flt)
-ui.chart(charts.km(km, group=None, y_title="With ≥ 1 event (cumulative %)",
+km = ui.run(safety.time_to_first, flt)
+ui.chart(charts.km(km.table, group=None, y_title="With ≥ 1 event (cumulative %)",
                    title="Kaplan–Meier, censored at the last visit"),
-         "ae_time_to_first", ui.py_call("explore.ae_time_to_first(db, flt)", flt, "explore"))
+         "ae_time_to_first", calls=km.call)
 
 st.subheader("Listing")
-ui.table(listing, "ae_listing", ui.py_call("explore.ae_listing(db, flt)", flt, "explore"),
-         max_rows=explore.LISTING_CAP)
+ui.table(listing.table, "ae_listing", calls=listing.call, max_rows=ui.LISTING_CAP)

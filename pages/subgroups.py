@@ -2,13 +2,14 @@
 
 import streamlit as st
 
-from lupus_dash import charts, schema, ui
+from lupus_dash import charts, layouts, schema, ui
+from lupus_dash.analyses import cohort, common, subgroups
 
 ctx = ui.page("Subgroups")
 flt = ctx.flt
 labels = {c.name: c.label for c in schema.columns("patient_facts")}
 
-eps = ui.compute("analysis.available_endpoints", flt)
+eps = ui.run(common.available_endpoints, flt).table
 cols = [e.column for e in eps]
 c = st.columns([2, 2, 1, 1])
 with c[0]:
@@ -30,73 +31,82 @@ if ep.kind == "binary" and outcome == "change":
     st.info("Change from baseline is not defined for a yes/no endpoint; showing the value.")
     outcome = "value"
 
-sizes = ui.compute("explore.group_sizes", flt, group_by=group_by)
-st.caption("Groups: " + ", ".join(f"{g} (n={n})" for g, n in zip(sizes["group"], sizes["n"])))
-small = sizes[sizes["n"] < 5]
+sizes = ui.run(cohort.group_sizes, flt, group_by=group_by).table
+st.caption("Groups: " + ", ".join(f"{g} (n = {layouts.fmt_num(n, 0)})"
+                                  for g, n in zip(sizes["group"], sizes["n"], strict=True)))
+small = sizes[[not isinstance(n, str) and n < subgroups.SMALL_GROUP for n in sizes["n"]]]
 if len(sizes) < 2:
     st.warning(f"Only one {labels.get(group_by, group_by).lower()} group among these patients: "
                "there is nothing to compare.")
 if len(small):
-    st.warning("Groups under 5 patients — estimates are unstable and tests may not run: "
-               + ", ".join(f"{g} (n={n})" for g, n in zip(small["group"], small["n"])))
+    st.warning(f"Groups under {subgroups.SMALL_GROUP} patients are drawn as their single "
+               "values (no mean or interval), and tests with a group of fewer than 2 give no "
+               "p-value: " + ", ".join(f"{g} (n = {n})" for g, n in zip(small["group"],
+                                                                          small["n"],
+                                                                          strict=True)))
 
-ss = ui.compute("analysis.subgroup_summary", flt, group_by=group_by, endpoint=col,
-                outcome=outcome)
+ss = ui.run(subgroups.summary, flt, group_by=group_by, endpoint=col, outcome=outcome)
 what = "change from baseline" if outcome == "change" else ("share positive" if ep.kind ==
                                                            "binary" else "value")
-ui.chart(charts.trajectory(ss.dropna(subset=["mean"]), "mean", "ci_low", "ci_high",
-                           color="group",
-                           y_title=f"{ui.endpoint_label(col)} — {what}",
+spec = schema.column("visits", col)
+span = (spec.hi - spec.lo) if spec.lo is not None and spec.hi is not None else None
+clip = ((spec.lo, spec.hi) if outcome == "value" and span is not None
+        else (-span, span) if span is not None else None)
+ui.chart(charts.trajectory(ss.table.dropna(subset=["mean"]), "mean", "ci_low", "ci_high",
+                           color="group", points=ss["points"], min_n=subgroups.SMALL_GROUP,
+                           clip=clip, y_title=f"{ui.endpoint_label(col)} — {what}",
                            title=f"{ep.label} by {labels.get(group_by, group_by).lower()}: mean "
-                                 "± 95 % CI"),
-         f"subgroups_{col}",
-         ui.py_call(f"analysis.subgroup_summary(db, flt, {group_by!r}, {col!r}, "
-                    f"outcome={outcome!r})", flt))
+                                 "(95 % CI); ◇ single values of groups under "
+                                 f"{subgroups.SMALL_GROUP}"),
+         f"subgroups_{col}", calls=ss.call)
+if clip is not None:
+    st.caption(f"Intervals are cut at the plausible range of {ep.label} "
+               f"({layouts.fmt_num(clip[0])} to {layouts.fmt_num(clip[1])}); ▲▼ mark a cut end.")
 
 st.markdown(f"**Between-group tests per visit ({what})**")
-try:
-    tests = ui.compute("analysis.subgroups", flt, group_by=group_by, endpoints=[col],
-                       outcome=outcome, adjust=adjust)
-except TypeError:  # analysis cannot yet adjust when some tests did not run
-    st.warning("Adjusted p-values could not be computed because some tests could not run; "
-               "showing the raw p only.")
-    tests = ui.compute("analysis.subgroups", flt, group_by=group_by, endpoints=[col],
-                       outcome=outcome, adjust="none")
-if tests.empty:
+tests = ui.run(subgroups.tests, flt, group_by=group_by, endpoints=[col], outcome=outcome,
+               adjust=adjust)
+t = tests.table
+if t.empty:
     st.info("No test could be run.")
 else:
-    shown = tests.assign(note=tests["reason"].fillna("").map(
-        lambda r: f"not computable: {r}" if r else ""))
-    ui.table(shown.drop(columns=["reason", "group_by", "outcome", "endpoint"]),
-             f"subgroup_tests_{col}",
-             ui.py_call(f"analysis.subgroups(db, flt, {group_by!r}, endpoints=[{col!r}], "
-                        f"outcome={outcome!r}, adjust={adjust!r})", flt),
-             ui.cli_call(flt, "--group-by", group_by, "--adjust", adjust),
-             column_config={c: st.column_config.NumberColumn(format="%.4g")
-                            for c in ("statistic", "p_value", "p_adjusted", "mean_diff",
-                                      "ci_low", "ci_high")})
+    shown = t.assign(
+        Week=t["visit_week"], Method=[layouts.method_words(m, pm) for m, pm in
+                                      zip(t["method"], t.get("p_method", [None] * len(t)),
+                                          strict=True)],
+        n=[layouts.fmt_num(x, 0) for x in t["n"]],
+        Statistic=[layouts.fmt_num(x, missing="") for x in t["statistic"]],
+        p=[layouts.fmt_p(x, missing="") for x in t["p_value"]],
+        **{f"p ({adjust})": [layouts.fmt_p(x, missing="") for x in t["p_adjusted"]],
+           "Estimate": [layouts.fmt_num(x, missing="") for x in t["estimate"]]
+           if "estimate" in t else [layouts.fmt_num(x, missing="") for x in t["mean_diff"]],
+           "95 % CI": [layouts.fmt_ci(a, b) for a, b in zip(t["ci_low"], t["ci_high"],
+                                                            strict=True)],
+           "Note": [f"not computable: {r}" if isinstance(r, str) and r else ""
+                    for r in t["reason"]]})
+    keep = ["Week", "Method", "n", "Statistic", "p", f"p ({adjust})", "Estimate", "95 % CI",
+            "Note"]
+    ui.table(shown[keep], f"subgroup_tests_{col}", calls=tests.call)
 
 if ep.kind == "continuous":
     st.markdown("**Forest plot: change from baseline by subgroup**")
-    info = ui.compute("analysis.cohort_info", None, cohort=flt.cohort)
+    info = ui.run(common.cohort_info, cohort=flt.cohort).table
     week = ui.url_widget("selectbox", "At week", info["scheduled_weeks"][1:], "sub_week",
                          default=info["final_week"])
-    ch = ui.compute("analysis.subgroup_summary", flt, group_by=group_by, endpoint=col,
-                    outcome="change")
-    at = ch[(ch["visit_week"] == week)]
+    ch = ui.run(subgroups.summary, flt, group_by=group_by, endpoint=col, outcome="change")
+    at = ch.table[(ch.table["visit_week"] == week)]
     ok = at.dropna(subset=["ci_low", "ci_high"])
     if ok.empty:
         st.info("Not computable: no group has two or more patients with a change at this week.")
     else:
-        ui.chart(charts.forest(ok.assign(group=[f"{g} (n={n})" for g, n in
-                                                zip(ok["group"], ok["n"])]),
+        ui.chart(charts.forest(ok.assign(group=[f"{g} (n = {n})" for g, n in
+                                                zip(ok["group"], ok["n"], strict=True)]),
                                x_title=f"Change in {ui.endpoint_label(col)} at week {week} "
                                        "(mean, 95 % CI)"),
-                 f"forest_{col}_week_{week}",
-                 ui.py_call(f"analysis.subgroup_summary(db, flt, {group_by!r}, {col!r}, "
-                            "outcome='change')", flt))
+                 f"forest_{col}_week_{week}", calls=ch.call)
     dropped = at[at["ci_low"].isna()]
     if len(dropped):
-        st.caption("No interval for " + ", ".join(f"{g} (n={n})" for g, n in
-                                                    zip(dropped["group"], dropped["n"]))
+        st.caption("No interval for " + ", ".join(f"{g} (n = {n})" for g, n in
+                                                    zip(dropped["group"], dropped["n"],
+                                                        strict=True))
                    + ": fewer than two patients.")

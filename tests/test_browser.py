@@ -2,7 +2,7 @@
 
 Uses Debian's chromium (ENGINEERING_NOTES.md: never `playwright install`). Opens
 links with preset filters, changes one filter in the sidebar and waits for the
-metric to show the value `lupus_dash.analysis` computes; screenshots go to
+metric to show the value the seam computes; screenshots go to
 artifacts/ (gitignored).
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lupus_dash import analysis
+from lupus_dash.analyses import common, remission
 from lupus_dash.db import Database
 from lupus_dash.filters import Filter
 
@@ -136,7 +136,7 @@ def test_deep_link_as_first_request_keeps_the_filter(page, server, demo_path):
     # page must still get the sidebar panel and keep the link's filter.
     db = Database(demo_path)
     flt = Filter.build("ln_belimumab", sex=["F"])
-    k, n = analysis.count_patients(db, flt)
+    k, n = common.count_patients(db, flt)
     page.goto(f"{server}/remission?cohort=ln_belimumab&sex=F")
     settle(page)
     assert page.locator("h1").first.inner_text().strip() == "Remission"
@@ -151,11 +151,11 @@ def test_link_with_filters_then_change_one(page, server, demo_path):
     db = Database(demo_path)
     completers = Filter.build("csle_belimumab", completer=[True])
     females = Filter.build("csle_belimumab", completer=[True], sex=["F"])
-    k1 = analysis.count_patients(db, completers)[0]
-    k2 = analysis.count_patients(db, females)[0]
+    k1 = common.count_patients(db, completers)[0]
+    k2 = common.count_patients(db, females)[0]
     assert k2 < k1  # the change must show on screen
-    final = analysis.cohort_info(db, "csle_belimumab")["final_week"]
-    rem = analysis.remission(db, females)
+    final = common.cohort_info(db, "csle_belimumab")["final_week"]
+    rem = remission.rates(db, females)
     lldas = rem[(rem["visit_week"].astype(str) == str(final)) & (rem["definition"] == "lldas")]
     db.close()
 
@@ -167,10 +167,12 @@ def test_link_with_filters_then_change_one(page, server, demo_path):
 
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="Sex").click()
-    page.get_by_role("option", name="female", exact=True).click()
+    # Options carry their counts ("female (21)"): what choosing them would leave.
+    page.get_by_role("option", name=re.compile(r"^female \(\d+\)$")).click()
     page.keyboard.press("Escape")
     wait_metric(page, "Patients", str(k2))
-    wait_metric(page, f"LLDAS at week {final}", f"{lldas['rate'].iloc[0] * 100:.1f} %")
+    wait_metric(page, f"LLDAS at week {final}",
+                f"{lldas['n_achieved'].iloc[0]}/{lldas['n_denominator'].iloc[0]}")
     assert re.search(r"[?&]sex=F(&|$)", page.url)
     assert "completer=true" in page.url
     shot(page, "browser_overview_completers_female")

@@ -10,7 +10,8 @@ import altair as alt
 import pandas as pd
 import pytest
 
-from lupus_dash import charts, explore, ingest, store
+from lupus_dash import charts, dosing, ingest, layouts, results, store
+from lupus_dash.analyses import cohort, quality, remission, safety
 from lupus_dash.db import Database
 from lupus_dash.filters import Filter
 
@@ -147,33 +148,48 @@ def test_km_curves_start_at_zero_weeks_with_nobody_reached():
     ],
 )
 def test_belimumab_dose_weeks(last, stop, expected):
-    assert explore.belimumab_dose_weeks(last, stop) == expected
+    assert dosing.belimumab_dose_weeks(last, stop) == expected
 
 
-# --- explore: fixture cohort -------------------------------------------------------
+# --- analyses: fixture cohort -------------------------------------------------------
 
 
 def test_patient_flow_counts_by_hand(db):
-    flow, reasons, doses = explore.patient_flow(db, CSLE)
+    out = cohort.patient_flow(db, CSLE)
+    flow, reasons = out["stages"], out["reasons"]
     # C01, C02 reach week 52 (15 doses each); C03 stopped at week 24 (7 doses).
     assert dict(zip(flow["stage"], flow["n"], strict=True)) == {
         "Enrolled": 3, "Received induction (3 doses)": 3, "Completed follow-up": 2,
-        "Stopped belimumab": 1,
+        "Stopped belimumab": 1, "Ongoing": 0,
     }
-    assert dict(zip(doses["patient_id"], doses["doses"], strict=True)) == {
-        "C01": 15, "C02": 15, "C03": 7}
-    assert reasons.to_dict("records") == [
+    # 15 + 15 + 7 doses, median 15.
+    assert flow.loc[1, "detail"].startswith("37 doses in all, median 15 per patient")
+    assert reasons[["reason", "n"]].to_dict("records") == [
         {"reason": "switched to telitacicept for poor effect", "n": 1}]
 
 
+def test_flow_boxes_add_up_to_the_enrolled(db):
+    # Every patient is in exactly one outcome box: completed, stopped or ongoing.
+    for flt in (CSLE, Filter.build("cSLE-QD", sex=["F"]), Filter.build("LN-adult")):
+        s = cohort.patient_flow(db, flt)["stages"].set_index("stage")["n"]
+        assert s["Completed follow-up"] + s["Stopped belimumab"] + s["Ongoing"] == s["Enrolled"]
+
+
 def test_flow_follows_the_filter(db):
-    flow, reasons, _ = explore.patient_flow(db, Filter.build("cSLE-QD", sex=["F"]))
-    assert flow["n"].tolist() == [2, 2, 2, 0]
-    assert reasons.empty
+    out = cohort.patient_flow(db, Filter.build("cSLE-QD", sex=["F"]))
+    assert out["stages"]["n"].tolist() == [2, 2, 2, 0, 0]
+    assert out["reasons"].empty
 
 
 def test_ae_table3_layout(db):
-    t3 = explore.ae_table3(db, CSLE).set_index("row")
+    full = safety.table3(db, CSLE)
+    # Every recorded event is in exactly one term row (issue 16: a term outside the paper's
+    # infection rows was lost): term rows' events add up to all events.
+    assert full.loc[full["level"] == 1, "n_events"].sum() == full["n_events"].iloc[0] == 3
+    cats = full[full["level"] == 0].set_index("row")
+    terms = full[full["level"] == 1].set_index("row")
+    assert terms.loc["Infusion reaction", "n_patients"] == 1  # C02's term under its category
+    t3 = cats.combine_first(terms)
     # Every cSLE-QD patient has one event: C01 URTI (wk 6), C02 infusion reaction (wk 2),
     # C03 herpes zoster (wk 16).
     assert t3.loc["Patients with adverse events", "n_patients"] == 3
@@ -185,15 +201,15 @@ def test_ae_table3_layout(db):
     assert t3.loc["Infusion reaction", "n_patients"] == 1
     assert t3.loc["Serious adverse events", "n_patients"] == 0
     assert t3.loc["Leukopenia", "n_patients"] == 0  # A01's leukopenia is in the other cohort
-    assert list(t3.index[:3]) == ["Patients with adverse events", "Serious adverse events",
-                                  "Severe adverse events"]
+    assert full["row"].tolist()[:3] == ["Patients with adverse events",
+                                        "Serious adverse events", "Severe adverse events"]
 
 
 def test_ae_incidence_and_time_to_first(db):
-    inc = explore.ae_incidence(db, CSLE).set_index("category")
+    inc = safety.incidence(db, CSLE).set_index("category")
     assert inc.loc["infection", "n_patients"] == 2
     assert inc.loc["infection", "rate"] == pytest.approx(2 / 3)
-    km = explore.ae_time_to_first(db, CSLE)
+    km = safety.time_to_first(db, CSLE)
     # Events at weeks 2, 6, 16, nobody censored: S = 2/3, 1/3, 0.
     ev = km[km["n_event"] > 0]
     assert ev["time"].tolist() == [2.0, 6.0, 16.0]
@@ -201,7 +217,7 @@ def test_ae_incidence_and_time_to_first(db):
 
 
 def test_missingness_counts_missed_visits(db):
-    miss = explore.missingness(db, CSLE)
+    miss = quality.missingness(db, CSLE)
     wk52 = miss[(miss["visit_week"] == 52) & (miss["variable"] == "visit")].iloc[0]
     # C03 stopped at week 24: 1 of 3 patients has no week-52 visit.
     assert (wk52["n_expected"], wk52["n_missing"]) == (3, 1)
@@ -232,63 +248,82 @@ def test_range_edges(tmp_path):
     assert res.ok, res.problems
     store.write_database(tmp_path / "e.duckdb", res.tables, schedules=res.schedules)
     d = Database(tmp_path / "e.duckdb")
-    summ, listing = explore.range_edges(d, CSLE)
+    out = quality.range_edges(d, CSLE)
+    summ, listing = out["summary"], out["listing"]
     d.close()
     s = summ.set_index("variable")
-    assert (s.loc["sledai2k", "n_at_low"], s.loc["sledai2k", "n_near_high"]) == (1, 0)
+    # A SLEDAI-2K of 0 is the natural floor of the score, not a suspect value (issue 16).
+    assert (s.loc["sledai2k", "n_at_low"], s.loc["sledai2k", "n_near_high"]) == (0, 0)
     assert (s.loc["c3_g_l", "n_at_low"], s.loc["c3_g_l", "n_near_high"]) == (0, 1)
     assert s.loc["prednisone_mg_day", "n_at_low"] == 0  # lowest dose is 5 mg
     assert sorted(map(tuple, listing[["variable", "patient_id", "visit_week", "edge"]]
-                      .itertuples(index=False))) == [
-        ("c3_g_l", "C02", 0, "near upper limit"), ("sledai2k", "C01", 52, "at lower limit")]
+                      .itertuples(index=False))) == [("c3_g_l", "C02", 0, "near upper limit")]
 
 
 def test_individual_trajectories_cap_and_sample(db):
-    df, total, sampled = explore.individual_trajectories(db, CSLE, "c3_g_l", cap=2)
+    from lupus_dash.analyses import biomarkers
+
+    def traj(**kw):
+        out = biomarkers.individual_trajectories(db, CSLE, "c3_g_l", **kw)
+        shown = out["shown"].iloc[0]
+        return out["trajectories"], int(shown["n_total"]), bool(shown["sampled"])
+
+    df, total, sampled = traj(cap=2)
     assert (total, sampled) == (3, True)
     assert df["patient_id"].nunique() == 2
-    again, _, _ = explore.individual_trajectories(db, CSLE, "c3_g_l", cap=2)
+    again, _, _ = traj(cap=2)
     assert df.equals(again)  # deterministic sample
-    full, total, sampled = explore.individual_trajectories(db, CSLE, "c3_g_l")
+    full, total, sampled = traj()
     assert (total, sampled, len(full)) == (3, False, 14)  # 5 + 5 + 4 visits
 
 
 def test_filter_options_and_group_sizes(db):
-    opts = explore.filter_options(db, "cSLE-QD")
+    opts = cohort.filter_options(db, "cSLE-QD")
     assert opts["sex"] == ["F", "M"]
     assert opts["biopsy_class"] == ["IV", "III+V", "(missing)"]  # C03 not biopsied
-    sizes = explore.group_sizes(db, CSLE, "sex")
+    sizes = cohort.group_sizes(db, CSLE, "sex")
     assert dict(zip(sizes["group"], sizes["n"], strict=True)) == {"F": 2, "M": 1}
 
 
+def test_option_counts_are_facet_counts_within_the_other_restrictions(db):
+    # Choosing sex=F leaves C01, C02; the sex options still count both sexes (their own
+    # restriction is left out), the biopsy-class options count among the two women.
+    oc = cohort.option_counts(db, Filter.build("cSLE-QD", sex=["F"]))
+    got = {(r.column, r.value): r.n for r in oc.itertuples()}
+    assert got[("sex", "F")] == 2 and got[("sex", "M")] == 1
+    assert sum(n for (c, _), n in got.items() if c == "biopsy_class") == 2
+
+
 def test_endpoint_states_give_the_reason(db):
-    st = explore.endpoint_states(db, CSLE, "standard", week=4).set_index("patient_id")
+    st = remission.criteria(db, CSLE, "standard", week=4).set_index("patient_id")
     # C01 week 4: SLEDAI-2K 10 > 4 and prednisone 25 mg > 7.5: not in LLDAS, with a reason.
     assert bool(st.loc["C01", "lldas"]) is False
     assert "SLEDAI-2K" in st.loc["C01", "lldas_why"]
 
 
-def test_table1_display_prints_paper_cells(db):
-    from lupus_dash import analysis
-
-    t1 = analysis.table1(db, CSLE, "sex")
-    out = explore.table1_display(t1, analysis.table1_tests(db, CSLE, "sex"))
-    row = out[out["Characteristic"] == "Age at baseline"].iloc[0]
-    # Ages 12.1, 14.2, 10.9: mean 12.4, SD sqrt(5.58 / 2) = 1.670, median 12.1;
-    # F = C01, C02 (12.1, 14.2): SD sqrt(2 × 1.05²) = 1.485.
-    assert row["Overall"].startswith("12.4 ± 1.67; 12.1 ")
-    assert row["Overall"].endswith("[n=3]")
-    assert row["F"].startswith("13.1 ± 1.48; 13.1 ")  # mean 13.15 shown to 3 digits
-    assert row["M"].startswith("10.9 ± –")
-    assert row["P"] != "" and row["Test"] == "mann_whitney"
+def test_table1_layout_prints_paper_cells(db):
+    lay = layouts.table1(results.run(db, cohort.table1, CSLE, group_by="sex"),
+                         results.run(db, cohort.table1_tests, CSLE, group_by="sex"))
+    out = lay.table
+    assert list(out.columns[2:5]) == ["Overall (n = 3)", "F (n = 2)", "M (n = 1)"]
+    row = out[out["Characteristic"] == "Age at baseline (years)"].iloc[0]
+    # Ages 12.1, 14.2, 10.9: mean 12.4, SD sqrt(5.58 / 2) = 1.670;
+    # F = C01, C02 (12.1, 14.2): mean 13.15, SD sqrt(2 × 1.05²) = 1.485.
+    assert row["Overall (n = 3)"] == "12.4 ± 1.7"
+    assert row["F (n = 2)"] in ("13.2 ± 1.5", "13.1 ± 1.5")  # 13.15 rounds half-even
+    assert row["M (n = 1)"] == "10.9 ± –"
+    assert row["P"] != "" and row["Test"] == "Mann–Whitney U"
     sex = out[(out["Characteristic"] == "Sex") & (out["Level"] == "F")].iloc[0]
-    assert sex["Overall"] == "2/3 (66.7 %)"
+    assert sex["Overall (n = 3)"] == "2 (66.7 %)"
 
 
-def test_fmt_p():
-    assert explore.fmt_p(None) == "not computable"
-    assert explore.fmt_p(0.0004) == "<0.001"
-    assert explore.fmt_p(0.04567) == "0.046"
+def test_one_p_formatter():
+    assert layouts.fmt_p(None) == "–"
+    assert layouts.fmt_p(None, missing="") == ""
+    assert layouts.fmt_p(0.0004) == "<0.001"
+    assert layouts.fmt_p(0.0) == "<0.001"  # never 0
+    assert layouts.fmt_p(0.04567) == "0.046"
+    assert layouts.fmt_p("<11") == "<11"  # a suppressed cell passes through
 
 
 def test_memoised_charts_are_reused_for_equal_data_only_and_specs_are_copies():
@@ -333,8 +368,8 @@ def test_vectorised_dose_counts_equal_the_dose_schedule():
     lasts = [None, *range(110)]
     stops = [None, *range(0, 110, 3)]
     pairs = [(lw, sw) for lw in lasts for sw in stops]
-    got = explore.belimumab_dose_counts(
+    got = dosing.belimumab_dose_counts(
         [np.nan if lw is None else lw for lw, _ in pairs],
         [np.nan if sw is None else sw for _, sw in pairs])
-    want = [len(explore.belimumab_dose_weeks(lw, sw)) for lw, sw in pairs]
+    want = [len(dosing.belimumab_dose_weeks(lw, sw)) for lw, sw in pairs]
     assert got.tolist() == want

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lupus_dash import analysis, synth
+from lupus_dash import report, synth
+from lupus_dash.analyses import biomarkers, common, remission, safety
 from lupus_dash.db import Database
 from lupus_dash.filters import Filter
-from lupus_dash.report import adverse_event_table, build_report
+from lupus_dash.report import build_report
 
 HERE = Path(__file__).resolve().parent
 T = json.loads((HERE / "fixtures" / "published_targets.json").read_text())
@@ -149,8 +150,9 @@ def test_table2_completers(completers):
 
 
 def test_outcomes_seed_paper_all_26(demo):
-    rem = analysis.remission(demo, Filter.build("csle_belimumab"), preset="seed_paper")
-    got = {(r.visit_week, r.definition): (r.n_achieved, r.n_evaluable) for r in rem.itertuples()}
+    rem = remission.rates(demo, Filter.build("csle_belimumab"), preset="seed_paper")
+    got = {(r.visit_week, r.definition): (r.n_achieved, r.n_denominator)
+           for r in rem.itertuples()}
     o = CS["outcomes_of_26"]
     want = {
         (52, "lldas"): o["week_52"]["lldas"], (52, "remission"): o["week_52"]["remission"],
@@ -175,10 +177,12 @@ def test_non_completers_and_adverse_events(demo):
     flow = demo.query("SELECT discontinuation_reason, count(*) AS n FROM patient_facts "
                       "WHERE cohort = 'csle_belimumab' AND NOT completer GROUP BY 1")
     assert int(flow["n"].sum()) == 3
-    ae = adverse_event_table(demo, Filter.build("csle_belimumab"))
-    assert ae.iloc[0]["Patients"] == CS["table3_teae_n26"]["patients_with_teae"]
-    terms = set(ae["Term"]) - {"", "(any)"}
+    ae = safety.table3(demo, Filter.build("csle_belimumab"))
+    assert ae.iloc[0]["n_patients"] == CS["table3_teae_n26"]["patients_with_teae"]
+    terms = set(ae.loc[(ae["level"] == 1) & (ae["n_events"] > 0), "term"])
     assert terms == {e["term"] for e in CS["table3_teae_n26"]["events"]}
+    # Every event in exactly one term row (issue 16: the limb pain was lost).
+    assert ae.loc[ae["level"] == 1, "n_events"].sum() == ae.iloc[0]["n_events"]
     sev = set(demo.query("SELECT DISTINCT severity FROM adverse_events a JOIN patient_facts p "
                          "USING (patient_id) WHERE p.cohort = 'csle_belimumab'")["severity"])
     assert sev <= {"mild", "moderate"}
@@ -186,11 +190,11 @@ def test_non_completers_and_adverse_events(demo):
 
 def test_ln_cohort(demo):
     flt = Filter.build("ln_belimumab")
-    weeks = analysis.cohort_info(demo, "ln_belimumab")["scheduled_weeks"]
+    weeks = common.cohort_info(demo, "ln_belimumab")["scheduled_weeks"]
     misses = []
     for tgt in LN["upcr_g_g_paired"]:
         w = 4 * tgt["month"]
-        wide = analysis.wide_values(demo, flt, "upcr_g_g", [0, w]).dropna()
+        wide = biomarkers._wide_values(demo, flt, "upcr_g_g", [0, w]).dropna()
         base, fu = wide[0].to_numpy(), wide[w].to_numpy()
         for got, want, nm in ((base.mean(), tgt["baseline_mean"], "baseline mean"),
                               (base.std(ddof=1), tgt["baseline_sd"], "baseline SD"),
@@ -198,12 +202,12 @@ def test_ln_cohort(demo):
                               (fu.std(ddof=1), tgt["followup_sd"], "follow-up SD")):
             if not _printed(got, want, 2):
                 misses.append(f"UPCR month {tgt['month']} {nm} {got:.4f} vs {want}")
-        lon = analysis.longitudinal(demo, flt, endpoints=["upcr_g_g"], comparators=["baseline"],
+        lon = biomarkers.longitudinal(demo, flt, endpoints=["upcr_g_g"], comparators=["baseline"],
                                     methods=["paired_t"])
         r = lon[lon.visit_week == w].iloc[0]
         if abs(r.p_value - tgt["p"]) > 0.003:
             misses.append(f"UPCR month {tgt['month']} P {r.p_value:.4f} vs {tgt['p']}")
-    summ = analysis.summary(demo, flt)
+    summ = biomarkers.summary(demo, flt)
     means = {(r.endpoint, r.visit_week): r.mean for r in summ.itertuples()}
     rates = {(r.endpoint, r.visit_week): r.rate for r in summ.itertuples()}
     for w in weeks[1:]:
@@ -239,15 +243,15 @@ def test_ln_cohort(demo):
 
 def test_table2_layout_looks_like_the_paper(demo, tmp_path):
     from lupus_dash import cli
-    from lupus_dash.report import table2
 
-    t = table2(demo, Filter.build("csle_belimumab", completer=[True]),
-               dispersion={"cd19_pct": "se"}).set_index(["Endpoint", "Statistic"])
+    t = report.layout(demo, Filter.build("csle_belimumab", completer=[True]), "table2",
+                      se=("cd19_pct",)).table.set_index(["Endpoint", "Statistic"])
     # Printed in the paper's Table 2: C3 0.6 ± 0.37 → "0.60 ± 0.37"; CD19+ 18.3 ± 3.0 (SE).
     assert t.loc[("C3 (g/L)", "mean ± SD"), "Baseline"] == "0.60 ± 0.37"
     assert t.loc[("CD19+ B cells (%)", "mean ± SE"), "Week 52"] == "5.0 ± 0.4"
     assert t.loc[("SLEDAI-2K (points)", "median (P25, P75)"), "Week 52"] == "2 (0, 4)"
-    md = t.loc[("C3 (g/L)", "MD (95% CI)"), "Week 4"]
+    assert t.loc[("C3 (g/L)", "n"), "Week 52"] == "23"  # n per visit (issue 16)
+    md = t.loc[("C3 (g/L)", "MD (95% CI), complete cases, n = 23"), "Week 4"]
     assert md.startswith("0.278 (0.074, 0.48")
     assert t.loc[("PGA (0–3)", "P"), "Week 52"] == "<0.001"
     assert t.loc[("Glucocorticoid dose (mg/day)", "Z*"), "Week 12"].startswith("-2.3")
@@ -259,15 +263,15 @@ def test_table2_layout_looks_like_the_paper(demo, tmp_path):
     import openpyxl
 
     ws = openpyxl.load_workbook(out)["table2"]
-    assert ws.cell(1, 1).value == "Endpoint" and ws.cell(2, 3).value == "0.60 ± 0.37"
+    assert ws.cell(1, 1).value == "Endpoint" and ws.cell(2, 3).value == "23"  # n row first
+    assert ws.cell(3, 3).value == "0.60 ± 0.37"
 
 
 def test_table1_layout_cells(demo):
-    from lupus_dash.report import table1_layout
-
-    t = table1_layout(demo, Filter.build("csle_belimumab"), group_by="completer")
+    t = report.layout(demo, Filter.build("csle_belimumab"), "table1",
+                      group_by="completer").table
     sex_f = t[(t.Characteristic == "Sex") & (t.Level == "F")].iloc[0]
-    assert sex_f["Overall"] == "21/26 (80.8%)"  # paper: Female 21/26 (80.8%)
-    onset = t[t.Characteristic == "Age at onset"].iloc[0]
-    assert onset["Overall"].startswith("10.3 ± 2.4")  # paper: 10.3 ± 2.4
-    assert onset["Test"] == "mann_whitney" and onset["P"] != ""
+    assert sex_f["Overall (n = 26)"] == "21 (80.8 %)"  # paper: Female 21/26 (80.8%)
+    onset = t[t.Characteristic == "Age at onset (years)"].iloc[0]
+    assert onset["Overall (n = 26)"] == "10.3 ± 2.4"  # paper: 10.3 ± 2.4
+    assert onset["Test"] == "Mann–Whitney U" and onset["P"] != ""

@@ -1,11 +1,11 @@
-"""analysis._memo: per file version and arguments, copies out, one computation per key."""
+"""cache.memoize: per file version and arguments, copies out, one computation per key."""
 
 import threading
 import time
 
 import pandas as pd
 
-from lupus_dash import analysis
+from lupus_dash import cache
 
 
 class FakeDb:
@@ -16,7 +16,7 @@ class FakeDb:
 def test_concurrent_callers_share_one_computation_and_get_copies():
     calls = []
 
-    @analysis.memoize
+    @cache.memoize
     def slow(db, x):
         calls.append(x)
         time.sleep(0.3)
@@ -40,7 +40,7 @@ def test_concurrent_callers_share_one_computation_and_get_copies():
 def test_a_failed_computation_is_not_cached_and_waiters_raise_too():
     calls = []
 
-    @analysis.memoize
+    @cache.memoize
     def boom(db):
         calls.append(1)
         time.sleep(0.2)

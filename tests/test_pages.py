@@ -1,5 +1,6 @@
 """The dashboard under streamlit.testing.AppTest: every page on both demo cohorts,
-numbers on screen equal to `lupus_dash.analysis` / `report` for the same filter,
+numbers on screen equal to the seam's (`results.run`, `layouts`, `report`) for the same
+filter, the calls each page makes equal to `views.PAGES` (what the benchmark times),
 filter state through the URL, and plain messages for empty filters and bad databases.
 """
 
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lupus_dash import analysis, explore, report
+from lupus_dash import layouts, report, results, views
+from lupus_dash.analyses import biomarkers, cohort, common, quality, remission, safety, subgroups
+from lupus_dash.analyses import cohort as cohort_analyses
 from lupus_dash.db import Database
 from lupus_dash.filters import Filter
 
@@ -98,7 +101,28 @@ def test_ln_cohort_has_no_cd19_endpoint():
     assert "CD19+ B cells (%)" in at_c.selectbox(key="bio_endpoint").options
 
 
-# --- numbers on screen = analysis for the same filter ------------------------------------
+# --- the calls each page makes = views.PAGES (the benchmark's lists) ----------------------
+
+
+@pytest.mark.parametrize("cohort", COHORTS)
+@pytest.mark.parametrize("view", list(views.PAGES))
+def test_each_page_makes_exactly_the_calls_its_view_lists(view, cohort, db):
+    page, params = views.PAGE_FILES[view]
+    at = run(page, cohort=cohort, **params)
+    assert_clean(at)
+    made = {c.key() for c in at.session_state["_calls"]}
+    flt = Filter(cohort)
+
+    def seam(c):
+        return results.run(db, c)
+
+    listed = {c.key() for c in views.PAGES[view](seam, flt).values()}
+    listed |= {c.key() for c in views.sidebar(seam, flt).values()}
+    listed |= {c.key() for c in views.per_file(flt).values()}
+    assert made == listed
+
+
+# --- numbers on screen = the seam's for the same filter ------------------------------------
 
 
 def test_sidebar_filter_drives_overview_numbers(db):
@@ -106,21 +130,33 @@ def test_sidebar_filter_drives_overview_numbers(db):
     at.multiselect(key="f_sex").set_value(["F"]).run()
     assert_clean(at)
     flt = Filter.build("csle_belimumab", sex=["F"])
-    k, n = analysis.count_patients(db, flt)
+    k, n = common.count_patients(db, flt)
     assert 0 < k < n
     assert metric(at, "Patients") == str(k)
     assert any(f"{k} of {n} patients" in md.value for md in at.sidebar.markdown)
-    final = analysis.cohort_info(db, "csle_belimumab")["final_week"]
-    rem = analysis.remission(db, flt, preset="standard")
+    final = common.cohort_info(db, "csle_belimumab")["final_week"]
+    rem = remission.rates(db, flt, preset="standard")
     row = rem[(rem["visit_week"].astype(str) == str(final)) & (rem["definition"] == "lldas")]
-    assert metric(at, f"LLDAS at week {final}") == f"{row['rate'].iloc[0] * 100:.1f} %"
-    t3 = report.adverse_event_table(db, flt)
-    assert metric(at, "Patients with adverse events") == str(t3["Patients"].iloc[0])
+    assert metric(at, f"LLDAS at week {final}") == (
+        f"{row['n_achieved'].iloc[0]}/{row['n_denominator'].iloc[0]}")
+    t3 = safety.table3(db, flt)
+    assert metric(at, "Patients with adverse events") == f"{t3['n_patients'].iloc[0]}/{k}"
+
+
+def test_option_labels_carry_their_counts(db):
+    at = run("overview", cohort="csle_belimumab")
+    assert_clean(at)
+    oc = cohort.option_counts(db, Filter("csle_belimumab"))
+    n_iv = int(oc[(oc["column"] == "biopsy_class") & (oc["value"] == "IV")]["n"].iloc[0])
+    assert f"IV ({n_iv})" in at.multiselect(key="f_biopsy_class").options
+    female = int(oc[(oc["column"] == "sex") & (oc["value"] == "F")]["n"].iloc[0])
+    assert f"female ({female})" in at.multiselect(key="f_sex").options
 
 
 def test_completers_and_age_filter_drive_remission_page(db):
     at = run("remission", cohort="csle_belimumab")
-    lo, hi = explore.age_limits(db, "csle_belimumab")
+    lims = cohort.age_limits(db, "csle_belimumab").iloc[0]
+    lo, hi = float(lims["lo"]), float(lims["hi"])
     a, b = int(lo), int(-(-hi // 1))
     age = (a + 1, b)
     at.checkbox(key="f_completer").check().run()
@@ -128,7 +164,7 @@ def test_completers_and_age_filter_drive_remission_page(db):
     at.selectbox(key="rem_preset").set_value("seed_paper").run()
     assert_clean(at)
     flt = Filter.build("csle_belimumab", completer=[True], age_min=age[0], age_max=age[1])
-    rem = analysis.remission(db, flt, preset="seed_paper")
+    rem = remission.rates(db, flt, preset="seed_paper")
     for d, label in (("lldas", "LLDAS"), ("remission", "Remission")):
         r = rem[(rem["visit_week"] == "last") & (rem["definition"] == d)].iloc[0]
         assert metric(at, f"{label} at last assessment") == f"{r['rate'] * 100:.1f} %"
@@ -136,24 +172,30 @@ def test_completers_and_age_filter_drive_remission_page(db):
     assert at.query_params["age"] == f"{age[0]}-{age[1]}"
 
 
-def test_biomarker_statistics_table_equals_analysis(db):
+def test_biomarker_statistics_table_equals_the_seam(db):
     at = run("biomarkers", cohort="csle_belimumab")
     at.selectbox(key="bio_endpoint").set_value("c4_g_l").run()
     at.selectbox(key="bio_method").set_value("wilcoxon").run()
     at.selectbox(key="bio_adjust").set_value("holm").run()
     assert_clean(at)
     flt = Filter("csle_belimumab")
-    lon = analysis.longitudinal(db, flt, endpoints=["c4_g_l"], comparators=["baseline"],
-                                adjust="holm")
+    lon = biomarkers.longitudinal(db, flt, endpoints=["c4_g_l"], comparators=["baseline"],
+                                  adjust="holm")
     want = lon[lon["method"] == "wilcoxon"].reset_index(drop=True)
     tables = [d.value for d in at.dataframe if "p adjusted" in d.value.columns]
     assert len(tables) == 1
     got = tables[0]
-    assert got["week"].tolist() == want["visit_week"].tolist()
-    assert got["n"].tolist() == want["n"].tolist()
-    assert got["p"].tolist() == pytest.approx(want["p_value"].tolist(), rel=1e-12)
-    assert got["p adjusted"].tolist() == pytest.approx(want["p_adjusted"].tolist(), rel=1e-12)
-    assert got["statistic"].tolist() == pytest.approx(want["statistic"].tolist(), rel=1e-12)
+    assert got["Week"].tolist() == want["visit_week"].tolist()
+    assert got["n"].tolist() == [str(n) for n in want["n"]]
+    assert got["p"].tolist() == [layouts.fmt_p(p, missing="") for p in want["p_value"]]
+    assert got["p adjusted"].tolist() == [layouts.fmt_p(p, missing="")
+                                          for p in want["p_adjusted"]]
+    assert got["Statistic"].tolist() == [layouts.fmt_num(x, missing="")
+                                         for x in want["statistic"]]
+    # The method is named in words beside every number, and the summary matches the test.
+    assert set(got["Method"]) <= {"Wilcoxon signed-rank", "Wilcoxon signed-rank, exact",
+                                  "Wilcoxon signed-rank, asymptotic"}
+    assert all("(" in v for v in got["Summary"])  # median (P25, P75) beside a rank test
 
 
 def test_individual_trajectories_on_demand(db):
@@ -163,7 +205,9 @@ def test_individual_trajectories_on_demand(db):
     n_before = len(at.get("vega_lite_chart"))
     at.toggle(key="bio_ind").set_value(True).run()
     assert_clean(at)
-    _, total, sampled = explore.individual_trajectories(db, Filter("csle_belimumab"), "c3_g_l")
+    shown = biomarkers.individual_trajectories(db, Filter("csle_belimumab"),
+                                               "c3_g_l")["shown"].iloc[0]
+    total, sampled = int(shown["n_total"]), bool(shown["sampled"])
     assert not sampled  # 26 patients, under the cap of 60
     assert any(c.value == f"Individual lines: all {total} patients with a value."
                for c in at.caption)
@@ -179,7 +223,7 @@ def test_figure1_tab_computes_only_when_open_and_opens_from_the_url(db):
     at = run("biomarkers", cohort="csle_belimumab")
     assert_clean(at)
     n_closed = len(at.get("vega_lite_chart"))
-    t2 = report.table2(db, Filter("csle_belimumab"))
+    t2 = report.layout(db, Filter("csle_belimumab"), "table2").table
 
     def table2_shown(app):
         return [d.value for d in app.dataframe if d.value.shape == t2.shape
@@ -208,32 +252,32 @@ def test_data_quality_tab_computes_only_when_open(db):
     at.run()
     assert_clean(at)
     assert len(at.get("vega_lite_chart")) == 1
-    summ, _ = explore.range_edges(db, Filter("ln_belimumab"))
+    summ = quality.range_edges(db, Filter("ln_belimumab"))["summary"]
     assert any(d.value.shape == summ.shape for d in at.dataframe)
 
 
-def test_subgroup_tests_equal_analysis(db):
+def test_subgroup_tests_equal_the_seam(db):
     at = run("subgroups", cohort="ln_belimumab")
     at.selectbox(key="sub_group").set_value("sex").run()
     at.selectbox(key="sub_endpoint").set_value("c3_g_l").run()
     assert_clean(at)
-    lon = analysis.subgroups(db, Filter("ln_belimumab"), "sex", endpoints=["c3_g_l"],
-                             adjust="holm")
-    got = next(d.value for d in at.dataframe if "p_adjusted" in d.value.columns)
-    assert got["p_value"].tolist() == pytest.approx(lon["p_value"].tolist(), nan_ok=True)
-    assert got["p_adjusted"].tolist() == pytest.approx(lon["p_adjusted"].tolist(), nan_ok=True)
+    lon = subgroups.tests(db, Filter("ln_belimumab"), "sex", endpoints=["c3_g_l"],
+                          adjust="holm")
+    got = next(d.value for d in at.dataframe if "p (holm)" in d.value.columns)
+    assert got["p"].tolist() == [layouts.fmt_p(p, missing="") for p in lon["p_value"]]
+    assert got["p (holm)"].tolist() == [layouts.fmt_p(p, missing="") for p in lon["p_adjusted"]]
 
 
 def test_small_groups_are_flagged(db):
     at = run("subgroups", cohort="csle_belimumab")
     at.selectbox(key="sub_group").set_value("class_group").run()
     assert_clean(at)
-    sizes = explore.group_sizes(db, Filter("csle_belimumab"), "class_group")
+    sizes = cohort.group_sizes(db, Filter("csle_belimumab"), "class_group")
     small = sizes[sizes["n"] < 5]
     assert len(small)  # the demo has small biopsy groups
     warning = next(w.value for w in at.warning if "under 5 patients" in w.value)
     for g, n in zip(small["group"], small["n"], strict=True):
-        assert f"{g} (n={n})" in warning
+        assert f"{g} (n = {n})" in warning
 
 
 # --- URL state ------------------------------------------------------------------------
@@ -311,8 +355,8 @@ def test_data_page_imports_into_a_new_database_and_every_page_renders(tmp_path, 
     assert (tmp_path / "external.duckdb").exists()
     at.run()  # the session now reads the imported file
     assert at.selectbox(key="f_cohort").options == ["LN-adult", "cSLE-QD"]
-    for cohort in ("cSLE-QD", "LN-adult"):
-        at.selectbox(key="f_cohort").set_value(cohort).run()
+    for label in ("cSLE-QD", "LN-adult"):
+        at.selectbox(key="f_cohort").set_value(label).run()
         for page in PAGES:
             at.switch_page(f"pages/{page}.py").run()
             assert_clean(at)
@@ -339,14 +383,14 @@ def test_data_page_lists_every_problem_and_imports_nothing(tmp_path):
 
 def _empty_filter(db, cohort: str) -> dict:
     """URL params of a filter that matches nobody (all organs at once, else a sex × class cell)."""
-    opts = explore.filter_options(db, cohort)
+    opts = cohort_analyses.filter_options(db, cohort)
     for sex in opts["sex"]:
         for cls in opts["class_group"]:
             flt = Filter.build(cohort, sex=[sex], class_group=[cls], completer=[True])
-            if analysis.count_patients(db, flt)[0] == 0:
+            if common.count_patients(db, flt)[0] == 0:
                 return {"cohort": cohort, "sex": sex, "class_group": cls, "completer": "true"}
     flt = Filter.build(cohort, **{f"organ_{o}": [True] for o in opts["organs"]})
-    assert analysis.count_patients(db, flt)[0] == 0, "no empty filter found"
+    assert common.count_patients(db, flt)[0] == 0, "no empty filter found"
     return {"cohort": cohort, **{f"organ_{o}": "true" for o in opts["organs"]}}
 
 
@@ -409,10 +453,12 @@ def test_presenter_mode_from_the_link():
 
 
 def test_patient_picker_asks_for_an_id_when_too_many_match(db, monkeypatch):
-    monkeypatch.setattr(explore, "PICKER_CAP", 5)  # the demo has 26: more than the cap
+    from lupus_dash import ui
+
+    monkeypatch.setattr(ui, "PICKER_CAP", 5)  # the demo has 26: more than the cap
     at = run("patient", cohort="csle_belimumab")
     assert_clean(at)
-    ids = explore.patient_ids(db, Filter("csle_belimumab"))
+    ids = cohort.patient_ids(db, Filter("csle_belimumab"))
     assert not [s for s in at.selectbox if s.key == "patient"]  # no list of 26 options
     box = at.text_input(key="patient")
     assert box.value == ids[0]
@@ -428,10 +474,12 @@ def test_patient_picker_asks_for_an_id_when_too_many_match(db, monkeypatch):
 
 
 def test_long_listings_show_their_first_rows_and_say_so(db, monkeypatch):
-    monkeypatch.setattr(explore, "LISTING_CAP", 5)
+    from lupus_dash import ui
+
+    monkeypatch.setattr(ui, "LISTING_CAP", 5)
     at = run("remission", cohort="csle_belimumab")
     assert_clean(at)
-    full = explore.endpoint_states(db, Filter("csle_belimumab"), preset="standard", week="last")
+    full = remission.criteria(db, Filter("csle_belimumab"), preset="standard", week="last")
     assert len(full) == 26
     shown = [d.value for d in at.dataframe if "lldas_why" in d.value.columns]
     assert len(shown) == 1 and shown[0]["patient_id"].tolist() == full["patient_id"][:5].tolist()

@@ -109,7 +109,8 @@ def test_report_json_shape(reports):
               "mean_diff", "ci_low", "ci_high"):
         assert f in lon
     rem = rep["remission"][0]
-    for f in ("visit_week", "definition", "n_achieved", "n_evaluable", "rate"):
+    for f in ("visit_week", "definition", "n_achieved", "n_not_achieved", "n_not_evaluable",
+              "n_no_assessment", "n_denominator", "rate", "ci_low", "ci_high"):
         assert f in rem
     assert {r["visit_week"] for r in rep["remission"]} >= {0, 52, "last"}
     json.dumps(rep, allow_nan=False)  # strict JSON: no NaN anywhere

@@ -1,0 +1,152 @@
+"""Subgroups: between-group tests per endpoint and visit, per-group summaries."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import schema, stats
+from ..cache import memoize
+from ..db import Database
+from ..filters import Filter
+from ..lazy import LazyModule
+from ..results import Part, analysis
+from .common import adjusted, categorical_test, cohort_info, crosstab, resolve_endpoints
+
+sps = LazyModule("scipy.stats")
+
+@memoize
+def _group_rows(db, flt, group_by, endpoint, weeks):
+    """Each filtered patient's group, visit, value and baseline value of one endpoint
+    (one row per visit; no patient id, which nothing downstream needs).
+
+    Memoised: the Subgroups page asks for the values, their tests and the changes
+    of the same endpoint and grouping in one rerun; one query serves all three.
+    """
+    cond, params = flt.where("p")
+    sql = (
+        f'SELECT CAST(p."{group_by}" AS VARCHAR) AS grp, v.visit_week, '
+        f'CAST(v."{endpoint}" AS DOUBLE) AS value, CAST(b."{endpoint}" AS DOUBLE) AS base '
+        "FROM patient_facts p JOIN visit_facts v ON v.cohort = p.cohort AND "
+        "v.patient_id = p.patient_id LEFT JOIN visit_facts b ON b.cohort = p.cohort AND "
+        f"b.patient_id = p.patient_id AND b.visit_week = ? WHERE {cond} "
+        "AND v.visit_week IN (SELECT unnest(?))"
+    )
+    df = db.query(sql, [weeks[0], *params, [int(w) for w in weeks]])
+    df["grp"] = df["grp"].fillna("(missing)")
+    return df
+
+
+def _group_values(db, flt, group_by, endpoint, weeks, outcome):
+    if outcome not in ("value", "change"):
+        raise ValueError("outcome must be 'value' or 'change'")
+    df = _group_rows(db, flt, group_by, endpoint, list(weeks))
+    if outcome == "change":
+        df["value"] = df["value"] - df["base"]
+        df = df[df["visit_week"] != weeks[0]]
+    return df
+
+
+def _tests_cli(kw: dict) -> list[str]:
+    adjust = kw.get("adjust", "none")
+    return ["--group-by", kw["group_by"], *([] if adjust == "none" else ["--adjust", adjust])]
+
+
+@analysis(n_of={c: "n" for c in ("statistic", "mean_diff", "ci_low", "ci_high")},
+          p_columns=("p_value", "p_adjusted"), groups_n=("n",), cli=_tests_cli)
+@memoize
+def tests(
+    db: Database,
+    flt: Filter,
+    group_by: str,
+    endpoints: Sequence[str] | None = None,
+    outcome: str = "value",
+    adjust: str = "none",
+) -> pd.DataFrame:
+    """Between-group tests per endpoint × visit, on the value or on change from baseline."""
+    if group_by not in schema.GROUPING_COLUMNS:
+        raise ValueError(f"cannot group by {group_by!r}; choose from "
+                         + ", ".join(schema.GROUPING_COLUMNS))
+    weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
+    rows = []
+    for ep in resolve_endpoints(db, flt, endpoints):
+        if ep.kind == "binary" and outcome == "change":
+            continue
+        df = _group_values(db, flt, group_by, ep.column, weeks, outcome)
+        for w in (weeks if outcome == "value" else weeks[1:]):
+            sub = df[(df["visit_week"] == w) & df["value"].notna()]
+            vals, grps = sub["value"].to_numpy(float), sub["grp"].to_numpy(object)
+            tests = []
+            if ep.kind == "binary":
+                table = crosstab(grps, vals) if len(sub) else np.zeros((0, 0))
+                tests.append(categorical_test(table))
+            else:
+                k = len(set(grps))
+                if k == 2:
+                    tests += [stats.mann_whitney(vals, grps), stats.welch_t(vals, grps)]
+                else:
+                    tests.append(stats.kruskal(vals, grps))
+            for res in tests:
+                rows.append({"endpoint": ep.column, "visit_week": w, "group_by": group_by,
+                             "outcome": outcome, "method": res.method, "n": res.n,
+                             "statistic": res.statistic, "p_value": res.p_value,
+                             "p_adjusted": res.p_value, "mean_diff": res.mean_diff,
+                             "ci_low": res.ci_low, "ci_high": res.ci_high,
+                             "estimate": getattr(res, "estimate", res.mean_diff),
+                             "estimate_name": getattr(res, "estimate_name", None),
+                             "p_method": getattr(res, "p_method", None),
+                             "p_asymptotic": getattr(res, "p_asymptotic", None),
+                             "note": res.extra.get("note"),
+                             "reason": res.reason})
+    out = pd.DataFrame(rows, columns=["endpoint", "visit_week", "group_by", "outcome", "method",
+                                      "n", "statistic", "p_value", "p_adjusted", "mean_diff",
+                                      "ci_low", "ci_high", "estimate", "estimate_name",
+                                      "p_method", "p_asymptotic", "note", "reason"])
+    if adjust != "none" and not out.empty:
+        for idx in out.groupby(["endpoint", "method"]).groups.values():
+            out.loc[idx, "p_adjusted"] = adjusted(out.loc[idx, "p_value"], adjust)
+    return out
+
+
+SMALL_GROUP = 5  # below this many patients a group is drawn as its values, not a mean ± CI
+
+
+@analysis(parts={"table": Part(n_of={c: "n" for c in ("mean", "sd", "ci_low", "ci_high",
+                                                       "median", "p25", "p75")},
+                               counts={"n": None}, group="group"),
+                 "points": Part(patient_level=True, group="group")},
+          cli=lambda kw: None)
+@memoize
+def summary(
+    db: Database, flt: Filter, group_by: str, endpoint: str, outcome: str = "value"
+) -> dict[str, pd.DataFrame]:
+    """Per group × visit: n, mean, SD, 95 % CI, median, quartiles (for trajectories and forest);
+    "points": the single values of groups under SMALL_GROUP patients at a visit, which a
+    chart draws instead of a mean whose CI would span the whole scale."""
+    if group_by not in schema.GROUPING_COLUMNS:
+        raise ValueError(f"cannot group by {group_by!r}")
+    weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
+    df = _group_values(db, flt, group_by, endpoint, weeks, outcome)
+    rows = []
+    for (g, w), sub in df.groupby(["grp", "visit_week"], sort=True):
+        d = stats.describe(sub["value"].to_numpy(float))
+        n = d["n"]
+        t = sps.t.ppf(0.975, n - 1) if n > 1 else math.nan
+        se = d["se"] if d["se"] is not None else math.nan
+        mean = d["mean"] if d["mean"] is not None else math.nan
+        rows.append({"group": g, "visit_week": int(w), "n": n, "mean": d["mean"], "sd": d["sd"],
+                     "ci_low": mean - t * se if n > 1 else None,
+                     "ci_high": mean + t * se if n > 1 else None,
+                     "median": d["median"], "p25": d["p25"], "p75": d["p75"]})
+    table = pd.DataFrame(rows, columns=["group", "visit_week", "n", "mean", "sd", "ci_low",
+                                        "ci_high", "median", "p25", "p75"])
+    small = table.loc[table["n"] < SMALL_GROUP, ["group", "visit_week"]]
+    points = (df.rename(columns={"grp": "group"})
+              .merge(small, on=["group", "visit_week"])[["group", "visit_week", "value"]]
+              .dropna().reset_index(drop=True))
+    return {"table": table, "points": points}
+
+
