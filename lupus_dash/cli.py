@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--scale", type=int, default=None, help="N synthetic patients instead")
     demo.add_argument("--seed", type=int, default=None)
 
+    red = sub.add_parser("rederive", help="rebuild a file's derived tables with the endpoint "
+                                          "definitions of this version")
+    red.add_argument("--db", required=True)
+
     dic = sub.add_parser("dictionary", help="print the data dictionary")
     dic.add_argument("--format", default="markdown", choices=["markdown", "csv", "json"])
     return p
@@ -76,6 +80,7 @@ _COMMANDS = {
     "validate": ("lupus_dash.ingest", "cli_validate"),
     "report": ("lupus_dash.report", "cli_report"),
     "build-demo": ("lupus_dash.synth", "cli_build_demo"),
+    "rederive": ("lupus_dash.store", "cli_rederive"),
     "dictionary": ("lupus_dash.docs", "cli_dictionary"),
 }
 

@@ -33,6 +33,7 @@ class Database:
         self.version = (str(self.path.resolve()), st.st_mtime_ns, st.st_size)
         self._lock = threading.Lock()
         self._columns: dict[str, frozenset[str]] = {}
+        self._meta: dict[str, str] | None = None
         try:
             self._con = duckdb.connect(str(self.path), read_only=True)
         except duckdb.IOException as exc:
@@ -97,6 +98,27 @@ class Database:
             "visits": self.scalar("SELECT count(*) FROM visit_facts"),
             "adverse_events": self.scalar("SELECT count(*) FROM adverse_events"),
         }
+
+    def meta(self) -> dict[str, str]:
+        """The file's meta table (schema version, definitions hash, data version, …)."""
+        if self._meta is None:
+            try:
+                rows = self.query("SELECT key, value FROM meta")
+                self._meta = dict(zip(rows["key"], rows["value"], strict=True))
+            except duckdb.Error:
+                self._meta = {}
+        return self._meta
+
+    def data_version(self) -> str:
+        """A content version of the data (written at import); files from before it was
+        recorded get one from their modification time and size."""
+        return self.meta().get("data_version") or f"file-{self.version[1]}-{self.version[2]}"
+
+    def definitions_warning(self) -> str | None:
+        """A plain sentence when the derived tables came from other endpoint definitions."""
+        from . import definitions
+
+        return definitions.stale_message(self.meta().get("definitions_hash"), self.path)
 
     def schema_version(self) -> int | None:
         v = self.scalar("SELECT value FROM meta WHERE key = 'schema_version'")

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import secrets
+import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -38,7 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import derive, schema
+from . import definitions, derive, schema
 
 MODES = ("create", "replace", "append")
 CHUNK_PATIENTS = 20_000  # patients per build_facts call; bounds peak memory
@@ -410,6 +412,10 @@ def _write(path, chunks, mode, schedules, source, t0) -> dict:
                 ("schema_version", str(schema.SCHEMA_VERSION)),
                 ("duckdb_version", duckdb.__version__),
                 ("created_at", now.isoformat() + "Z"),
+                # Which definitions derived the fact tables (definitions.py) and a content
+                # version of the input data (scenes and reports name the data they show).
+                ("definitions_hash", definitions.fingerprint()),
+                ("data_version", _content_version(con)),
             ],
         )
         counts = {
@@ -445,6 +451,51 @@ def _write(path, chunks, mode, schedules, source, t0) -> dict:
         "new_adverse_events": int(totals[2]),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _content_version(con: duckdb.DuckDBPyConnection) -> str:
+    """A digest of the input tables' contents (order-independent: XOR of row hashes)."""
+    parts = [str(con.execute(f'SELECT count(*), bit_xor(hash(t)) FROM "{t}" t').fetchone())
+             for t in (*INPUT_TABLES, "cohorts")]
+    # imported_at changes on every write; the schedules and sizes are what matter.
+    parts[-1] = str(con.execute(
+        "SELECT bit_xor(hash(cohort, scheduled_weeks, final_week, n_patients)) FROM cohorts"
+    ).fetchone())
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+def rederive(path: str | os.PathLike) -> dict:
+    """Rebuild every cohort's fact tables from the file's own input tables (same schedules),
+    atomically, with the definitions of the running code."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"no database at {path}")
+    old = _Old(path)
+    try:
+        if not old.labels:
+            raise StoreError(f"{path} holds no cohort")
+        schedules = {str(r.cohort): [int(w) for w in r.scheduled_weeks]
+                     for r in old.cohorts.itertuples(index=False)}
+        sources = sorted({str(s) for s in old.cohorts["source"].dropna()})
+        # Streamed cohort by cohort from the old file while the new one is written.
+        chunks = (chunk for c in old.labels for chunk in old.cohort_chunks(c, CHUNK_PATIENTS))
+        return write_database_chunks(path, chunks, mode="replace", schedules=schedules,
+                                     source="; ".join(sources))
+    finally:
+        old.close()
+
+
+def cli_rederive(args) -> int:
+    """`python -m lupus_dash rederive --db FILE`"""
+    try:
+        info = rederive(args.db)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"rebuilt the derived tables of {', '.join(info['written'])} in {info['path']} "
+          f"({info['patients']} patients, {info['seconds']:.1f} s) with definitions "
+          f"{definitions.fingerprint()}")
+    return 0
 
 
 def _int(x) -> int | None:

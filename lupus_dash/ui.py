@@ -455,6 +455,16 @@ def start() -> Context:
         st.stop()
     presenter = bool(st.session_state.get("present"))
     st.query_params.from_dict(_params_base(flt, presenter))
+    stale = db.definitions_warning()
+    if stale:
+        st.warning(stale)
+        if st.button("Rebuild the derived tables now", key="rederive"):
+            from . import store
+
+            forget_db(db.path)
+            with st.spinner("Rebuilding the derived tables…"):
+                store.rederive(db.path)
+            st.rerun()
     st.markdown(PRESENTER_CSS if presenter else NORMAL_CSS, unsafe_allow_html=True)
     ctx = Context(db, flt, k, n, presenter)
     st.session_state["_ctx"] = ctx
