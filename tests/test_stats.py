@@ -79,10 +79,12 @@ def test_wilcoxon_matches_r(fx, col, fu, cmp):
     w = wide(fx, col)
     ref = REF["paired"][f"{col}_{fu}_{cmp}"]
     r = S.wilcoxon(w[fu], w[cmp])
-    # R: wilcox.test(x, y, paired=TRUE, exact=FALSE, correct=FALSE)
+    # R: wilcox.test(round(x - y, 10), exact=FALSE, correct=FALSE)
     assert r.n == ref["n"] and r.extra["n_nonzero"] == ref["n_nonzero"]
     assert r.extra["V"] == ref["V"]
-    assert close(r.p_value, ref["p_w"])
+    assert close(r.p_asymptotic, ref["p_w"])
+    # R: pvalue(coin::wilcoxsign_test(d ~ 0, distribution="exact", zero.method="Wilcoxon"))
+    assert r.p_method == "exact" and close(r.p_value, ref["p_exact"])
     # R: (V - n(n+1)/4) / sigma (tie-corrected), the SPSS signed Z
     assert close(r.statistic, ref["z"])
     assert close(r.effect, ref["z"] / math.sqrt(ref["n"]))
@@ -94,17 +96,22 @@ def test_wilcoxon_matches_r(fx, col, fu, cmp):
     assert close(r.extra["hl_ci_low"], ref["hl_ci_low"], rel=0, abs_=1e-9)
     assert close(r.extra["hl_ci_high"], ref["hl_ci_high"], rel=0, abs_=1e-9)
     assert r.extra["hl_conf_level"] == ref["hl_conf_level"]
+    # the row's estimate is the HL pseudo-median with that CI, no mean difference
+    assert ref["any_ties_or_zeros"] and r.extra["hl_ci_method"] == "asymptotic"
+    assert (r.estimate, r.estimate_name) == (r.extra["hl_estimate"], "hodges_lehmann")
+    assert (r.ci_low, r.ci_high) == (r.extra["hl_ci_low"], r.extra["hl_ci_high"])
+    assert r.mean_diff is None
 
 
 @pytest.mark.parametrize("col,fu,cmp", PAIRED)
 def test_wilcoxon_matches_scipy(fx, col, fu, cmp):
     w = wide(fx, col)
     ok = w[[fu, cmp]].dropna()
-    sp = sst.wilcoxon(ok[fu], ok[cmp], method="approx", correction=False,
-                      zero_method="wilcox")
+    d = np.round(ok[fu] - ok[cmp], 10)
+    sp = sst.wilcoxon(d, method="approx", correction=False, zero_method="wilcox")
     r = S.wilcoxon(w[fu], w[cmp])
-    # SciPy: wilcoxon(..., method="approx", correction=False)
-    assert close(r.p_value, sp.pvalue)
+    # SciPy: wilcoxon(round(d, 10), method="approx", correction=False)
+    assert close(r.p_asymptotic, sp.pvalue)
     assert close(abs(r.statistic), abs(sp.zstatistic))
 
 
@@ -188,15 +195,20 @@ def test_mixed_model_matches_lme4(fx):
     long = fx.rename(columns={"patient": "subject", "visit_week": "visit"})
     res = S.mixed_model(long[["subject", "visit", "value"]], baseline=0)
     assert [r.extra["visit"] for r in res] == ref["visits"]
-    for r, est, se in zip(res, ref["estimate"], ref["se"]):
+    for r, est, se, df, t, p in zip(res, ref["estimate"], ref["se"], ref["df"], ref["t"],
+                                    ref["p"]):
         assert r.reason is None
         assert r.n == ref["n_subjects"] and r.extra["n_obs"] == ref["n_obs"]
         # R: fixef(lmer(value ~ visit + (1 | patient), REML = TRUE)), 4 significant digits
-        assert close(r.mean_diff, est, rel=1e-4)
-        # R: sqrt(diag(vcov(fit))); Wald CI est +/- 1.96 se
+        assert close(r.mean_diff, est, rel=1e-4) and r.estimate == r.mean_diff
+        # R: sqrt(diag(vcov(fit)))
         assert close(r.extra["se"], se, rel=1e-4)
-        assert close(r.ci_low, est - 1.959963984540054 * se, rel=0, abs_=2e-4 * se)
-        assert close(r.statistic, est / se, rel=1e-4)
+        # R: summary(lmerTest::lmer(...), ddf = "Satterthwaite")$coefficients[, c("df", "t
+        # value", "Pr(>|t|)")]; CI est +/- qt(0.975, df) se
+        assert r.p_method == "t_satterthwaite"
+        assert close(r.df, df, rel=1e-4) and close(r.statistic, t, rel=1e-4)
+        assert close(r.p_value, p, rel=1e-4)
+        assert close(r.ci_low, est - sst.t.ppf(0.975, df) * se, rel=0, abs_=2e-4 * se)
     assert close(res[0].extra["var_subject"], ref["var_subject"], rel=1e-3)
     assert close(res[0].extra["var_residual"], ref["var_residual"], rel=1e-3)
 
@@ -213,7 +225,13 @@ def test_between_groups_match_r(fx, col, wk):
     mw = S.mann_whitney(s[col], s["group2"])
     # R: wilcox.test(x ~ g, exact=FALSE, correct=TRUE)
     assert mw.n == ref["n"] and mw.statistic == ref["W"]
-    assert close(mw.p_value, ref["p_mw"])
+    assert close(mw.p_asymptotic, ref["p_mw"])
+    # R: pvalue(coin::wilcox_test(v ~ g, distribution = "exact"))
+    assert mw.p_method == "exact" and close(mw.p_value, ref["p_exact"])
+    assert ref["any_ties"] and mw.extra["hl_ci_method"] == "asymptotic"
+    assert (mw.estimate, mw.estimate_name, mw.mean_diff) == (
+        mw.extra["hl_estimate"], "hl_shift", None)
+    assert (mw.ci_low, mw.ci_high) == (mw.extra["hl_ci_low"], mw.extra["hl_ci_high"])
     # R's estimate is A - B (group1 - group2), and so is ours
     assert close(mw.extra["hl_estimate"], ref["hl_median"])  # R: median(outer(xa, xb, "-"))
     # R's uniroot estimate may land anywhere on the flat step between the two middle
@@ -239,7 +257,7 @@ def test_between_groups_match_scipy(fx, col, wk):
     s = at_visit(fx, wk).dropna(subset=[col])
     a, b = s.loc[s.group2 == "A", col], s.loc[s.group2 == "B", col]
     # SciPy: mannwhitneyu(method="asymptotic", use_continuity=True)
-    assert close(S.mann_whitney(s[col], s.group2).p_value,
+    assert close(S.mann_whitney(s[col], s.group2).p_asymptotic,
                  sst.mannwhitneyu(a, b, method="asymptotic").pvalue)
     # SciPy: ttest_ind(equal_var=False)
     assert close(S.welch_t(s[col], s.group2).p_value, sst.ttest_ind(a, b, equal_var=False).pvalue)
@@ -399,11 +417,14 @@ def test_choose_group_method():
 
 NAN = float("nan")
 PAIRED_EDGES = [
-    ([1.0], [2.0], "fewer than 2 pairs", "fewer than 2 pairs"),
-    ([NAN, NAN, 3.0], [1.0, 2.0, NAN], "fewer than 2 pairs", "fewer than 2 pairs"),
+    ([1.0], [2.0], "fewer than 3 pairs (n = 1): no p-value",
+     "fewer than 3 pairs (n = 1): no p-value"),
+    ([NAN, NAN, 3.0], [1.0, 2.0, NAN], "fewer than 3 pairs (n = 0): no p-value",
+     "fewer than 3 pairs (n = 0): no p-value"),
     ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "differences are constant (SD 0)",
      "all differences are zero"),
-    ([NAN, NAN], [NAN, 1.0], "fewer than 2 pairs", "fewer than 2 pairs"),  # all missing
+    ([NAN, NAN], [NAN, 1.0], "fewer than 3 pairs (n = 0): no p-value",
+     "fewer than 3 pairs (n = 0): no p-value"),  # all missing
 ]
 
 
@@ -411,8 +432,11 @@ PAIRED_EDGES = [
 def test_paired_edges_give_reason(x, y, t_reason, w_reason):
     t, w = S.paired_t(x, y), S.wilcoxon(x, y)
     for r, reason in ((t, t_reason), (w, w_reason)):
-        assert r.reason == reason and r.statistic is None and r.p_value is None
+        # no p, no CI; a statistic may stay (Z of one pair is -1 here)
+        assert r.reason == reason and r.p_value is None and r.p_asymptotic is None
+        assert r.ci_low is None and r.ci_high is None and r.p_method is None
         json.dumps(r.as_dict(), allow_nan=False)
+    assert t.statistic is None
 
 
 def test_constant_differences():
@@ -423,7 +447,10 @@ def test_constant_differences():
     # sigma^2 = 3*4*7/24 - (3^3 - 3)/48 = 3, Z = (6 - 3)/sqrt(3) = 1.7320508
     r = S.wilcoxon([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])
     assert r.statistic == pytest.approx(math.sqrt(3))
-    assert r.p_value == pytest.approx(2 * sst.norm.sf(math.sqrt(3)))
+    assert r.p_asymptotic == pytest.approx(2 * sst.norm.sf(math.sqrt(3)))
+    # exact: all three signs positive has probability 1/8, two-sided 2/8
+    assert r.p_value == 0.25 and r.extra["min_p"] == 0.25
+    assert r.extra["note"] == "n = 3: no result can reach p < 0.05"
     # R: wilcox.test(..., conf.int=TRUE) warns and gives a NaN CI; we give a note
     assert r.extra["hl_estimate"] == 1.0 and "hl_ci_low" not in r.extra
 
@@ -454,9 +481,12 @@ def test_group_edges_give_reason(v, g, reason):
 
 def test_group_of_one():
     r = S.welch_t([1.0, 2.0, 3.0], ["a", "a", "b"])
-    assert r.reason == "a group has fewer than 2 values" and r.p_value is None
-    # R computes the rank-sum test with a group of one: W = 0 here
-    assert S.mann_whitney([1.0, 2.0, 3.0], ["b", "b", "a"]).statistic == 2.0
+    assert r.reason == "group b (n = 1) has fewer than 2 patients: no p-value"
+    assert r.p_value is None
+    # R computes the rank-sum test with a group of one (W = 2 here); we keep W, give no p
+    mw = S.mann_whitney([1.0, 2.0, 3.0], ["b", "b", "a"])
+    assert mw.statistic == 2.0 and mw.p_value is None and mw.p_asymptotic is None
+    assert mw.reason == "group a (n = 1) has fewer than 2 patients: no p-value"
     assert S.mann_whitney([1.0, 2.0, 3.0, 4.0], ["a", "b", "c", "c"]).reason.startswith(
         "needs exactly 2 groups")
 
@@ -467,7 +497,7 @@ def test_welch_constant():
 
 
 @pytest.mark.parametrize("wide,reason", [
-    (np.array([[1.0, 2.0], [np.nan, 3.0]]), "fewer than 2 complete cases"),
+    (np.array([[1.0, 2.0], [np.nan, 3.0]]), "fewer than 3 complete cases (n = 1): no p-value"),
     (np.ones((4, 3)), "constant variable (no variation)"),
     (np.array([[1.0], [2.0]]), "fewer than 2 visits"),
 ])
@@ -581,12 +611,22 @@ def test_mixed_model_boundary_fit():
 def test_small_sample_hodges_lehmann_matches_r(i):
     ref = REF["small_paired"][i]
     r = S.wilcoxon(ref["x"], ref["y"])
-    # R: wilcox.test(x, y, paired=TRUE, exact=FALSE, correct=FALSE, conf.int=TRUE):
-    # with n = 4 R widens to an 80 % interval ("requested conf.level not achievable")
-    assert r.extra["V"] == ref["V"] and close(r.p_value, ref["p"])
+    # R: wilcox.test(x - y, exact=FALSE, correct=FALSE)$p.value; coin exact p
+    assert r.extra["V"] == ref["V"] and close(r.p_asymptotic, ref["p"])
+    assert close(r.p_value, ref["p_exact"])
     assert close(r.extra["hl_estimate"], ref["hl"])
-    assert close(r.extra["hl_conf_level"], ref["conf_level"])
-    assert [r.extra["hl_ci_low"], r.extra["hl_ci_high"]] == pytest.approx(ref["ci"], abs=1e-9)
+    if "ci_exact" in ref:
+        # no ties, no zeros: R wilcox.test(x - y, exact=TRUE, conf.int=TRUE) (level 88 %,
+        # "requested conf.level not achievable" at n = 4)
+        assert r.extra["hl_ci_method"] == "exact"
+        assert close(r.extra["hl_conf_level"], ref["conf_level_exact"])
+        assert [r.ci_low, r.ci_high] == pytest.approx(ref["ci_exact"], abs=1e-9)
+    else:
+        # R: wilcox.test(..., exact=FALSE, correct=FALSE, conf.int=TRUE): R widens the
+        # level (80 %) when 95 % is not achievable
+        assert r.extra["hl_ci_method"] == "asymptotic"
+        assert close(r.extra["hl_conf_level"], ref["conf_level"])
+        assert [r.ci_low, r.ci_high] == pytest.approx(ref["ci"], abs=1e-9)
 
 
 @pytest.mark.parametrize("i", range(3))
@@ -595,9 +635,22 @@ def test_small_group_hodges_lehmann_matches_r(i):
     a, b = np.atleast_1d(ref["a"]).tolist(), np.atleast_1d(ref["b"]).tolist()
     r = S.mann_whitney(a + b, ["a"] * len(a) + ["b"] * len(b))
     # R: wilcox.test(v ~ g, exact=FALSE, correct=TRUE, conf.int=TRUE); a - b, as R
-    assert r.statistic == ref["W"] and close(r.p_value, ref["p"])
+    assert r.statistic == ref["W"]
     assert close(r.extra["hl_estimate"], ref["hl"])
-    assert [r.extra["hl_ci_low"], r.extra["hl_ci_high"]] == pytest.approx(ref["ci"], abs=1e-9)
+    if len(a) < 2:
+        # a group of 1: R computes a p; we keep W and the shift, no p and no CI
+        assert r.p_value is r.p_asymptotic is r.ci_low is None and r.reason
+        return
+    assert close(r.p_asymptotic, ref["p"])
+    # R: pvalue(coin::wilcox_test(v ~ g, distribution = "exact"))
+    assert close(r.p_value, ref["p_exact"])
+    if "ci_exact" in ref:
+        # no ties: R wilcox.test(v ~ g, exact=TRUE, conf.int=TRUE)$conf.int
+        assert r.extra["hl_ci_method"] == "exact"
+        assert close(r.extra["hl_conf_level"], ref["conf_level_exact"])
+        assert [r.ci_low, r.ci_high] == pytest.approx(ref["ci_exact"], abs=1e-9)
+    else:
+        assert [r.ci_low, r.ci_high] == pytest.approx(ref["ci"], abs=1e-9)
 
 
 def test_compare_dispatch_with_override():

@@ -3,10 +3,21 @@
 # (tests/test_report_vs_r.py) imports the CSVs with `python -m lupus_dash
 # import`, runs `report`, and compares every row with these numbers.
 #
+# Conventions of STATISTICS.md (issue 10): differences are rounded to 10
+# decimals before ranking; `p_value` is what the dashboard's p is: for the
+# rank tests the exact conditional p (coin) when the comparison has <= 50
+# patients, else the normal approximation (both kept: `p_exact`,
+# `p_asymptotic`; `statistic` stays the SPSS Z / R's W); the estimate of a rank
+# test is the Hodges-Lehmann shift with its CI (`estimate`, `ci_low`,
+# `ci_high`: exact CI when nothing is tied or zero, else R's asymptotic CI);
+# mixed-model rows carry lmerTest's Satterthwaite df, t, p and t-based CI;
+# rm_anova rows the Greenhouse-Geisser / Huynh-Feldt corrections as SPSS prints them.
+#
 # Run from the repository root:  Rscript tests/r/external_cohort.R
 # Writes tests/fixtures/r_cohort/{patients,visits}.csv and
 #        tests/r/external_cohort_reference.json
-suppressPackageStartupMessages({ library(jsonlite); library(lme4) })
+suppressPackageStartupMessages({ library(jsonlite); library(lme4); library(lmerTest)
+                                  library(coin) })
 set.seed(20261122)
 
 out_dir <- "tests/fixtures/r_cohort"
@@ -63,6 +74,28 @@ wide <- function(ep) {
 }
 res <- list(summary = list(), longitudinal = list(), omnibus = list(), subgroups = list())
 add <- function(section, row) res[[section]][[length(res[[section]]) + 1]] <<- row
+EXACT_MAX_N <- 50
+
+# Hodges-Lehmann estimate and CI as lupus_dash.stats: exact CI (R wilcox.test(exact =
+# TRUE)) when nothing is tied (or zero) and n <= 50, else R's asymptotic CI.
+hl_one <- function(nz, n) {
+  w <- outer(nz, nz, "+") / 2
+  exact_ci <- length(nz) == n && !any(duplicated(abs(nz))) && n <= EXACT_MAX_N && n >= 3
+  wt <- suppressWarnings(wilcox.test(nz, exact = exact_ci, correct = FALSE, conf.int = TRUE,
+                                     tol.root = 1e-12))
+  ci <- if (all(is.finite(wt$conf.int))) as.numeric(wt$conf.int) else c(NA, NA)
+  list(estimate = median(w[upper.tri(w, diag = TRUE)]), ci_low = ci[1], ci_high = ci[2],
+       hl_conf_level = attr(wt$conf.int, "conf.level"),
+       hl_ci_method = if (exact_ci) "exact" else "asymptotic")
+}
+hl_two <- function(a, b) {
+  exact_ci <- !any(duplicated(c(a, b))) && length(a) + length(b) <= EXACT_MAX_N
+  wt <- suppressWarnings(wilcox.test(a, b, exact = exact_ci, correct = TRUE, conf.int = TRUE,
+                                     tol.root = 1e-12))
+  list(estimate = median(outer(a, b, "-")), ci_low = wt$conf.int[1], ci_high = wt$conf.int[2],
+       hl_conf_level = attr(wt$conf.int, "conf.level"),
+       hl_ci_method = if (exact_ci) "exact" else "asymptotic")
+}
 
 for (ep in c(cont, "anti_dsdna_positive")) {
   m <- wide(ep)
@@ -98,14 +131,24 @@ for (ep in c(cont, "anti_dsdna_positive")) {
                                method = "paired_t", n = sum(ok), statistic = unname(tt$statistic),
                                p_value = tt$p.value, mean_diff = unname(tt$estimate),
                                ci_low = tt$conf.int[1], ci_high = tt$conf.int[2]))
-      d <- x - y
+      d <- round(x - y, 10)                        # ties survive decimal noise
       if (any(d != 0)) {
-        wt <- wilcox.test(x, y, paired = TRUE, exact = FALSE, correct = FALSE)
+        # R: wilcox.test(d, exact = FALSE, correct = FALSE) = the paired test on rounded d
+        wt <- wilcox.test(d, exact = FALSE, correct = FALSE)
         nz <- sum(d != 0)
         z <- sign(unname(wt$statistic) - nz * (nz + 1) / 4) * qnorm(wt$p.value / 2, lower.tail = FALSE)
-        add("longitudinal", list(endpoint = ep, visit_week = weeks[j], comparator = cmp,
-                                 method = "wilcoxon", n = sum(ok), statistic = z,
-                                 p_value = wt$p.value, V = unname(wt$statistic)))
+        zero <- rep(0, length(d))
+        # R: coin::wilcoxsign_test(d ~ 0, distribution = "exact", zero.method = "Wilcoxon")
+        p_exact <- if (length(d) <= EXACT_MAX_N) pvalue(wilcoxsign_test(
+          d ~ zero, distribution = "exact", zero.method = "Wilcoxon")) else NA
+        exact <- length(d) <= EXACT_MAX_N
+        add("longitudinal", c(list(endpoint = ep, visit_week = weeks[j], comparator = cmp,
+                                   method = "wilcoxon", n = sum(ok), statistic = z,
+                                   p_value = if (exact) p_exact else wt$p.value,
+                                   p_method = if (exact) "exact" else "asymptotic",
+                                   p_exact = p_exact, p_asymptotic = wt$p.value,
+                                   V = unname(wt$statistic)),
+                              hl_one(d[d != 0], length(d))))
       }
       # SPSS pairwise comparisons after RM ANOVA: complete cases, Bonferroni over 10 pairs.
       cc <- m[complete.cases(m), ]
@@ -126,21 +169,46 @@ for (ep in c(cont, "anti_dsdna_positive")) {
                      patient = factor(rep(rownames(cc), each = length(weeks))))
   av <- summary(aov(value ~ visit + Error(patient / visit), data = long))  # R: aov Error()
   tab <- av[["Error: patient:visit"]][[1]]
+  # Sphericity as SPSS prints it, by hand from the double-centred covariance
+  # matrix: Greenhouse-Geisser; Huynh-Feldt (1976, = Lecoutre's for one group),
+  # capped at 1; lower bound; Mauchly's W with SPSS's first-order chi-square.
+  f <- tab[["F value"]][1]; df1 <- tab[["Df"]][1]; df2 <- tab[["Df"]][2]
+  k <- ncol(cc); nn <- nrow(cc); pk <- k - 1
+  S <- cov(cc); P <- diag(k) - matrix(1 / k, k, k); D <- P %*% S %*% P
+  gg <- sum(diag(D))^2 / (pk * sum(D * D))
+  hf <- min(1, (nn * pk * gg - 2) / (pk * (nn - 1 - pk * gg)))
+  M <- t(contr.poly(k)) %*% S %*% contr.poly(k)
+  W <- det(M) / (sum(diag(M)) / pk)^pk
+  chi2 <- -(nn - 1 - (2 * pk^2 + pk + 2) / (6 * pk)) * log(W)
   add("omnibus", list(endpoint = ep, method = "rm_anova", n = nrow(cc),
-                      statistic = tab[["F value"]][1], p_value = tab[["Pr(>F)"]][1]))
+                      statistic = f, p_value = tab[["Pr(>F)"]][1], p_method = "F",
+                      epsilon_gg = gg, p_greenhouse_geisser = pf(f, df1 * gg, df2 * gg,
+                                                                 lower.tail = FALSE),
+                      epsilon_hf = hf, p_huynh_feldt = pf(f, df1 * hf, df2 * hf,
+                                                          lower.tail = FALSE),
+                      epsilon_lb = 1 / pk, p_lower_bound = pf(f, df1 / pk, df2 / pk,
+                                                              lower.tail = FALSE),
+                      mauchly_w = W, mauchly_chi2 = chi2, mauchly_df = pk * (pk + 1) / 2 - 1,
+                      mauchly_p = pchisq(chi2, pk * (pk + 1) / 2 - 1, lower.tail = FALSE)))
   # Mixed model: every available observation, REML.               R: lme4::lmer
   lv <- v[!is.na(v[[ep]]), c("patient_id", "visit_week", ep)]
   names(lv) <- c("patient", "visit", "value")
   lv$visit <- factor(lv$visit, levels = weeks)
-  fit <- lmer(value ~ visit + (1 | patient), data = lv, REML = TRUE)
-  co <- summary(fit)$coefficients
+  # R: summary(lmerTest::lmer(...), ddf = "Satterthwaite"): t, df, p; CI est +- qt(0.975, df) se
+  fit <- lmerTest::lmer(value ~ visit + (1 | patient), data = lv, REML = TRUE)
+  co <- summary(fit, ddf = "Satterthwaite")$coefficients
   for (j in 2:length(weeks)) {
     nm <- paste0("visit", weeks[j])
-    est <- co[nm, "Estimate"]; se <- co[nm, "Std. Error"]
+    est <- co[nm, "Estimate"]; se <- co[nm, "Std. Error"]; ddf <- co[nm, "df"]
     add("longitudinal", list(endpoint = ep, visit_week = weeks[j], comparator = "baseline",
                              method = "mixed_model", n = length(unique(lv$patient)),
-                             mean_diff = est, ci_low = est - qnorm(0.975) * se,
-                             ci_high = est + qnorm(0.975) * se))
+                             mean_diff = est, estimate = est, se = se, df = ddf,
+                             statistic = co[nm, "t value"], p_value = co[nm, "Pr(>|t|)"],
+                             p_method = "t_satterthwaite",
+                             ci_low = est - qt(0.975, ddf) * se,
+                             ci_high = est + qt(0.975, ddf) * se,
+                             ci_low_wald = est - qnorm(0.975) * se,
+                             ci_high_wald = est + qnorm(0.975) * se))
   }
 }
 
@@ -149,9 +217,18 @@ pv <- merge(v, patients[, c("patient_id", "sex", "immunosuppressant")], by = "pa
 for (ep in cont) {
   for (w in weeks) {
     d <- pv[pv$visit_week == w & !is.na(pv[[ep]]), ]
-    mw <- wilcox.test(d[[ep]] ~ d$sex, exact = FALSE, correct = TRUE)   # R: wilcox.test(x ~ g)
-    add("subgroups", list(endpoint = ep, visit_week = w, group_by = "sex", method = "mann_whitney",
-                          statistic = unname(mw$statistic), p_value = mw$p.value))
+    vv <- round(d[[ep]], 10); gg2 <- factor(d$sex)
+    mw <- wilcox.test(vv ~ gg2, exact = FALSE, correct = TRUE)            # R: wilcox.test(x ~ g)
+    exact <- length(vv) <= EXACT_MAX_N
+    # R: coin::wilcox_test(x ~ g, distribution = "exact")
+    p_exact <- if (exact) pvalue(wilcox_test(vv ~ gg2, distribution = "exact")) else NA
+    add("subgroups", c(list(endpoint = ep, visit_week = w, group_by = "sex",
+                            method = "mann_whitney", n = length(vv),
+                            statistic = unname(mw$statistic),
+                            p_value = if (exact) p_exact else mw$p.value,
+                            p_method = if (exact) "exact" else "asymptotic",
+                            p_exact = p_exact, p_asymptotic = mw$p.value),
+                       hl_two(vv[gg2 == levels(gg2)[1]], vv[gg2 == levels(gg2)[2]])))
     wt <- t.test(d[[ep]] ~ d$sex)                                         # R: t.test(x ~ g)
     add("subgroups", list(endpoint = ep, visit_week = w, group_by = "sex", method = "welch_t",
                           statistic = unname(wt$statistic), p_value = wt$p.value))

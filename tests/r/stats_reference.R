@@ -1,10 +1,14 @@
-# Reference numbers for tests/test_stats.py, computed with base R, lme4 and survival.
+# Reference numbers for tests/test_stats.py, computed with base R, lme4, lmerTest, coin
+# and survival. Differences are rounded to 10 decimals before any ranking, as
+# lupus_dash.stats does (RANK_DECIMALS): 0.73 - 0.65 ties with 0.08.
 # Run from the repository root:  Rscript tests/r/stats_reference.R
 # Reads tests/r/stats_fixture.csv (written by tests/r/make_fixture.py) and writes
 # tests/r/stats_reference.json. Every block names the R call the test compares with.
 suppressPackageStartupMessages({
   library(jsonlite)
   library(lme4)
+  library(lmerTest)
+  library(coin)
   library(survival)
 })
 d <- read.csv("tests/r/stats_fixture.csv", stringsAsFactors = FALSE)
@@ -22,6 +26,8 @@ at <- function(col, wk) W[[col]][, as.character(match(wk, weeks))]
 col_at <- function(col, wk) W[[col]][, match(wk, weeks)]
 out <- list(r_version = R.version.string,
             lme4_version = as.character(packageVersion("lme4")),
+            lmerTest_version = as.character(packageVersion("lmerTest")),
+            coin_version = as.character(packageVersion("coin")),
             survival_version = as.character(packageVersion("survival")))
 
 walsh_median <- function(x) {  # textbook HL pseudo-median of x
@@ -36,9 +42,13 @@ for (spec in list(c("value", 52, 0), c("value", 4, 0), c("score", 24, 0), c("sco
   x <- col_at(col, fu); y <- col_at(col, cmp)
   ok <- !is.na(x) & !is.na(y); x <- x[ok]; y <- y[ok]
   tt <- t.test(x, y, paired = TRUE)                                   # R: t.test(x, y, paired=TRUE)
-  wt <- suppressWarnings(wilcox.test(x, y, paired = TRUE, exact = FALSE, correct = FALSE,
+  dd <- round(x - y, 10); nz <- dd[dd != 0]
+  # = wilcox.test(x, y, paired = TRUE, ...) on the rounded differences
+  wt <- suppressWarnings(wilcox.test(dd, exact = FALSE, correct = FALSE,
                                      conf.int = TRUE, tol.root = 1e-12))
-  dd <- x - y; nz <- dd[dd != 0]
+  # exact conditional p: coin::wilcoxsign_test(d ~ 0, exact, zero.method = "Wilcoxon")
+  p_exact <- pvalue(wilcoxsign_test(dd ~ rep(0, length(dd)), distribution = "exact",
+                                    zero.method = "Wilcoxon"))
   # SPSS Z from R's V: (V - n(n+1)/4) / sigma, tie-corrected, zeros dropped
   r <- rank(abs(nz)); nt <- table(r); m <- length(nz)
   z <- (wt$statistic - m * (m + 1) / 4) / sqrt(m * (m + 1) * (2 * m + 1) / 24 - sum(nt^3 - nt) / 48)
@@ -46,7 +56,8 @@ for (spec in list(c("value", 52, 0), c("value", 4, 0), c("score", 24, 0), c("sco
     n = length(x), t = unname(tt$statistic), df = unname(tt$parameter), p_t = tt$p.value,
     mean_diff = unname(tt$estimate), ci_low = tt$conf.int[1], ci_high = tt$conf.int[2],
     dz = mean(dd) / sd(dd),
-    V = unname(wt$statistic), p_w = wt$p.value, z = unname(z), n_nonzero = m,
+    V = unname(wt$statistic), p_w = wt$p.value, p_exact = p_exact, z = unname(z),
+    n_nonzero = m, any_ties_or_zeros = any(duplicated(abs(nz))) || m < length(dd),
     hl_estimate_uniroot = unname(wt$estimate), hl_walsh_median = walsh_median(nz),
     hl_ci_low = wt$conf.int[1], hl_ci_high = wt$conf.int[2],
     hl_conf_level = attr(wt$conf.int, "conf.level"))
@@ -97,9 +108,14 @@ lm_d$visit <- factor(lm_d$visit_week, levels = weeks)
 fit <- lmer(value ~ visit + (1 | patient), data = lm_d, REML = TRUE)  # R: lme4::lmer
 fe <- fixef(fit); se <- sqrt(diag(as.matrix(vcov(fit))))
 vc <- as.data.frame(VarCorr(fit))
+# R: lmerTest::lmer + summary(fit_t, ddf = "Satterthwaite")$coefficients
+fit_t <- lmerTest::lmer(value ~ visit + (1 | patient), data = lm_d, REML = TRUE)
+co <- summary(fit_t, ddf = "Satterthwaite")$coefficients
 out$mixed <- list(n_obs = nrow(lm_d), n_subjects = length(unique(lm_d$patient)),
                   estimate = unname(fe[-1]), se = unname(se[-1]), visits = weeks[-1],
-                  var_subject = vc$vcov[1], var_residual = vc$vcov[2])
+                  var_subject = vc$vcov[1], var_residual = vc$vcov[2],
+                  df = unname(co[-1, "df"]), t = unname(co[-1, "t value"]),
+                  p = unname(co[-1, "Pr(>|t|)"]))
 
 # ---- between groups
 grp <- list()
@@ -110,11 +126,16 @@ for (spec in list(c("value", 52), c("score", 24), c("value", 0))) {
   ok <- !is.na(v)
   mw <- suppressWarnings(wilcox.test(v[ok] ~ g2[ok], exact = FALSE, correct = TRUE,
                                      conf.int = TRUE, tol.root = 1e-12))
+  # exact conditional p (mid-ranks): coin::wilcox_test(v ~ g, distribution = "exact")
+  p_exact <- pvalue(wilcox_test(v ~ g, data = data.frame(v = round(v[ok], 10),
+                                                         g = factor(g2[ok])),
+                                distribution = "exact"))
   xa <- v[ok & g2 == "A"]; xb <- v[ok & g2 == "B"]
   wl <- t.test(v[ok] ~ g2[ok])                                        # R: t.test(x ~ g)
   kw <- kruskal.test(v[ok] ~ factor(g3[ok]))                          # R: kruskal.test(x ~ g)
   grp[[paste(col, wk, sep = "_")]] <- list(
-    n = sum(ok), W = unname(mw$statistic), p_mw = mw$p.value,
+    n = sum(ok), W = unname(mw$statistic), p_mw = mw$p.value, p_exact = p_exact,
+    any_ties = any(duplicated(v[ok])),
     hl_estimate_uniroot = unname(mw$estimate), hl_median = median(outer(xa, xb, "-")),
     hl_ci_low = mw$conf.int[1], hl_ci_high = mw$conf.int[2],
     t = unname(wl$statistic), df = unname(wl$parameter), p_t = wl$p.value,
@@ -158,12 +179,20 @@ small_paired <- list(list(x = c(3.1, 2.0, 4.5, 1.0), y = c(1.0, 2.5, 1.5, 0.0)),
                      list(x = c(5.5, 2.1, 3.3, 8.0, 1.2, 4.4, 6.1, 2.2, 0.5, 3.9),
                           y = c(4.0, 2.5, 1.0, 5.5, 1.2, 2.0, 3.3, 2.9, 1.5, 1.0)))
 out$small_paired <- lapply(small_paired, function(s) {
-  wt <- suppressWarnings(wilcox.test(s$x, s$y, paired = TRUE, exact = FALSE, correct = FALSE,
+  dd <- round(s$x - s$y, 10)
+  wt <- suppressWarnings(wilcox.test(dd, exact = FALSE, correct = FALSE,
                                      conf.int = TRUE, tol.root = 1e-12))
-  dd <- s$x - s$y
-  list(x = s$x, y = s$y, p = wt$p.value, V = unname(wt$statistic),
-       hl = walsh_median(dd[dd != 0]), ci = as.numeric(wt$conf.int),
-       conf_level = attr(wt$conf.int, "conf.level"))
+  p_exact <- pvalue(wilcoxsign_test(dd ~ rep(0, length(dd)), distribution = "exact",
+                                    zero.method = "Wilcoxon"))
+  e <- list(x = s$x, y = s$y, p = wt$p.value, p_exact = p_exact, V = unname(wt$statistic),
+            hl = walsh_median(dd[dd != 0]), ci = as.numeric(wt$conf.int),
+            conf_level = attr(wt$conf.int, "conf.level"))
+  if (!any(dd == 0) && !any(duplicated(abs(dd)))) {
+    # no ties, no zeros: R's exact CI, wilcox.test(d, exact = TRUE, conf.int = TRUE)
+    we <- suppressWarnings(wilcox.test(dd, exact = TRUE, conf.int = TRUE))
+    e$ci_exact <- as.numeric(we$conf.int); e$conf_level_exact <- attr(we$conf.int, "conf.level")
+  }
+  e
 })
 small_groups <- list(list(a = c(1.2, 3.4), b = c(2.2, 5.1, 6.0)),
                      list(a = c(1), b = c(2, 3, 4, 5)),
@@ -172,8 +201,15 @@ out$small_groups <- lapply(small_groups, function(s) {
   v <- c(s$a, s$b); g <- rep(c("a", "b"), c(length(s$a), length(s$b)))
   mw <- suppressWarnings(wilcox.test(v ~ g, exact = FALSE, correct = TRUE, conf.int = TRUE,
                                      tol.root = 1e-12))
-  list(a = s$a, b = s$b, W = unname(mw$statistic), p = mw$p.value,
-       hl = median(outer(s$a, s$b, "-")), ci = as.numeric(mw$conf.int))
+  p_exact <- pvalue(wilcox_test(v ~ factor(g), distribution = "exact"))
+  e <- list(a = s$a, b = s$b, W = unname(mw$statistic), p = mw$p.value, p_exact = p_exact,
+            hl = median(outer(s$a, s$b, "-")), ci = as.numeric(mw$conf.int))
+  if (!any(duplicated(v))) {
+    # no ties: R's exact CI, wilcox.test(v ~ g, exact = TRUE, conf.int = TRUE)
+    we <- suppressWarnings(wilcox.test(v ~ g, exact = TRUE, conf.int = TRUE))
+    e$ci_exact <- as.numeric(we$conf.int); e$conf_level_exact <- attr(we$conf.int, "conf.level")
+  }
+  e
 })
 
 # ---- Fisher r x c on fixed tables (row-major), exact network algorithm
