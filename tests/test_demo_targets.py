@@ -139,8 +139,13 @@ def test_table2_completers(completers):
                 r = lon[(ep, w, comp, "wilcoxon")]
                 if r["statistic"] is None or abs(r["statistic"] - tgt[zk][i]) > 0.05:
                     misses.append(f"{ep} wk{w} {comp} Z {r['statistic']} vs {tgt[zk][i]}")
-                if not _p_ok(r["p_value"], tgt[pk][i], 0.003):
-                    misses.append(f"{ep} wk{w} {comp} P {r['p_value']} vs {tgt[pk][i]}")
+                # The paper printed SPSS's asymptotic P of its Z (STATISTICS.md): the report
+                # keeps it as p_asymptotic beside the exact p it shows at n ≤ 50.
+                if not _p_ok(r["p_asymptotic"], tgt[pk][i], 0.003):
+                    misses.append(f"{ep} wk{w} {comp} P {r['p_asymptotic']} vs {tgt[pk][i]}")
+                if r["p_method"] != "exact" or not 0 < r["p_value"] <= 1:  # n = 23 ≤ 50
+                    misses.append(f"{ep} wk{w} {comp}: exact p {r['p_value']} "
+                                  f"({r['p_method']})")
     for i, w in enumerate(WEEKS):
         s = summ[("anti_dsdna_positive", w)]
         want = t2["anti_dsdna_positive_pct"]["values"][i]
