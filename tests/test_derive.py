@@ -382,3 +382,31 @@ def test_sparse_middle_week_not_rescued(cohort):
         "give --schedule with it to include it"
     )
     assert ("A", 30, text) in warn
+
+
+def test_outcome_null_means_attended_not_evaluable():
+    # Issue 10 item 6: an outcome is NULL exactly at an attended visit that could not be
+    # judged, and its reason says why; met ⇔ no reason. Renal outcomes are also NULL for
+    # a patient the definition does not apply to (the patient-level flag is not True).
+    from lupus_dash import synth
+
+    t = synth.demo_tables()
+    pf, vf = derive.build_facts(t["patients"], t["visits"], None)
+    flags = pf.set_index("patient_id")
+    outcomes = [f"{d}_{p}" for d in schema.PRESET_DEFINITIONS for p in schema.PRESETS]
+    outcomes += list(schema.RENAL_DEFINITIONS)
+    for col in outcomes:
+        met, why = vf[col], vf[f"{col}_why"]
+        assert (met.fillna(False) == why.isna()).all(), col  # met ⇔ no reason
+        assert why[met.isna()].notna().all(), col
+        if col in schema.RENAL_DEFINITIONS:
+            flag = vf["patient_id"].map(flags[schema.RENAL_ELIGIBLE_COLUMN[col]])
+            eligible = flag.fillna(False).astype(bool).to_numpy()
+            assert met[~eligible].isna().all(), col  # not applicable
+            na_eligible = why[eligible & met.isna().to_numpy()]
+            assert not na_eligible.str.contains("eligible|active nephritis").any(), col
+    # The LN demo: KDIGO at the last assessment, 1 complete, 3 partial, 4 overall.
+    last = vf[(vf["cohort"] == "ln_belimumab") & vf["is_last"].fillna(False)]
+    got = [int(last[c].fillna(False).sum()) for c in
+           ("renal_complete", "renal_partial", "renal_overall")]
+    assert got == [1, 3, 4]
