@@ -9,15 +9,16 @@ VARCHAR → ``string``, DATE → ``datetime64``).
 Conventions documented here (see also endpoints.py):
 - Scheduled weeks of a cohort (``infer_schedule``, ``schedule_attendance``):
   week 0, every week attended by at least 50 % of the cohort's patients that
-  have any visit, and — after the last such week, where dropout thins
+  have any visit, and — after the last such week W, where dropout thins
   attendance — every week attended by at least 50 % of the patients still
-  followed then (last visit at or after it) and by at least 3 patients
-  (``SCHEDULE_TAIL_MIN_PATIENTS``; one or two patients' visits are extra
-  visits, not a scheduled one). So a final week attended by 13 of 30 patients,
-  the 17 others having left earlier, stays in the schedule and stays the final
-  week. ``schedule_warnings`` names every week with data that is left out,
-  and every kept week attended by fewer than half, with its attendance; the
-  importer shows them.
+  followed at W (last visit at or after W) and by at least 3 patients
+  (``SCHEDULE_TAIL_MIN_PATIENTS``). So a final week attended by 13 of 30
+  patients, 25 of them still followed at week 24, stays in the schedule and
+  stays the final week; a few patients' later follow-up visits (the paediatric
+  demo's last visits at weeks 56–134) do not become the final week.
+  ``schedule_warnings`` names every week with data that is left out, and every
+  kept week attended by fewer than half, with its attendance; the importer
+  shows them.
 - ``completer``: has a visit at the cohort's final scheduled week.
 - ``is_last`` / ``last_week`` / ``n_visits``: every visit row counts as an
   assessment (the importer drops nothing; a row is a visit that took place).
@@ -128,6 +129,7 @@ def schedule_attendance(visits: pd.DataFrame) -> pd.DataFrame:
         att = g.groupby("visit_week")["patient_id"].nunique().sort_index()
         core = [int(w) for w, a in att.items() if a >= SCHEDULE_MIN_ATTENDANCE * n_pat]
         last_core = max([0, *core])
+        ref = int((last >= last_core).sum())  # still followed at the last well-attended week
         for w, a in att.items():
             w, a = int(w), int(a)
             followed = int((last >= w).sum())
@@ -137,12 +139,18 @@ def schedule_attendance(visits: pd.DataFrame) -> pd.DataFrame:
                 ok, rule = True, "attended by ≥ 50 %"
             elif w < last_core:
                 ok, rule = False, "fewer than half attended"
-            elif a < SCHEDULE_MIN_ATTENDANCE * followed:
-                ok, rule = False, "fewer than half of the patients still followed attended"
+            elif a < SCHEDULE_MIN_ATTENDANCE * ref:
+                ok, rule = False, (
+                    f"fewer than half of the {ref} patients still followed at week {last_core} "
+                    "attended"
+                )
             elif a < SCHEDULE_TAIL_MIN_PATIENTS:
                 ok, rule = False, f"fewer than {SCHEDULE_TAIL_MIN_PATIENTS} patients attended"
             else:
-                ok, rule = True, "after dropout"
+                ok, rule = True, (
+                    f"after dropout: {a} of the {ref} patients still followed at week "
+                    f"{last_core} attended"
+                )
             rows.append((cohort, w, a, n_pat, followed, ok, rule))
     return pd.DataFrame(rows, columns=cols)
 
@@ -191,11 +199,7 @@ def schedule_warnings(
                     "give --schedule with it to include it"
                 )))
             elif given is None and r.n_attended < SCHEDULE_MIN_ATTENDANCE * r.n_patients:
-                left = r.n_patients - r.n_followed
-                text = (
-                    f"{head}; kept as a scheduled week: {r.n_attended} of the {r.n_followed} "
-                    f"patients still followed attended ({left} had no visit at or after it)"
-                )
+                text = f"{head}; kept as a scheduled week ({r.rule})"
                 if r.visit_week == final:
                     text += (
                         f"; it is the final week, so 'completer' = has a week-{r.visit_week} "

@@ -344,7 +344,11 @@ def test_sparse_final_week_kept():
     att = derive.schedule_attendance(v).set_index("visit_week")
     # week 52: 13 of 30 attended (43 %), 13 of the 13 still followed (last visit ≥ 52)
     assert att.loc[52, ["n_attended", "n_patients", "n_followed"]].tolist() == [13, 30, 13]
-    assert bool(att.loc[52, "scheduled"]) and att.loc[52, "rule"] == "after dropout"
+    # ... and 13 of the 25 patients still followed at week 24, the last week half attended
+    assert bool(att.loc[52, "scheduled"])
+    assert att.loc[52, "rule"] == (
+        "after dropout: 13 of the 25 patients still followed at week 24 attended"
+    )
     assert not bool(att.loc[8, "scheduled"]) and not bool(att.loc[60, "scheduled"])
     pf, _ = derive.build_facts(patients, visits, None)
     assert int(pf["completer"].sum()) == 13  # completer = has the week-52 visit
@@ -355,12 +359,17 @@ def test_schedule_warnings_name_week_and_attendance():
     v = with_cohort(visits, patients)
     warn = {w: t for _, w, t in derive.schedule_warnings(v)}
     assert sorted(warn) == [8, 52, 60]
-    assert warn[52].startswith("week 52: 13 of 30 patients attended (cohort D); kept")
-    assert "it is the final week, so 'completer' = has a week-52 visit" in warn[52]
+    assert warn[52] == (
+        "week 52: 13 of 30 patients attended (cohort D); kept as a scheduled week (after "
+        "dropout: 13 of the 25 patients still followed at week 24 attended); it is the final "
+        "week, so 'completer' = has a week-52 visit; give --schedule to set another"
+    )
     assert warn[8].startswith("week 8: 2 of 30 patients attended (cohort D); left out")
-    # week 60: 1 of the 1 patient still followed, but fewer than 3 patients
-    assert warn[60].startswith("week 60: 1 of 30 patients attended (cohort D); left out")
-    assert "fewer than 3 patients attended" in warn[60]
+    # week 60: a later visit of one patient, not a scheduled week
+    assert warn[60].startswith(
+        "week 60: 1 of 30 patients attended (cohort D); left out of the inferred schedule "
+        "(fewer than half of the 25 patients still followed at week 24 attended)"
+    )
     # A given schedule: every week with data outside it is named, nothing else.
     given = derive.schedule_warnings(v, {"D": [0, 4, 12, 24]})
     assert [(w, t.split(";")[0]) for _, w, t in given] == [
@@ -369,6 +378,19 @@ def test_schedule_warnings_name_week_and_attendance():
         (60, "week 60: 1 of 30 patients attended (cohort D)"),
     ]
     assert all("not in the given schedule" in t for *_, t in given)
+
+
+def test_few_later_visits_are_not_the_final_week():
+    # 10 patients at weeks 0-24; 3 of the 10 followed at week 24 come back at week 40 (30 %
+    # of those: not a scheduled week); 3 others at week 52 too — left out, named.
+    ids = [f"q{i}" for i in range(10)]
+    patients = pd.DataFrame({"patient_id": ids, "cohort": "E", "sex": "F"})
+    rows = [{"patient_id": p, "visit_week": w} for p in ids for w in (0, 12, 24)]
+    rows += [{"patient_id": p, "visit_week": 40} for p in ids[:3]]
+    rows += [{"patient_id": p, "visit_week": 52} for p in ids[3:6]]
+    v = with_cohort(pd.DataFrame(rows), patients)
+    assert derive.infer_schedule(v) == {"E": [0, 12, 24]}
+    assert [w for _, w, _ in derive.schedule_warnings(v)] == [40, 52]
 
 
 def test_sparse_middle_week_not_rescued(cohort):

@@ -421,8 +421,8 @@ def test_sparse_final_week_is_kept_and_named(tmp_path, capsys):
     assert cli.main(["import", str(folder), "--db", str(db)]) == 0
     err = capsys.readouterr().err
     assert ("warning: visits.csv, column visit_week, value '52': week 52: 13 of 30 patients "
-            "attended (cohort Drop); kept as a scheduled week: 13 of the 13 patients still "
-            "followed attended (17 had no visit at or after it); it is the final week, so "
+            "attended (cohort Drop); kept as a scheduled week (after dropout: 13 of the 25 "
+            "patients still followed at week 24 attended); it is the final week, so "
             "'completer' = has a week-52 visit") in err
     import duckdb
 
