@@ -7,14 +7,32 @@ types (BOOLEAN → ``boolean``, INTEGER → ``Int64``, DOUBLE → ``float64``,
 VARCHAR → ``string``, DATE → ``datetime64``).
 
 Conventions documented here (see also endpoints.py):
-- Scheduled weeks of a cohort (``infer_schedule``): weeks attended by at least
-  50 % of the cohort's patients that have any visit, always including week 0.
+- Scheduled weeks of a cohort (``infer_schedule``, ``schedule_attendance``):
+  week 0, every week attended by at least 50 % of the cohort's patients that
+  have any visit, and — after the last such week W, where dropout thins
+  attendance — every week attended by at least 50 % of the patients still
+  followed at W (last visit at or after W) and by at least 3 patients
+  (``SCHEDULE_TAIL_MIN_PATIENTS``). So a final week attended by 13 of 30
+  patients, 25 of them still followed at week 24, stays in the schedule and
+  stays the final week; a few patients' later follow-up visits (the paediatric
+  demo's last visits at weeks 56–134) do not become the final week.
+  ``schedule_warnings`` names every week with data that is left out, and every
+  kept week attended by fewer than half, with its attendance; the importer
+  shows them.
 - ``completer``: has a visit at the cohort's final scheduled week.
 - ``is_last`` / ``last_week`` / ``n_visits``: every visit row counts as an
   assessment (the importer drops nothing; a row is a visit that took place).
 - ``follow_up_months`` = last_week × 12/52 (52 weeks = 12 months).
 - Age at a visit (for eGFR) = age_at_baseline_years + visit_week / 52.
-- Height and weight: the visit's value, else the patient's baseline value.
+- eGFR: one equation per patient for the whole follow-up, chosen at baseline
+  (``endpoints.egfr_equation``: CKiD U25 under 25 with a height, else CKD-EPI
+  2021 from 18); ``egfr_source`` names it, or 'reported'.
+- Height and weight: the visit's value, else the patient's baseline value
+  (also for ``prednisone_mg_kg_day``).
+- ``cumulative_prednisone_g``: ``endpoints.cumulative_prednisone_g`` (dose held
+  until the next visit, week 0 to the last visit).
+- ``renal_eligible_<family>``: ``endpoints.renal_eligibility`` (week-0
+  proteinuria at or above the definition family's threshold; <NA> unknown).
 - ``sledai2k`` is filled from the descriptors only where it is missing and all
   24 descriptors are recorded (a missing descriptor is unknown, not absent).
 - ``csledai`` is filled where it is known exactly: from the 22 clinical
@@ -33,6 +51,7 @@ import pandas as pd
 from lupus_dash import endpoints, schema
 
 SCHEDULE_MIN_ATTENDANCE = 0.5
+SCHEDULE_TAIL_MIN_PATIENTS = 3
 WEEKS_PER_MONTH = 52 / 12
 
 _PANDAS_DTYPES = {
@@ -88,18 +107,105 @@ def _missing(n: int, dt: str):
     return pd.array(np.full(n, None, dtype=object), dtype=dt)
 
 
-def infer_schedule(visits: pd.DataFrame) -> dict[str, list[int]]:
-    """Scheduled weeks per cohort: weeks attended by ≥ 50 % of its patients, always with 0."""
-    out: dict[str, list[int]] = {}
+def schedule_attendance(visits: pd.DataFrame) -> pd.DataFrame:
+    """Attendance of every week with data, per cohort, and whether it is scheduled.
+
+    Columns: cohort, visit_week, n_attended, n_patients (patients of the cohort
+    with any visit), n_followed (patients whose last visit is at or after the
+    week), scheduled (bool), rule ('week 0', 'attended by ≥ 50 %', 'after
+    dropout', or why it is left out). The rule is in the module docstring.
+    """
+    cols = ["cohort", "visit_week", "n_attended", "n_patients", "n_followed", "scheduled", "rule"]
     if len(visits) == 0:
-        return out
+        return pd.DataFrame(columns=cols)
     v = visits[["cohort", "patient_id", "visit_week"]].dropna().drop_duplicates()
-    n_pat = v.groupby("cohort")["patient_id"].nunique()
-    att = v.groupby(["cohort", "visit_week"])["patient_id"].nunique().reset_index()
-    att["share"] = att["patient_id"] / att["cohort"].map(n_pat)
+    if len(v) == 0:
+        return pd.DataFrame(columns=cols)
+    v = v.assign(visit_week=v["visit_week"].astype("int64"), cohort=v["cohort"].astype(str))
+    rows = []
+    for cohort, g in v.groupby("cohort", sort=True):
+        n_pat = g["patient_id"].nunique()
+        last = g.groupby("patient_id")["visit_week"].max().to_numpy()
+        att = g.groupby("visit_week")["patient_id"].nunique().sort_index()
+        core = [int(w) for w, a in att.items() if a >= SCHEDULE_MIN_ATTENDANCE * n_pat]
+        last_core = max([0, *core])
+        ref = int((last >= last_core).sum())  # still followed at the last well-attended week
+        for w, a in att.items():
+            w, a = int(w), int(a)
+            followed = int((last >= w).sum())
+            if w == 0:
+                ok, rule = True, "week 0"
+            elif a >= SCHEDULE_MIN_ATTENDANCE * n_pat:
+                ok, rule = True, "attended by ≥ 50 %"
+            elif w < last_core:
+                ok, rule = False, "fewer than half attended"
+            elif a < SCHEDULE_MIN_ATTENDANCE * ref:
+                ok, rule = False, (
+                    f"fewer than half of the {ref} patients still followed at week {last_core} "
+                    "attended"
+                )
+            elif a < SCHEDULE_TAIL_MIN_PATIENTS:
+                ok, rule = False, f"fewer than {SCHEDULE_TAIL_MIN_PATIENTS} patients attended"
+            else:
+                ok, rule = True, (
+                    f"after dropout: {a} of the {ref} patients still followed at week "
+                    f"{last_core} attended"
+                )
+            rows.append((cohort, w, a, n_pat, followed, ok, rule))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def infer_schedule(visits: pd.DataFrame) -> dict[str, list[int]]:
+    """Scheduled weeks per cohort (always with 0): see ``schedule_attendance``."""
+    att = schedule_attendance(visits)
+    return {
+        str(c): sorted({0, *(int(w) for w in g.loc[g["scheduled"], "visit_week"])})
+        for c, g in att.groupby("cohort", sort=True)
+    }
+
+
+def schedule_warnings(
+    visits: pd.DataFrame, schedules: dict[str, list[int]] | None = None
+) -> list[tuple[str, int, str]]:
+    """(cohort, week, text) for every week with data left out of a schedule, and every week
+    kept in an inferred schedule though fewer than half of the patients attended it.
+
+    ``schedules``: the user's schedule per cohort (e.g. ``--schedule``); None = inferred.
+    The text names the week and its attendance ("week 52: 13 of 30 patients attended").
+    """
+    att = schedule_attendance(visits)
+    out: list[tuple[str, int, str]] = []
     for cohort, g in att.groupby("cohort", sort=True):
-        weeks = {int(w) for w in g.loc[g["share"] >= SCHEDULE_MIN_ATTENDANCE, "visit_week"]}
-        out[str(cohort)] = sorted(weeks | {0})
+        given = None if schedules is None else schedules.get(cohort)
+        weeks = (
+            {0, *(int(w) for w in given)}
+            if given is not None
+            else {int(w) for w in g.loc[g["scheduled"], "visit_week"]} | {0}
+        )
+        final = max(weeks)
+        for r in g.itertuples(index=False):
+            head = (
+                f"week {r.visit_week}: {r.n_attended} of {r.n_patients} patients attended "
+                f"(cohort {cohort})"
+            )
+            if r.visit_week not in weeks:
+                why = (
+                    "it is not in the given schedule"
+                    if given is not None
+                    else f"left out of the inferred schedule ({r.rule})"
+                )
+                out.append((cohort, r.visit_week, (
+                    f"{head}; {why}: its visits are kept but it is not a scheduled week; "
+                    "give --schedule with it to include it"
+                )))
+            elif given is None and r.n_attended < SCHEDULE_MIN_ATTENDANCE * r.n_patients:
+                text = f"{head}; kept as a scheduled week ({r.rule})"
+                if r.visit_week == final:
+                    text += (
+                        f"; it is the final week, so 'completer' = has a week-{r.visit_week} "
+                        "visit; give --schedule to set another"
+                    )
+                out.append((cohort, r.visit_week, text))
     return out
 
 
@@ -178,14 +284,20 @@ def build_facts(
     clo, chi = endpoints.csledai_bounds(vis)
     vis["csledai"] = endpoints.exact_or_na(clo, chi, vis.index, "csledai")
 
-    # eGFR where missing and inputs exist.
+    # eGFR where missing and inputs exist, with the patient's one equation.
     weight_fb = from_patient("weight_kg").astype("float64")
     height = vis["height_cm"].to_numpy(dtype="float64", na_value=np.nan)
     height = np.where(np.isnan(height), from_patient("height_cm").astype("float64"), height)
-    age = (
-        from_patient("age_at_baseline_years").astype("float64")
-        + vis["visit_week"].to_numpy(dtype="float64", na_value=np.nan) / 52.0
+    age0 = from_patient("age_at_baseline_years").astype("float64")
+    age = age0 + vis["visit_week"].to_numpy(dtype="float64", na_value=np.nan) / 52.0
+    has_height = (
+        pd.Series(~np.isnan(height)).groupby(vis["patient_id"].to_numpy(dtype=object)).transform(
+            "any"
+        ).to_numpy(dtype=bool)
+        if n
+        else np.zeros(0, dtype=bool)
     )
+    equation = endpoints.egfr_equation(age0, has_height) if n else np.empty(0, dtype=object)
     reported = vis["egfr_ml_min"].notna().to_numpy()
     need = ~reported & vis["creatinine_umol_l"].notna().to_numpy()
     src = np.where(reported, "reported", None).astype(object)
@@ -195,12 +307,20 @@ def build_facts(
             age[need],
             from_patient("sex")[need],
             height[need],
+            equation[need],
         )
         eg = vis["egfr_ml_min"].to_numpy(dtype="float64", na_value=np.nan).copy()
         eg[need] = val
         vis["egfr_ml_min"] = eg
         src[need] = s
     vis["egfr_source"] = pd.array(src, dtype="string")
+
+    # Glucocorticoid dose per kg: the visit's weight, else the baseline weight (§7).
+    weight = vis["weight_kg"].to_numpy(dtype="float64", na_value=np.nan)
+    weight = np.where(np.isnan(weight), weight_fb, weight)
+    vis["prednisone_mg_kg_day"] = endpoints.prednisone_mg_kg_day(
+        vis["prednisone_mg_day"].to_numpy(dtype="float64", na_value=np.nan), weight
+    )
 
     week = vis["visit_week"]
     vis["is_baseline"] = (week == 0).astype("boolean")
@@ -210,6 +330,7 @@ def build_facts(
     ends = endpoints.evaluate_all(vis, weight_fb, schema.PRESETS)
     for col in ends.columns:
         vis[col] = ends[col]
+    elig = endpoints.renal_eligibility(vis)
 
     visit_facts = coerce(vis, "visit_facts")
 
@@ -245,6 +366,18 @@ def build_facts(
         ),
         dtype="string",
     )
+    # Renal eligibility: the same value on every visit of a patient; none without visits.
+    first = ~vis["patient_id"].duplicated().to_numpy()
+    pids = vis["patient_id"].to_numpy(dtype=object)[first]
+    for col in elig.columns:
+        flag = pd.Series(elig[col].to_numpy()[first], index=pids, dtype="boolean")
+        pf[col] = pd.array(pf["patient_id"].map(flag), dtype="boolean")
+    cum = endpoints.cumulative_prednisone_g(
+        vis["patient_id"].to_numpy(dtype=object),
+        vis["visit_week"].to_numpy(dtype="float64", na_value=np.nan),
+        vis["prednisone_mg_day"].to_numpy(dtype="float64", na_value=np.nan),
+    )
+    pf["cumulative_prednisone_g"] = pf["patient_id"].map(cum).astype("float64")
     pf["age_band"] = _age_band(pf["age_at_baseline_years"])
     pf["class_group"] = _class_group(pf["biopsy_class"])
     patient_facts = coerce(pf, "patient_facts")

@@ -1046,10 +1046,6 @@ def criteria_breakdown(
 # Renal response (§5)
 # --------------------------------------------------------------------------
 
-# Active nephritis at baseline: proteinuria ≥ 0.5 g/g (the complete-response
-# threshold); below it a patient cannot "respond", so renal endpoints are not
-# applicable (<NA>).
-RENAL_ACTIVE_MIN_G_G = 0.5
 # KDIGO 2021/2024: complete = UPCR < 0.5 g/g; partial = ≥ 50 % reduction and
 # < 3 g/g; kidney function "stable (±10–15 %)": we take the stricter 10 %,
 # eGFR ≥ 0.9 × baseline.
@@ -1063,35 +1059,139 @@ KDIGO_EGFR_FRACTION = 0.9
 CRR_UPCR, CRR_EGFR_FRACTION, CRR_EGFR_ABS = 0.5, 0.9, 90.0
 PERR_UPCR, PERR_EGFR_FRACTION, PERR_EGFR_ABS = 0.7, 0.8, 60.0
 
-RENAL_KINDS = ("renal_complete", "renal_partial", "renal_crr", "renal_perr")
+
+@dataclass(frozen=True)
+class RenalEligibility:
+    """Who a renal response applies to: baseline proteinuria at or above a threshold.
+
+    A patient below it cannot "respond", so the response is not applicable
+    (<NA>) at every visit, and ``column`` in patient_facts is False.
+    """
+
+    name: str
+    column: str  # patient-level flag in patient_facts
+    min_g_g: float  # baseline UPCR (or 24-h protein, g/day) at or above which it applies
+    label: str
+    source: str
+
+    def describe(self) -> str:
+        return f"{self.label}: baseline proteinuria ≥ {_num(self.min_g_g)} g/g [{self.source}]"
+
+
+# KDIGO active nephritis: proteinuria ≥ 0.5 g/g, the complete-response threshold
+# (CLINICAL_DEFINITIONS.md, Additions 2026-12-01).
+KDIGO_ACTIVE = RenalEligibility(
+    "kdigo",
+    "renal_eligible_kdigo",
+    0.5,
+    "active nephritis (KDIGO)",
+    "KDIGO 2021/2024: a patient already below the complete-response UPCR of 0.5 g/g cannot "
+    "respond",
+)
+# BLISS-LN enrolled UPCR ≥ 1 g/g (Furie et al. 2020, NEJM); CRR and PERR are
+# applied to the population the trial defined them in.
+BLISS_LN_ENROLMENT = RenalEligibility(
+    "bliss_ln",
+    "renal_eligible_bliss_ln",
+    1.0,
+    "BLISS-LN enrolment",
+    "Furie et al. 2020, NEJM: the trial enrolled UPCR ≥ 1 g/g",
+)
+RENAL_ELIGIBILITY: dict[str, RenalEligibility] = {
+    e.name: e for e in (KDIGO_ACTIVE, BLISS_LN_ENROLMENT)
+}
+
+
+@dataclass(frozen=True)
+class RenalResponse:
+    """One renal response definition: its column, criteria, source and eligibility."""
+
+    name: str
+    label: str
+    criteria: str
+    source: str
+    eligibility: RenalEligibility
+
+    def describe(self) -> str:
+        return (
+            f"{self.name} ({self.label}) [{self.source}]: {self.criteria}; only patients with "
+            f"{self.eligibility.describe()}"
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable metadata (Methods page, report)."""
+        d = asdict(self)
+        d["eligibility_min_g_g"] = self.eligibility.min_g_g
+        d["eligibility_column"] = self.eligibility.column
+        d["text"] = self.describe()
+        return d
+
+
+_KDIGO = "KDIGO 2021/2024 lupus nephritis guideline"
+_BLISS = "BLISS-LN, Furie et al. 2020, NEJM"
+_EGFR_KDIGO = f"eGFR ≥ {_num(KDIGO_EGFR_FRACTION)} × baseline"
+RENAL_RESPONSES: dict[str, RenalResponse] = {
+    r.name: r
+    for r in (
+        RenalResponse(
+            "renal_complete",
+            "complete renal response",
+            f"proteinuria < {_num(KDIGO_COMPLETE_UPCR)} g/g and {_EGFR_KDIGO} (stable within "
+            "10 %; KDIGO allows 10–15 %, the stricter bound is used)",
+            _KDIGO,
+            KDIGO_ACTIVE,
+        ),
+        RenalResponse(
+            "renal_partial",
+            "partial renal response (not complete)",
+            f"proteinuria reduced by ≥ 50 % from baseline to < {_num(KDIGO_PARTIAL_UPCR)} g/g "
+            f"but still ≥ {_num(KDIGO_COMPLETE_UPCR)} g/g (otherwise it is a complete "
+            f"response), and {_EGFR_KDIGO}",
+            _KDIGO,
+            KDIGO_ACTIVE,
+        ),
+        RenalResponse(
+            "renal_overall",
+            "overall renal response (complete or partial)",
+            "renal_complete or renal_partial: " + _EGFR_KDIGO + " and either proteinuria < "
+            f"{_num(KDIGO_COMPLETE_UPCR)} g/g or a ≥ 50 % reduction to < "
+            f"{_num(KDIGO_PARTIAL_UPCR)} g/g",
+            _KDIGO,
+            KDIGO_ACTIVE,
+        ),
+        RenalResponse(
+            "renal_crr",
+            "BLISS-LN complete renal response (CRR)",
+            f"UPCR < {_num(CRR_UPCR)} g/g and eGFR ≥ {_num(CRR_EGFR_FRACTION)} × baseline or "
+            f"≥ {_num(CRR_EGFR_ABS)}",
+            _BLISS,
+            BLISS_LN_ENROLMENT,
+        ),
+        RenalResponse(
+            "renal_perr",
+            "BLISS-LN primary efficacy renal response (PERR)",
+            f"UPCR ≤ {_num(PERR_UPCR)} g/g and eGFR ≥ {_num(PERR_EGFR_FRACTION)} × baseline or "
+            f"≥ {_num(PERR_EGFR_ABS)}",
+            _BLISS,
+            BLISS_LN_ENROLMENT,
+        ),
+    )
+}
+RENAL_KINDS = tuple(RENAL_RESPONSES)
 
 
 def describe_renal() -> list[str]:
-    """Human-readable renal response criteria with sources (Methods page, report)."""
+    """Human-readable renal response criteria with sources and eligibility (Methods, report)."""
     return [
         (
-            "Renal response, relative to the patient's week-0 visit; only patients with active "
-            f"nephritis at baseline (proteinuria ≥ {_num(RENAL_ACTIVE_MIN_G_G)} g/g), otherwise "
-            "not applicable. Proteinuria = UPCR (g/g), else 24-h urine protein (g/day ≈ g/g)."
+            "Renal response, relative to the patient's week-0 visit, and only for the patients "
+            "its definition applies to (otherwise not applicable): "
+            + "; ".join(e.describe() for e in RENAL_ELIGIBILITY.values())
+            + ". Proteinuria = UPCR (g/g), else 24-h urine protein (g/day ≈ g/g). eGFR is "
+            "compared with the baseline eGFR only when both come from the same source "
+            "(egfr_source: one equation per patient, or both reported)."
         ),
-        (
-            f"  renal_complete [KDIGO 2021/2024]: proteinuria < {_num(KDIGO_COMPLETE_UPCR)} g/g and "
-            f"eGFR ≥ {_num(KDIGO_EGFR_FRACTION)} × baseline (stable within 10 %; KDIGO allows "
-            "10–15 %, the stricter bound is used)"
-        ),
-        (
-            f"  renal_partial [KDIGO 2021/2024], partial or better: eGFR ≥ "
-            f"{_num(KDIGO_EGFR_FRACTION)} × baseline and either a complete response or a ≥ 50 % "
-            f"proteinuria reduction to < {_num(KDIGO_PARTIAL_UPCR)} g/g"
-        ),
-        (
-            f"  renal_crr [BLISS-LN, Furie et al. 2020]: UPCR < {_num(CRR_UPCR)} g/g and eGFR ≥ "
-            f"{_num(CRR_EGFR_FRACTION)} × baseline or ≥ {_num(CRR_EGFR_ABS)}"
-        ),
-        (
-            f"  renal_perr [BLISS-LN, Furie et al. 2020]: UPCR ≤ {_num(PERR_UPCR)} g/g and eGFR ≥ "
-            f"{_num(PERR_EGFR_FRACTION)} × baseline or ≥ {_num(PERR_EGFR_ABS)}"
-        ),
+        *(f"  {r.describe()}" for r in RENAL_RESPONSES.values()),
         (
             "  BLISS-LN treatment failure and the steroid-taper rule are not recorded in the data "
             "contract and not applied (as in the Toronto mCRR/mPERR); week 0 stands in for the "
@@ -1103,7 +1203,8 @@ def describe_renal() -> list[str]:
 def renal_thresholds() -> dict:
     """Renal thresholds in force, JSON-serialisable (the report's `definitions`)."""
     return {
-        "active_nephritis_min_g_g": RENAL_ACTIVE_MIN_G_G,
+        "eligibility": {e.name: asdict(e) for e in RENAL_ELIGIBILITY.values()},
+        "definitions": {k: r.to_dict() for k, r in RENAL_RESPONSES.items()},
         "kdigo_complete_upcr_lt": KDIGO_COMPLETE_UPCR,
         "kdigo_partial_upcr_lt": KDIGO_PARTIAL_UPCR,
         "kdigo_partial_reduction_to_at_most": KDIGO_PARTIAL_REDUCTION,
@@ -1114,9 +1215,13 @@ def renal_thresholds() -> dict:
         "perr_upcr_le": PERR_UPCR,
         "perr_egfr_fraction_of_baseline": PERR_EGFR_FRACTION,
         "perr_egfr_absolute": PERR_EGFR_ABS,
-        "renal_partial_includes_complete": True,
+        "renal_partial_includes_complete": False,
         "criteria": describe_renal(),
     }
+
+
+# Every renal threshold in force, for the Methods page and the report.
+RENAL_THRESHOLDS = renal_thresholds()
 
 
 def _proteinuria(df: pd.DataFrame) -> np.ndarray:
@@ -1127,12 +1232,16 @@ def _proteinuria(df: pd.DataFrame) -> np.ndarray:
 
 
 def _baseline(df: pd.DataFrame, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(patient's value at visit_week 0, patient has a week-0 visit) per row."""
+    """(patient's value at visit_week 0, patient has a week-0 visit) per row.
+
+    Float values give NaN, other values None, where the patient has no week-0 visit.
+    """
     n = len(df)
+    fill = np.nan if values.dtype.kind == "f" else None
     if n == 0 or "patient_id" not in df.columns or "visit_week" not in df.columns:
-        return np.full(n, np.nan), np.zeros(n, dtype=bool)
+        return np.full(n, fill, dtype=values.dtype), np.zeros(n, dtype=bool)
     codes, uniq = pd.factorize(df["patient_id"])
-    base = np.full(len(uniq), np.nan)
+    base = np.full(len(uniq), fill, dtype=values.dtype)
     has = np.zeros(len(uniq), dtype=bool)
     is0 = _col(df, "visit_week") == 0
     base[codes[is0]] = values[is0]
@@ -1140,37 +1249,72 @@ def _baseline(df: pd.DataFrame, values: np.ndarray) -> tuple[np.ndarray, np.ndar
     return base[codes], has[codes]
 
 
-def _applicability(base_prot: np.ndarray, has_base: np.ndarray) -> Criterion:
-    """Active nephritis at baseline (proteinuria ≥ 0.5 g/g); otherwise not applicable."""
-    active = _ge(base_prot, RENAL_ACTIVE_MIN_G_G)
+def _eligibility(
+    base_prot: np.ndarray, has_base: np.ndarray, elig: RenalEligibility
+) -> Criterion:
+    """Baseline proteinuria ≥ the definition's threshold; otherwise not applicable."""
+    active = _ge(base_prot, elig.min_g_g)
 
     def fmt(b, hb):
         if not hb:
             return "no baseline visit"
         if np.isnan(b):
             return "baseline proteinuria missing"
-        return (
-            f"no active nephritis at baseline (proteinuria {_d(b)} < "
-            f"{_num(RENAL_ACTIVE_MIN_G_G)} g/g)"
-        )
+        if elig is KDIGO_ACTIVE:
+            return (
+                f"no active nephritis at baseline (proteinuria {_d(b)} < "
+                f"{_num(elig.min_g_g)} g/g)"
+            )
+        return f"not eligible: baseline proteinuria {_d(b)} < {_num(elig.min_g_g)} g/g ({elig.label})"
 
     # Never "failed": not applicable is not evaluable, whatever else happens.
     return Criterion(
-        "active_nephritis",
-        f"active nephritis: baseline proteinuria ≥ {_num(RENAL_ACTIVE_MIN_G_G)} g/g",
+        "active_nephritis" if elig is KDIGO_ACTIVE else f"{elig.name}_eligible",
+        elig.describe(),
         active,
         active.copy(),
         _m_fmt(~active, fmt, base_prot, has_base),
     )
 
 
+def renal_eligibility(visits: pd.DataFrame) -> pd.DataFrame:
+    """Per visit, the patient's eligibility for each renal definition family (boolean).
+
+    Columns ``RenalEligibility.column`` (``renal_eligible_kdigo``,
+    ``renal_eligible_bliss_ln``): True if the week-0 proteinuria is at or above
+    the threshold, False if below, <NA> if the patient has no week-0 visit or
+    its proteinuria is missing. The same value on every row of a patient.
+    """
+    prot = _proteinuria(visits)
+    base, _ = _baseline(visits, prot)
+    known = ~np.isnan(base)
+    return pd.DataFrame(
+        {
+            e.column: pd.arrays.BooleanArray(_ge(base, e.min_g_g) & known, ~known)
+            for e in RENAL_ELIGIBILITY.values()
+        },
+        index=visits.index,
+    )
+
+
 def _egfr_relative(
-    egfr: np.ndarray, base: np.ndarray, fraction: float, absolute: float | None
+    egfr: np.ndarray,
+    base: np.ndarray,
+    fraction: float,
+    absolute: float | None,
+    comparable: np.ndarray,
+    sources: tuple[np.ndarray, np.ndarray],
 ) -> Criterion:
-    """eGFR ≥ fraction × baseline, or (when given) ≥ absolute: Kleene OR of the two."""
+    """eGFR ≥ fraction × baseline, or (when given) ≥ absolute: Kleene OR of the two.
+
+    The relative part needs the baseline eGFR from the same source as this
+    visit's (``comparable``): a ratio of two equations' estimates is not a change
+    in kidney function (CLINICAL_DEFINITIONS.md, Additions 2026-12-01).
+    """
     have, have_b = ~np.isnan(egfr), ~np.isnan(base)
-    rel_ok = have & have_b & _ge(egfr, fraction * base)
-    rel_fail = have & have_b & ~rel_ok
+    rel = have & have_b & comparable
+    rel_ok = rel & _ge(egfr, fraction * base)
+    rel_fail = rel & ~rel_ok
     if absolute is None:
         ok, fail = rel_ok, rel_fail
         alt = ""
@@ -1181,8 +1325,20 @@ def _egfr_relative(
     label = f"eGFR ≥ {_num(fraction)} × baseline"
     if absolute is not None:
         label += f" or ≥ {_num(absolute)}"
-    na_msg = _m_choose(
-        have, _m_const(have, "baseline eGFR missing"), _m_const(~have, "eGFR missing")
+    mixed = have & have_b & ~comparable
+    src, base_src = sources
+    na_msg = _m_join(
+        [
+            _m_const(~have, "eGFR missing"),
+            _m_const(have & ~have_b, "baseline eGFR missing"),
+            _m_fmt(
+                mixed,
+                lambda s, b: f"eGFR not comparable with baseline (this visit {s}, baseline {b})",
+                src,
+                base_src,
+            ),
+        ],
+        len(egfr),
     )
     return _criterion(
         "egfr",
@@ -1219,24 +1375,54 @@ def _reduction(prot: np.ndarray, base: np.ndarray) -> Criterion:
     )
 
 
+def _not_complete(prot: np.ndarray) -> Criterion:
+    """Proteinuria ≥ 0.5 g/g: a partial response that is not a complete one.
+
+    With proteinuria < 0.5 g/g the visit is either a complete response (eGFR
+    stable) or no response (eGFR fell): never a partial one, whatever else is
+    unknown.
+    """
+    have = ~np.isnan(prot)
+    complete_range = have & _lt(prot, KDIGO_COMPLETE_UPCR)
+    lim = _num(KDIGO_COMPLETE_UPCR)
+    return _criterion(
+        "proteinuria_not_complete",
+        f"proteinuria ≥ {lim} g/g (not a complete response)",
+        have & ~complete_range,
+        complete_range,
+        _m_fmt(
+            complete_range,
+            lambda v: f"proteinuria {_d(v)} g/g < {lim} g/g: complete-response range",
+            prot,
+        ),
+        _m_const(~have, "proteinuria missing"),
+    )
+
+
 def renal_criteria(
     visits: pd.DataFrame, kind: str, *, cache: dict | None = None
 ) -> list[Criterion]:
     """Criteria of one renal definition per visit, relative to the patient's week-0 visit.
 
     - renal_complete (KDIGO): proteinuria < 0.5 g/g and eGFR ≥ 0.9 × baseline.
-    - renal_partial (KDIGO partial **or better**, so renal_partial ⊇
-      renal_complete): eGFR ≥ 0.9 × baseline and either proteinuria < 0.5 g/g
-      or (≥ 50 % reduction from baseline and < 3 g/g).
+    - renal_partial (KDIGO partial, **not** complete): eGFR ≥ 0.9 × baseline,
+      ≥ 50 % reduction from baseline, < 3 g/g and ≥ 0.5 g/g.
+    - renal_overall (complete or partial): eGFR ≥ 0.9 × baseline and either
+      proteinuria < 0.5 g/g or (≥ 50 % reduction and < 3 g/g).
     - renal_crr / renal_perr (BLISS-LN): proteinuria < 0.5 / ≤ 0.7 g/g and
       eGFR ≥ 0.9 / 0.8 × baseline or ≥ 90 / 60; the week-0 value stands in for
       the pre-flare reference; treatment failure and the steroid-taper rule
       are not recorded and not applied (as in the Toronto mCRR/mPERR).
-    Every definition first needs active nephritis at baseline (proteinuria ≥
-    0.5 g/g); otherwise it is not applicable (<NA>). Proteinuria = UPCR, else
-    24-h urine protein (g/day ≈ g/g). eGFR missing → not evaluable unless the
-    proteinuria criterion already fails.
+    The first criterion is the definition's eligibility (``RENAL_RESPONSES[kind]
+    .eligibility``: KDIGO active nephritis ≥ 0.5 g/g, BLISS-LN enrolment ≥ 1 g/g
+    at baseline); otherwise the response is not applicable (<NA>). Proteinuria
+    = UPCR, else 24-h urine protein (g/day ≈ g/g). eGFR is compared with the
+    baseline only when both have the same ``egfr_source`` (when that column is
+    given). eGFR missing → not evaluable unless the proteinuria criterion
+    already fails.
     """
+    if kind not in RENAL_RESPONSES:
+        raise ValueError(f"unknown renal definition {kind!r}; choose one of {RENAL_KINDS}")
     c = {} if cache is None else cache
 
     def inputs():
@@ -1244,38 +1430,64 @@ def renal_criteria(
         egfr = _col(visits, "egfr_ml_min")
         base_prot, has_base = _baseline(visits, prot)
         base_egfr, _ = _baseline(visits, egfr)
-        return prot, egfr, base_prot, base_egfr, _applicability(base_prot, has_base)
+        n = len(visits)
+        if "egfr_source" in visits.columns:
+            src = visits["egfr_source"].astype(object).to_numpy()
+            src = np.where(pd.isna(src), None, src).astype(object)
+            base_src, _ = _baseline(visits, src)
+            comparable = (src == base_src) | pd.isna(src) | pd.isna(base_src)
+            comparable = np.asarray(comparable, dtype=bool)
+        else:
+            src = base_src = np.full(n, None, dtype=object)
+            comparable = np.ones(n, dtype=bool)
+        return prot, egfr, base_prot, has_base, base_egfr, comparable, (src, base_src)
 
-    prot, egfr, base_prot, base_egfr, applic = _memo(c, ("renal_inputs",), inputs)
+    prot, egfr, base_prot, has_base, base_egfr, comparable, sources = _memo(
+        c, ("renal_inputs",), inputs
+    )
+    elig = RENAL_RESPONSES[kind].eligibility
+    applic = _memo(
+        c, ("renal_eligibility", elig.name), lambda: _eligibility(base_prot, has_base, elig)
+    )
+
+    def egfr_crit(fraction, absolute):
+        return _memo(
+            c,
+            ("renal_egfr", fraction, absolute),
+            lambda: _egfr_relative(egfr, base_egfr, fraction, absolute, comparable, sources),
+        )
+
+    p5 = _memo(
+        c,
+        ("renal_p5",),
+        lambda: _threshold(prot, KDIGO_COMPLETE_UPCR, "lt", "proteinuria", "g/g"),
+    )
     if kind == "renal_complete":
-        return [
-            applic,
-            _threshold(prot, KDIGO_COMPLETE_UPCR, "lt", "proteinuria", "g/g"),
-            _egfr_relative(egfr, base_egfr, KDIGO_EGFR_FRACTION, None),
-        ]
-    if kind == "renal_partial":
-        return [
-            applic,
-            _threshold(prot, KDIGO_COMPLETE_UPCR, "lt", "proteinuria", "g/g"),
-            _reduction(prot, base_prot),
-            _threshold(
+        return [applic, p5, egfr_crit(KDIGO_EGFR_FRACTION, None)]
+    if kind in ("renal_partial", "renal_overall"):
+        red = _memo(c, ("renal_reduction",), lambda: _reduction(prot, base_prot))
+        p3 = _memo(
+            c,
+            ("renal_p3",),
+            lambda: _threshold(
                 prot, KDIGO_PARTIAL_UPCR, "lt", "proteinuria", "g/g", name="proteinuria_partial"
             ),
-            _egfr_relative(egfr, base_egfr, KDIGO_EGFR_FRACTION, None),
-        ]
+        )
+        eg = egfr_crit(KDIGO_EGFR_FRACTION, None)
+        if kind == "renal_partial":
+            return [applic, _memo(c, ("renal_not_p5",), lambda: _not_complete(prot)), red, p3, eg]
+        return [applic, p5, red, p3, eg]
     if kind == "renal_crr":
         return [
             applic,
             _threshold(prot, CRR_UPCR, "lt", "proteinuria", "g/g"),
-            _egfr_relative(egfr, base_egfr, CRR_EGFR_FRACTION, CRR_EGFR_ABS),
+            egfr_crit(CRR_EGFR_FRACTION, CRR_EGFR_ABS),
         ]
-    if kind == "renal_perr":
-        return [
-            applic,
-            _threshold(prot, PERR_UPCR, "le", "proteinuria", "g/g"),
-            _egfr_relative(egfr, base_egfr, PERR_EGFR_FRACTION, PERR_EGFR_ABS),
-        ]
-    raise ValueError(f"unknown renal definition {kind!r}; choose one of {RENAL_KINDS}")
+    return [
+        applic,
+        _threshold(prot, PERR_UPCR, "le", "proteinuria", "g/g"),
+        egfr_crit(PERR_EGFR_FRACTION, PERR_EGFR_ABS),
+    ]
 
 
 def _renal_lazy(
@@ -1284,9 +1496,9 @@ def _renal_lazy(
     crits = renal_criteria(visits, kind, cache=cache)
     n = len(visits)
     applic = crits[0]
-    if kind == "renal_partial":
+    if kind == "renal_overall":
         _, p5, red, p3, eg = crits
-        # partial or better = applicable ∧ eGFR ∧ (P < 0.5 ∨ (reduction ∧ P < 3)).
+        # complete or partial = applicable ∧ eGFR ∧ (P < 0.5 ∨ (reduction ∧ P < 3)).
         part_met, part_fail = _kleene_and([red, p3], n)
         inner_met = p5.met | part_met
         inner_fail = p5.failed & part_fail
@@ -1305,8 +1517,8 @@ def evaluate_renal(visits: pd.DataFrame, kind: str, *, cache: dict | None = None
     """One renal definition per visit: DataFrame(met: boolean, why: string).
 
     Not applicable (no baseline visit, baseline proteinuria missing or below
-    0.5 g/g) is always <NA> with only that reason, even where a later value
-    would fail a threshold.
+    the definition's eligibility threshold) is always <NA> with only that
+    reason, even where a later value would fail a threshold.
     """
     met, why = _frames({"x": _renal_lazy(visits, kind, cache)}, visits.index)["x"]
     return pd.DataFrame({"met": met, "why": why}, index=visits.index)
@@ -1320,9 +1532,9 @@ def evaluate_all(
     """Every endpoint per visit, named as in schema.VISIT_DERIVED.
 
     Columns ``lldas_<preset>``, ``remission_<preset>`` (boolean, <NA> = not
-    evaluable) with ``_why`` text, then ``renal_complete``, ``renal_partial``,
-    ``renal_crr``, ``renal_perr`` and their ``_why``. Criteria shared between
-    presets are computed once and every reason text is built in one pass.
+    evaluable) with ``_why`` text, then every ``RENAL_KINDS`` column and its
+    ``_why``. Criteria shared between presets or definitions are computed once
+    and every reason text is built in one pass.
     """
     cache: dict = {}
     n = len(visits)
@@ -1387,22 +1599,29 @@ def _like(val: np.ndarray, *inputs):
     return val
 
 
+def _sex_masks(sex) -> tuple[np.ndarray, np.ndarray]:
+    """(female, male) boolean arrays (scalars for a scalar) from 'F'/'M' in any case."""
+    s = pd.Series(np.atleast_1d(np.asarray(sex, dtype=object))).astype("string")
+    s = s.str.strip().str.upper()
+    female = (s == "F").fillna(False).to_numpy(dtype=bool)
+    male = (s == "M").fillna(False).to_numpy(dtype=bool)
+    if np.ndim(sex) == 0:
+        return female[0], male[0]
+    return female, male
+
+
 def egfr_ckd_epi_2021(creatinine_umol_l, age, sex):
     """CKD-EPI 2021 race-free eGFR (mL/min/1.73 m²), adults (Inker et al. 2021, NEJM).
 
     eGFR = 142 × min(Scr/κ, 1)^α × max(Scr/κ, 1)^−1.200 × 0.9938^age × 1.012 [F];
     κ 0.7 (F) / 0.9 (M), α −0.241 (F) / −0.302 (M), Scr in mg/dL. Accepts
     scalars or array-likes; NaN where an input is missing or sex is not F/M.
+    The one implementation in the package (synth.py uses it too).
     """
     scalar = np.ndim(creatinine_umol_l) == 0 and np.ndim(age) == 0 and np.ndim(sex) == 0
     scr = np.asarray(creatinine_umol_l, dtype="float64") / UMOL_PER_MG_DL_CREATININE
     age_a = np.asarray(age, dtype="float64")
-    sex_s = pd.Series(np.atleast_1d(np.asarray(sex, dtype=object))).astype("string")
-    sex_s = sex_s.str.strip().str.upper()
-    female = (sex_s == "F").fillna(False).to_numpy(dtype=bool)
-    male = (sex_s == "M").fillna(False).to_numpy(dtype=bool)
-    if np.ndim(sex) == 0:
-        female, male = female[0], male[0]
+    female, male = _sex_masks(sex)
     kappa = np.where(female, 0.7, 0.9)
     alpha = np.where(female, -0.241, -0.302)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -1418,36 +1637,136 @@ def egfr_ckd_epi_2021(creatinine_umol_l, age, sex):
     return float(val) if scalar else _like(val, creatinine_umol_l, age, sex)
 
 
-def egfr_schwartz_bedside(height_cm, creatinine_umol_l):
-    """Bedside Schwartz eGFR (mL/min/1.73 m²) for children: 0.413 × height (cm) / Scr (mg/dL)."""
-    scalar = np.ndim(height_cm) == 0 and np.ndim(creatinine_umol_l) == 0
+# CKiD U25 creatinine equation (Pierce et al. 2021, Kidney Int 99:948–956;
+# the CKiD study's reference code, github.com/ckidstudy/CKiD_U25):
+# eGFR = K × height (m) / Scr (mg/dL), K by sex and age —
+#   male:   age < 12: 39.0 × 1.008^(age − 12); 12–18: 39.0 × 1.045^(age − 12); ≥ 18: 50.8
+#   female: age < 12: 36.1 × 1.008^(age − 12); 12–18: 36.1 × 1.023^(age − 12); ≥ 18: 41.4
+# Validated for ages 1–25. K is continuous at 18 (39.0 × 1.045^6 = 50.79;
+# 36.1 × 1.023^6 = 41.37), so a child who turns 18 on it sees no jump.
+U25_MIN_AGE, U25_MAX_AGE = 1.0, 25.0
+
+
+def egfr_ckid_u25(creatinine_umol_l, height_cm, age, sex):
+    """CKiD U25 eGFR (mL/min/1.73 m²): K(sex, age) × height (m) / Scr (mg/dL).
+
+    NaN where an input is missing, sex is not F/M or age < 1. Beyond 25 the
+    age-18 constant is kept (a patient started on U25 before 25 stays on it,
+    see ``egfr_equation``).
+    """
+    scalar = all(np.ndim(x) == 0 for x in (creatinine_umol_l, height_cm, age, sex))
     scr = np.asarray(creatinine_umol_l, dtype="float64") / UMOL_PER_MG_DL_CREATININE
+    h_m = np.asarray(height_cm, dtype="float64") / 100.0
+    a = np.asarray(age, dtype="float64")
+    female, male = _sex_masks(sex)
+    with np.errstate(invalid="ignore"):
+        k_m = np.where(a < 12, 39.0 * 1.008 ** (a - 12),
+                       np.where(a < 18, 39.0 * 1.045 ** (a - 12), 50.8))
+        k_f = np.where(a < 12, 36.1 * 1.008 ** (a - 12),
+                       np.where(a < 18, 36.1 * 1.023 ** (a - 12), 41.4))
+    k = np.where(female, k_f, np.where(male, k_m, np.nan))
     with np.errstate(divide="ignore", invalid="ignore"):
-        val = 0.413 * np.asarray(height_cm, dtype="float64") / scr
-    val = np.where(scr > 0, val, np.nan)
-    return float(val) if scalar else _like(val, height_cm, creatinine_umol_l)
+        val = k * h_m / scr
+    val = np.where((scr > 0) & (a >= U25_MIN_AGE), val, np.nan)
+    return float(val) if scalar else _like(val, creatinine_umol_l, height_cm, age, sex)
+
+
+# One eGFR equation per patient, chosen at baseline (CLINICAL_DEFINITIONS.md,
+# Additions 2026-12-01; docs/CLINICAL_CHOICES.md): under 25 → CKiD U25, which
+# covers children and young adults with one continuous equation (Pierce 2021);
+# 25 and over → CKD-EPI 2021. A patient 18–24 with no height anywhere gets
+# CKD-EPI 2021 (valid from 18; needs no height) rather than no eGFR at all.
+EGFR_EQUATIONS = ("ckid_u25", "ckd_epi_2021")
+
+
+def egfr_equation(age_at_baseline_years, has_height) -> np.ndarray:
+    """The equation for each patient: 'ckid_u25', 'ckd_epi_2021' or None (none applies).
+
+    ``has_height``: the patient has a height at baseline or at any visit.
+    """
+    age = np.atleast_1d(np.asarray(age_at_baseline_years, dtype="float64"))
+    h = np.atleast_1d(np.asarray(has_height, dtype=bool))
+    u25 = (age < U25_MAX_AGE) & h
+    adult = age >= 18
+    return np.where(u25, "ckid_u25", np.where(adult, "ckd_epi_2021", None)).astype(object)
 
 
 def egfr(
     creatinine_umol_l: Sequence[float],
     age_years: Sequence[float],
     sex: Sequence[str],
-    height_cm: Sequence[float] | None = None,
+    height_cm: Sequence[float] | None,
+    equation: Sequence[str | None],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise eGFR and its source: age < 18 → bedside Schwartz (needs height), else CKD-EPI.
+    """Row-wise eGFR with each row's (the patient's) equation; see ``egfr_equation``.
 
-    Returns (values, source) where source is 'ckd_epi_2021', 'schwartz_bedside'
-    or None (NaN value) when the inputs do not suffice.
+    Returns (values, source) where source is the equation used, or None (NaN
+    value) when the inputs do not suffice.
     """
     scr = np.asarray(creatinine_umol_l, dtype="float64")
     age = np.asarray(age_years, dtype="float64")
     n = scr.shape[0]
     h = np.full(n, np.nan) if height_cm is None else np.asarray(height_cm, dtype="float64")
-    adult = age >= 18
-    child = age < 18
-    adult_v = egfr_ckd_epi_2021(scr, age, np.asarray(sex, dtype=object))
-    child_v = egfr_schwartz_bedside(h, scr)
-    val = np.where(adult, adult_v, np.where(child, child_v, np.nan))
+    eq = np.asarray(equation, dtype=object)
+    sx = np.asarray(sex, dtype=object)
+    u25, epi = eq == "ckid_u25", eq == "ckd_epi_2021"
+    val = np.where(
+        u25,
+        egfr_ckid_u25(scr, h, age, sx),
+        np.where(epi, egfr_ckd_epi_2021(scr, age, sx), np.nan),
+    )
     ok = ~np.isnan(val)
-    src = np.where(ok & adult, "ckd_epi_2021", np.where(ok & child, "schwartz_bedside", None))
+    src = np.where(ok & u25, "ckid_u25", np.where(ok & epi, "ckd_epi_2021", None))
     return val, src.astype(object)
+
+
+# --------------------------------------------------------------------------
+# Glucocorticoid exposure (§7; issue 16)
+# --------------------------------------------------------------------------
+
+
+def prednisone_mg_kg_day(dose_mg_day, weight_kg) -> np.ndarray:
+    """Prednisone-equivalent mg/kg/day = mg/day ÷ weight (kg) (§7); NaN without a weight."""
+    dose = np.asarray(dose_mg_day, dtype="float64")
+    w = np.asarray(weight_kg, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(w > 0, dose / w, np.nan)
+
+
+def cumulative_prednisone_g(
+    patient_id: Sequence, visit_week: Sequence[float], dose_mg_day: Sequence[float]
+) -> pd.Series:
+    """Cumulative prednisone-equivalent exposure (g) per patient over follow-up.
+
+    Step function: the daily dose recorded at a visit is taken every day until
+    the next visit (a visit records the dose prescribed at it, and doses are
+    changed at visits), so exposure = Σ dose_i × 7 × (week_{i+1} − week_i) mg
+    from week 0 to the last visit; the last visit's dose starts no interval.
+    Chosen over the trapezoid because it uses only doses that were prescribed:
+    the trapezoid invents intermediate doses and understates a high dose held
+    until a visit and then cut. It overstates a taper done between visits.
+    NaN (unknown) where the patient has no week-0 visit or a dose that starts
+    an interval is missing; 0 g for a patient seen only at week 0. Nominal
+    weeks are used (visit_week × 7 days), like follow_up_months.
+    """
+    df = pd.DataFrame(
+        {
+            "p": np.asarray(patient_id, dtype=object),
+            "w": pd.to_numeric(pd.Series(visit_week), errors="coerce").to_numpy(dtype="float64"),
+            "d": pd.to_numeric(pd.Series(dose_mg_day), errors="coerce").to_numpy(
+                dtype="float64"
+            ),
+        }
+    ).dropna(subset=["p", "w"])
+    df = df.sort_values(["p", "w"], kind="stable")
+    nxt = df.groupby("p", sort=False)["w"].shift(-1)
+    days = (nxt - df["w"]) * 7.0
+    contrib = df["d"] * days  # NaN where the dose is missing; NaN for the last visit
+    starts = nxt.notna()
+    g = pd.DataFrame({"p": df["p"], "c": contrib.where(starts, 0.0), "w": df["w"]})
+    total = g.groupby("p", sort=False)["c"].sum(min_count=1)
+    missing = g.assign(m=g["c"].isna()).groupby("p", sort=False)["m"].any()
+    has0 = g.assign(z=g["w"] == 0).groupby("p", sort=False)["z"].any()
+    out = total.where(~missing & has0) / 1000.0
+    out.name = "cumulative_prednisone_g"
+    return out

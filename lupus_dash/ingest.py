@@ -65,6 +65,13 @@ Dated visits
     When both ``visit_week`` and ``visit_date`` are given, ``visit_week`` wins;
     a date outside that week's window is a warning (the row is kept).
 
+Schedule
+    The cohort's scheduled weeks are ``--schedule`` if given, else inferred
+    (``derive.infer_schedule``: a sparsely attended final week that the patients
+    still followed attended is kept). A warning names every week with data that
+    the schedule leaves out, and every kept week fewer than half attended, with
+    its attendance ("week 52: 13 of 30 patients attended ...").
+
 SLEDAI-2K descriptors
     When ``sledai_*`` columns are present, a row with all 24 filled gets
     ``sledai2k`` = weighted sum (Gladman 2002; weights in
@@ -962,6 +969,23 @@ def _check_aes(a: pd.DataFrame, known: set, raw: _Raw, sink: _Sink) -> None:
                    "unknown patient: not in patients")
 
 
+def _schedule_warnings(
+    v: pd.DataFrame, p: pd.DataFrame, sched: list[int] | None, label: str, sink: _Sink
+) -> None:
+    """Name every week with data that the schedule leaves out, and every sparse week kept.
+
+    The schedule is the one the database will hold: ``--schedule`` if given, else
+    ``derive.infer_schedule`` (store.write_database infers it from the same tables).
+    """
+    cohort_of = dict(zip(p["patient_id"], p["cohort"], strict=False))
+    vc = v[["patient_id", "visit_week"]].assign(cohort=v["patient_id"].map(cohort_of))
+    given = None
+    if sched is not None:
+        given = {c: list(sched) for c in p["cohort"].dropna().unique()}
+    for _cohort, week, text in derive.schedule_warnings(vc, given):
+        sink.warn(label, None, "visit_week", str(week), text)
+
+
 # --- public API ----------------------------------------------------------------------------
 
 
@@ -1025,6 +1049,7 @@ def read_cohort(
         no_visits = sorted(known - set(v["patient_id"].dropna()))
         for pid in no_visits:
             sink.warn(raws["patients"].label, None, "patient_id", pid, "patient has no visits")
+        _schedule_warnings(v, p, sched, raws["visits"].label, sink)
     if "adverse_events" not in tables:
         tables["adverse_events"] = pd.DataFrame(
             {c.name: _empty_series(c, 0) for c in schema.columns("adverse_events")}

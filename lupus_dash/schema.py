@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+# 2: renal_overall, renal eligibility flags, prednisone_mg_kg_day,
+# cumulative_prednisone_g; renal_partial no longer includes complete responses;
+# eGFR one equation per patient (CKiD U25 / CKD-EPI 2021).
+SCHEMA_VERSION = 2
 
 # Column types as the data contract names them.
 TEXT, NUMBER, INTEGER, BOOL, DATE = "text", "number", "integer", "bool", "date"
@@ -261,8 +264,22 @@ REQUIRED_TABLES = ("patients", "visits")
 # Endpoint presets (CLINICAL_DEFINITIONS.md §3–4); thresholds live in endpoints.py.
 PRESETS = ("standard", "seed_paper", "paediatric")
 PRESET_DEFINITIONS = ("lldas", "remission")
-RENAL_DEFINITIONS = ("renal_complete", "renal_partial", "renal_crr", "renal_perr")
-REMISSION_DEFINITIONS = ("lldas", "remission", "renal_complete", "renal_partial")
+# Renal responses (endpoints.RENAL_RESPONSES holds their criteria and eligibility;
+# tests/test_endpoints.py checks the two agree).
+RENAL_DEFINITIONS = (
+    "renal_complete", "renal_partial", "renal_overall", "renal_crr", "renal_perr"
+)
+REMISSION_DEFINITIONS = (
+    "lldas", "remission", "renal_complete", "renal_partial", "renal_overall"
+)
+# Patient-level eligibility flag of each renal response (endpoints.RenalEligibility).
+RENAL_ELIGIBLE_COLUMN = {
+    "renal_complete": "renal_eligible_kdigo",
+    "renal_partial": "renal_eligible_kdigo",
+    "renal_overall": "renal_eligible_kdigo",
+    "renal_crr": "renal_eligible_bliss_ln",
+    "renal_perr": "renal_eligible_bliss_ln",
+}
 
 PATIENT_DERIVED: tuple[Column, ...] = (
     Column(
@@ -306,6 +323,34 @@ PATIENT_DERIVED: tuple[Column, ...] = (
         unit="months",
         derived=True,
     ),
+    Column(
+        "renal_eligible_kdigo",
+        BOOL,
+        "Renal response applies (KDIGO)",
+        "Active nephritis at baseline: week-0 UPCR (else 24-h protein) ≥ 0.5 g/g; "
+        "renal_complete, renal_partial and renal_overall count only these patients; "
+        "empty = no week-0 visit or proteinuria",
+        derived=True,
+    ),
+    Column(
+        "renal_eligible_bliss_ln",
+        BOOL,
+        "Renal response applies (BLISS-LN)",
+        "Week-0 UPCR (else 24-h protein) ≥ 1 g/g, as BLISS-LN enrolled (Furie et al. 2020); "
+        "renal_crr and renal_perr count only these patients; empty = no week-0 visit or "
+        "proteinuria",
+        derived=True,
+    ),
+    Column(
+        "cumulative_prednisone_g",
+        NUMBER,
+        "Cumulative glucocorticoid",
+        "Prednisone-equivalent exposure from week 0 to the last visit: each visit's daily "
+        "dose held until the next visit (Σ dose × days); empty if the week-0 visit or a dose "
+        "that starts an interval is missing",
+        unit="g",
+        derived=True,
+    ),
 )
 
 VISIT_DERIVED: tuple[Column, ...] = (
@@ -322,7 +367,20 @@ VISIT_DERIVED: tuple[Column, ...] = (
         "egfr_source",
         TEXT,
         "eGFR source",
-        "reported, ckd_epi_2021 (adults) or schwartz_bedside (children)",
+        "reported, or the patient's one equation for the whole follow-up, chosen by age at "
+        "baseline: ckid_u25 (CKiD U25, Pierce et al. 2021, Kidney Int 99:948; under 25 with a "
+        "height) or ckd_epi_2021 (CKD-EPI 2021 race-free, Inker et al. 2021; 25 and over, or "
+        "18–24 without any height); renal responses compare eGFRs of one source only",
+        choices=("reported", "ckid_u25", "ckd_epi_2021"),
+        derived=True,
+    ),
+    Column(
+        "prednisone_mg_kg_day",
+        NUMBER,
+        "Glucocorticoid dose per kg",
+        "Prednisone-equivalent daily dose ÷ the visit's weight, else the baseline weight; "
+        "empty without either",
+        unit="mg/kg/day",
         derived=True,
     ),
     Column("is_baseline", BOOL, "Baseline visit", "visit_week = 0", derived=True),
@@ -355,11 +413,20 @@ VISIT_DERIVED: tuple[Column, ...] = (
             BOOL,
             d.replace("_", " ").capitalize(),
             {
-                "renal_complete": "KDIGO complete renal response",
-                "renal_partial": "KDIGO partial renal response (or better)",
-                "renal_crr": "BLISS-LN complete renal response",
-                "renal_perr": "BLISS-LN primary efficacy renal response",
-            }[d],
+                "renal_complete": "KDIGO complete renal response (CR); patients with active "
+                "nephritis (baseline proteinuria ≥ 0.5 g/g) only",
+                "renal_partial": "KDIGO partial renal response that is not complete (PR); "
+                "patients with active nephritis (baseline proteinuria ≥ 0.5 g/g) only",
+                "renal_overall": "Overall renal response: complete or partial (CR + PR); "
+                "patients with active nephritis (baseline proteinuria ≥ 0.5 g/g) only",
+                "renal_crr": "BLISS-LN complete renal response; patients with baseline UPCR "
+                "≥ 1 g/g (BLISS-LN enrolment) only",
+                "renal_perr": "BLISS-LN primary efficacy renal response; patients with "
+                "baseline UPCR ≥ 1 g/g (BLISS-LN enrolment) only",
+            }[d]
+            + "; empty = not evaluable at an attended visit, or not applicable (see "
+            + RENAL_ELIGIBLE_COLUMN[d]
+            + ")",
             derived=True,
         )
         for d in RENAL_DEFINITIONS

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import schema
+from . import endpoints, schema
 from .schema import ORGANS
 
 DEFAULT_SEED = 20221222
@@ -1622,19 +1622,6 @@ def _ln_upcr(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarr
     raise RuntimeError("LN UPCR calibration failed")
 
 
-def _ckd_epi_2021(scr_umol: float, age: float, sex: str) -> float:
-    """eGFR (mL/min/1.73 m²), CKD-EPI 2021 race-free (Inker et al. 2021)."""
-    scr = scr_umol / 88.4
-    k, a = (0.7, -0.241) if sex == "F" else (0.9, -0.302)
-    return (
-        142
-        * min(scr / k, 1) ** a
-        * max(scr / k, 1) ** -1.200
-        * 0.9938**age
-        * (1.012 if sex == "F" else 1.0)
-    )
-
-
 def _ln_tables(rng: np.random.Generator) -> dict[str, pd.DataFrame]:
     """Patients, visits and adverse events of ln_belimumab (10 adults, monthly visits)."""
     for _ in range(50):
@@ -1806,7 +1793,7 @@ def _ln_tables(rng: np.random.Generator) -> dict[str, pd.DataFrame]:
                     "prednisone_mg_day": max(7.5, pred0 - 7.5 * m),
                     "albumin_g_l": _r(min(44.0, alb0 + 1.4 * m + rng.normal(0, 0.8)), 1),
                     "creatinine_umol_l": _r(creat, 0),
-                    "egfr_ml_min": _r(_ckd_epi_2021(_r(creat, 0), agev, sex[i]), 1),
+                    "egfr_ml_min": _r(endpoints.egfr_ckd_epi_2021(_r(creat, 0), agev, sex[i]), 1),
                     "weight_kg": _r(w, 1),
                     "height_cm": _r(h, 1),
                     "haemolytic_anaemia": False,

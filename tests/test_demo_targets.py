@@ -225,11 +225,18 @@ def test_ln_cohort(demo):
     if not rates[("anti_dsdna_positive", last)] < rates[("anti_dsdna_positive", 0)]:
         misses.append("anti-dsDNA positivity did not fall")
     # "Among the 7" efficacy patients: treated at least 4 months (last visit ≥ week 16).
+    # Best response: complete if ever complete, else partial if ever partial (not complete).
     resp = demo.query(
         "SELECT v.patient_id, bool_or(renal_complete) AS crr, min(visit_week) FILTER "
-        "(WHERE renal_complete) AS crr_week, bool_or(renal_partial) AS prr FROM visit_facts v "
+        "(WHERE renal_complete) AS crr_week, bool_or(renal_partial) AS prr, "
+        "bool_or(renal_overall) AS orr, "
+        "bool_or(renal_complete) FILTER (WHERE is_last) AS crr_last, "
+        "bool_or(renal_partial) FILTER (WHERE is_last) AS prr_last, "
+        "bool_and(renal_eligible_kdigo) AS eligible FROM visit_facts v "
         "JOIN patient_facts p USING (cohort, patient_id) "
         "WHERE cohort = 'ln_belimumab' AND p.last_week >= 16 GROUP BY 1")
+    if not resp.eligible.all():
+        misses.append("an efficacy patient without active nephritis at baseline")
     n_crr = int(resp.crr.fillna(False).sum())
     if n_crr != LN["renal_response_of_7"]["complete"]:
         misses.append(f"complete renal responders {n_crr}")
@@ -238,6 +245,14 @@ def test_ln_cohort(demo):
     n_prr = int((resp.prr.fillna(False) & ~resp.crr.fillna(False)).sum())
     if n_prr != LN["renal_response_of_7"]["partial"]:
         misses.append(f"partial (not complete) renal responders {n_prr}")
+    # renal_overall = complete or partial: 1 + 3 = 4 (CLINICAL_DEFINITIONS.md, Additions).
+    want_overall = LN["renal_response_of_7"]["complete"] + LN["renal_response_of_7"]["partial"]
+    if int(resp.orr.fillna(False).sum()) != want_overall:
+        misses.append(f"overall renal responders {int(resp.orr.fillna(False).sum())}")
+    # At each patient's last assessment the same split: 1 complete, 3 partial.
+    last = (int(resp.crr_last.fillna(False).sum()), int(resp.prr_last.fillna(False).sum()))
+    if last != (LN["renal_response_of_7"]["complete"], LN["renal_response_of_7"]["partial"]):
+        misses.append(f"complete, partial at the last assessment {last}")
     months = demo.query("SELECT last_week FROM patient_facts WHERE cohort = 'ln_belimumab'")
     m = (months.last_week / 4).to_numpy()
     eff = np.sort(m[m >= 4])

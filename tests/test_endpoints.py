@@ -454,7 +454,7 @@ def test_sledai_sum_missing_descriptor_is_na():
 
 
 def renal(follow: dict, base: dict | None = None) -> dict[str, object]:
-    """All four renal endpoints at one follow-up visit after a week-0 visit."""
+    """All renal endpoints at one follow-up visit after a week-0 visit."""
     b = {"upcr_g_g": 2.0, "egfr_ml_min": 100.0, **(base or {})}
     df = pd.DataFrame(
         [
@@ -470,69 +470,161 @@ def renal(follow: dict, base: dict | None = None) -> dict[str, object]:
     return out
 
 
+# renal_partial = partial and NOT complete (issue 10: it used to mean "partial or
+# better", which is now renal_overall). Expected values: complete, partial,
+# overall, crr, perr.
 @pytest.mark.parametrize(
-    "follow, base, complete, partial, crr, perr",
+    "follow, base, complete, partial, overall, crr, perr",
     [
         # UPCR edges (baseline 2.0 g/g, eGFR 100)
-        ({"upcr_g_g": 0.49, "egfr_ml_min": 100}, None, True, True, True, True),
-        ({"upcr_g_g": 0.5, "egfr_ml_min": 100}, None, False, True, False, True),  # < 0.5 fails
-        ({"upcr_g_g": 0.7, "egfr_ml_min": 100}, None, False, True, False, True),  # PERR ≤ 0.7
-        ({"upcr_g_g": 0.71, "egfr_ml_min": 100}, None, False, True, False, False),
+        ({"upcr_g_g": 0.49, "egfr_ml_min": 100}, None, True, False, True, True, True),
+        ({"upcr_g_g": 0.5, "egfr_ml_min": 100}, None, False, True, True, False, True),  # < 0.5
+        ({"upcr_g_g": 0.7, "egfr_ml_min": 100}, None, False, True, True, False, True),  # ≤ 0.7
+        ({"upcr_g_g": 0.71, "egfr_ml_min": 100}, None, False, True, True, False, False),
         # KDIGO partial: ≥ 50 % reduction and < 3 g/g
-        ({"upcr_g_g": 1.0, "egfr_ml_min": 100}, None, False, True, False, False),  # exactly 50 %
-        ({"upcr_g_g": 1.01, "egfr_ml_min": 100}, None, False, False, False, False),
-        ({"upcr_g_g": 3.0, "egfr_ml_min": 100}, {"upcr_g_g": 8.0}, False, False, False, False),
-        ({"upcr_g_g": 2.99, "egfr_ml_min": 100}, {"upcr_g_g": 8.0}, False, True, False, False),
+        ({"upcr_g_g": 1.0, "egfr_ml_min": 100}, None, False, True, True, False, False),  # 50 %
+        ({"upcr_g_g": 1.01, "egfr_ml_min": 100}, None, False, False, False, False, False),
+        ({"upcr_g_g": 3.0, "egfr_ml_min": 100}, {"upcr_g_g": 8.0}, False, False, False, False,
+         False),
+        ({"upcr_g_g": 2.99, "egfr_ml_min": 100}, {"upcr_g_g": 8.0}, False, True, True, False,
+         False),
         # eGFR 10 % margin: ≥ 0.9 × baseline
-        ({"upcr_g_g": 0.3, "egfr_ml_min": 90.0}, None, True, True, True, True),
-        ({"upcr_g_g": 0.3, "egfr_ml_min": 89.9}, None, False, False, False, True),  # CRR: < 90
+        ({"upcr_g_g": 0.3, "egfr_ml_min": 90.0}, None, True, False, True, True, True),
+        # < 0.5 g/g with a falling eGFR: neither complete nor partial
+        ({"upcr_g_g": 0.3, "egfr_ml_min": 89.9}, None, False, False, False, False, True),
         # 0.9 × 67 = 60.300000000000004 in floating point: 60.3 is exactly at the margin
-        ({"upcr_g_g": 0.3, "egfr_ml_min": 60.3}, {"egfr_ml_min": 67.0}, True, True, True, True),
-        ({"upcr_g_g": 0.3, "egfr_ml_min": 60.2}, {"egfr_ml_min": 67.0}, False, False, False, True),
+        ({"upcr_g_g": 0.3, "egfr_ml_min": 60.3}, {"egfr_ml_min": 67.0}, True, False, True, True,
+         True),
+        ({"upcr_g_g": 0.3, "egfr_ml_min": 60.2}, {"egfr_ml_min": 67.0}, False, False, False,
+         False, True),
         # eGFR 20 % margin (PERR), baseline 50 so the ≥ 60 alternative does not apply
-        ({"upcr_g_g": 0.3, "egfr_ml_min": 40.0}, {"egfr_ml_min": 50.0}, False, False, False, True),
-        ({"upcr_g_g": 0.3, "egfr_ml_min": 39.9}, {"egfr_ml_min": 50.0}, False, False, False, False),
+        ({"upcr_g_g": 0.3, "egfr_ml_min": 40.0}, {"egfr_ml_min": 50.0}, False, False, False,
+         False, True),
+        ({"upcr_g_g": 0.3, "egfr_ml_min": 39.9}, {"egfr_ml_min": 50.0}, False, False, False,
+         False, False),
         # 0.8 × 41 = 32.800000000000004: 32.8 is at the margin
-        ({"upcr_g_g": 0.3, "egfr_ml_min": 32.8}, {"egfr_ml_min": 41.0}, False, False, False, True),
+        ({"upcr_g_g": 0.3, "egfr_ml_min": 32.8}, {"egfr_ml_min": 41.0}, False, False, False,
+         False, True),
         # BLISS-LN absolute alternatives: ≥ 90 (CRR) and ≥ 60 (PERR) whatever the baseline
-        ({"upcr_g_g": 0.3, "egfr_ml_min": 90.0}, {"egfr_ml_min": 120.0}, False, False, True, True),
-        ({"upcr_g_g": 0.3, "egfr_ml_min": 60.0}, {"egfr_ml_min": 120.0}, False, False, False, True),
+        ({"upcr_g_g": 0.3, "egfr_ml_min": 90.0}, {"egfr_ml_min": 120.0}, False, False, False,
+         True, True),
+        ({"upcr_g_g": 0.3, "egfr_ml_min": 60.0}, {"egfr_ml_min": 120.0}, False, False, False,
+         False, True),
         # 24-h protein stands in for a missing UPCR
-        ({"urine_protein_g_24h": 0.4, "egfr_ml_min": 100}, None, True, True, True, True),
-        # eGFR missing: not evaluable unless proteinuria fails
-        ({"upcr_g_g": 0.3}, None, NA, NA, NA, NA),
-        ({"upcr_g_g": 1.5}, None, False, False, False, False),
+        ({"urine_protein_g_24h": 0.4, "egfr_ml_min": 100}, None, True, False, True, True, True),
+        # eGFR missing: not evaluable unless proteinuria fails; 0.3 g/g can never be a
+        # partial (not complete) response, whatever the eGFR
+        ({"upcr_g_g": 0.3}, None, NA, False, NA, NA, NA),
+        ({"upcr_g_g": 1.5}, None, False, False, False, False, False),
+        # 0.8 g/g with eGFR missing: partial if the eGFR is stable, else none
+        ({"upcr_g_g": 0.8}, None, False, NA, NA, False, False),
         # Baseline eGFR missing: relative criteria unknown, absolute ones still decide
-        ({"upcr_g_g": 0.3, "egfr_ml_min": 95}, {"egfr_ml_min": None}, NA, NA, True, True),
+        ({"upcr_g_g": 0.3, "egfr_ml_min": 95}, {"egfr_ml_min": None}, NA, False, NA, True, True),
     ],
 )
-def test_renal_edges(follow, base, complete, partial, crr, perr):
+def test_renal_edges(follow, base, complete, partial, overall, crr, perr):
     r = renal(follow, base)
-    got = (r["renal_complete"], r["renal_partial"], r["renal_crr"], r["renal_perr"])
-    for g, e, k in zip(got, (complete, partial, crr, perr), E.RENAL_KINDS, strict=True):
-        assert same(g, e), (k, g, e, r[k + "_why"])
+    want = dict(zip(E.RENAL_KINDS, (complete, partial, overall, crr, perr), strict=True))
+    for k, e in want.items():
+        assert same(r[k], e), (k, r[k], e, r[k + "_why"])
 
 
-def test_renal_partial_includes_complete():
-    # Baseline 0.6 → 0.45: complete (< 0.5) though only a 25 % reduction.
+def test_renal_partial_excludes_complete():
+    # Baseline 0.6 → 0.45: complete (< 0.5) though only a 25 % reduction; overall too.
     r = renal({"upcr_g_g": 0.45, "egfr_ml_min": 100}, {"upcr_g_g": 0.6})
     assert r["renal_complete"] is not NA and r["renal_complete"]
-    assert r["renal_partial"] is not NA and r["renal_partial"]
+    assert r["renal_partial"] is not NA and not r["renal_partial"]
+    assert r["renal_partial_why"] == (
+        "proteinuria 0.45 g/g < 0.5 g/g: complete-response range; "
+        "proteinuria 0.45 > 50 % of baseline 0.6 g/g"
+    )
+    assert r["renal_overall"] is not NA and r["renal_overall"]
+
+
+def test_renal_overall_is_complete_or_partial():
+    # Three-valued: overall = complete OR partial, never complete AND partial, on a grid of
+    # proteinuria, eGFR and baseline values with gaps.
+    rng = np.random.default_rng(11)
+    n = 600
+    df = pd.DataFrame(
+        {
+            "patient_id": [f"p{i // 3}" for i in range(n)],
+            "visit_week": [(i % 3) * 12 for i in range(n)],
+            "upcr_g_g": rng.choice([0.2, 0.49, 0.5, 0.7, 1.0, 1.5, 2.9, 3.0, 6.0, np.nan], n),
+            "egfr_ml_min": rng.choice([50.0, 80.0, 89.9, 90.0, 100.0, np.nan], n),
+        }
+    )
+    out = E.evaluate_all(df)
+    c, p, o = (out[k] for k in ("renal_complete", "renal_partial", "renal_overall"))
+    assert not (c.fillna(False) & p.fillna(False)).any()
+    assert ((c | p).astype(object).fillna("na") == o.astype(object).fillna("na")).all()
+    assert o.notna().sum() > 100 and p.fillna(False).sum() > 10 and c.fillna(False).sum() > 10
 
 
 @pytest.mark.parametrize(
-    "base, why",
+    "base, kdigo_why, bliss_why",
     [
-        ({"upcr_g_g": 0.3}, "no active nephritis at baseline (proteinuria 0.3 < 0.5 g/g)"),
-        ({"upcr_g_g": None}, "baseline proteinuria missing"),
+        (
+            {"upcr_g_g": 0.3},
+            "no active nephritis at baseline (proteinuria 0.3 < 0.5 g/g)",
+            "not eligible: baseline proteinuria 0.3 < 1 g/g (BLISS-LN enrolment)",
+        ),
+        ({"upcr_g_g": None}, "baseline proteinuria missing", "baseline proteinuria missing"),
     ],
 )
-def test_renal_not_applicable(base, why):
+def test_renal_not_applicable(base, kdigo_why, bliss_why):
     # Even a clearly failing follow-up value is "not applicable", never False.
     r = renal({"upcr_g_g": 4.0, "egfr_ml_min": 20}, base)
     for k in E.RENAL_KINDS:
         assert r[k] is NA
-        assert r[k + "_why"] == why
+        bliss = E.RENAL_RESPONSES[k].eligibility is E.BLISS_LN_ENROLMENT
+        assert r[k + "_why"] == (bliss_why if bliss else kdigo_why)
+
+
+def test_renal_eligibility_per_definition():
+    # Baseline UPCR 0.8 g/g: active nephritis for KDIGO (≥ 0.5) but below the BLISS-LN
+    # enrolment threshold (≥ 1): KDIGO responses evaluated, CRR/PERR not applicable.
+    r = renal({"upcr_g_g": 0.3, "egfr_ml_min": 100}, {"upcr_g_g": 0.8})
+    assert (r["renal_complete"], r["renal_overall"]) == (True, True)
+    assert r["renal_crr"] is NA and r["renal_perr"] is NA
+    assert r["renal_perr_why"] == (
+        "not eligible: baseline proteinuria 0.8 < 1 g/g (BLISS-LN enrolment)"
+    )
+    # Exactly 1 g/g is eligible (≥).
+    r = renal({"upcr_g_g": 0.3, "egfr_ml_min": 100}, {"upcr_g_g": 1.0})
+    assert (r["renal_crr"], r["renal_perr"]) == (True, True)
+    # The patient-level flags: True / False / unknown (no week-0 visit, or no proteinuria).
+    df = pd.DataFrame(
+        [
+            {"patient_id": "a", "visit_week": 0, "upcr_g_g": 0.8},
+            {"patient_id": "a", "visit_week": 12, "upcr_g_g": 0.2},
+            {"patient_id": "b", "visit_week": 0, "upcr_g_g": None, "urine_protein_g_24h": 1.0},
+            {"patient_id": "c", "visit_week": 0, "upcr_g_g": 0.49},
+            {"patient_id": "d", "visit_week": 0, "upcr_g_g": None},
+            {"patient_id": "e", "visit_week": 4, "upcr_g_g": 3.0},
+        ]
+    )
+    el = E.renal_eligibility(df)
+    assert el["renal_eligible_kdigo"].tolist() == [True, True, True, False, NA, NA]
+    assert el["renal_eligible_bliss_ln"].tolist() == [False, False, True, False, NA, NA]
+
+
+def test_renal_metadata_agrees_with_schema():
+    from lupus_dash import schema
+
+    assert E.RENAL_KINDS == schema.RENAL_DEFINITIONS
+    for k, r in E.RENAL_RESPONSES.items():
+        assert schema.RENAL_ELIGIBLE_COLUMN[k] == r.eligibility.column
+        # The schema's description states the eligibility threshold in force.
+        desc = schema.column("visit_facts", k).description
+        assert f"≥ {E._num(r.eligibility.min_g_g)} g/g" in desc, (k, desc)
+    for e in E.RENAL_ELIGIBILITY.values():
+        desc = schema.column("patient_facts", e.column).description
+        assert f"≥ {E._num(e.min_g_g)} g/g" in desc
+    t = E.RENAL_THRESHOLDS
+    assert t["definitions"]["renal_perr"]["eligibility_min_g_g"] == 1.0
+    assert t["definitions"]["renal_overall"]["eligibility_column"] == "renal_eligible_kdigo"
+    assert t["renal_partial_includes_complete"] is False
 
 
 def test_renal_no_baseline_visit():
@@ -558,8 +650,13 @@ def test_renal_no_baseline_visit():
         ({"upcr_g_g": 0.3}, "renal_complete", "eGFR missing"),
         (
             {"upcr_g_g": 1.2, "egfr_ml_min": 100},
-            "renal_partial",
+            "renal_overall",
             "proteinuria 1.2 g/g ≥ 0.5 g/g; proteinuria 1.2 > 50 % of baseline 2 g/g",
+        ),
+        (
+            {"upcr_g_g": 1.2, "egfr_ml_min": 100},
+            "renal_partial",
+            "proteinuria 1.2 > 50 % of baseline 2 g/g",
         ),
     ],
 )
@@ -574,13 +671,46 @@ def test_renal_breakdown():
             {"patient_id": "a", "visit_week": 24, "upcr_g_g": 0.8, "egfr_ml_min": 95.0},
         ]
     )
-    c = E.criteria_breakdown(df, "renal_partial")
+    c = E.criteria_breakdown(df, "renal_overall")
     assert c.loc[1, ["active_nephritis", "proteinuria", "proteinuria_reduction"]].tolist() == [
         "met",
         "failed",
         "met",
     ]
     assert c.loc[1, ["proteinuria_partial", "egfr"]].tolist() == ["met", "met"]
+    c = E.criteria_breakdown(df, "renal_partial")
+    assert c.loc[1, ["active_nephritis", "proteinuria_not_complete", "proteinuria_reduction",
+                     "proteinuria_partial", "egfr"]].tolist() == ["met"] * 5
+    c = E.criteria_breakdown(df, "renal_perr")
+    assert c.loc[1, ["bliss_ln_eligible", "proteinuria", "egfr"]].tolist() == [
+        "met", "failed", "met"
+    ]
+
+
+def test_renal_never_compares_two_equations():
+    # Week 0 reported by the lab, week 24 computed by CKD-EPI 2021: a fall from 100 to 70
+    # is not judged (it may be the equations), but an absolute threshold still decides.
+    df = pd.DataFrame(
+        [
+            {"patient_id": "a", "visit_week": 0, "upcr_g_g": 2.0, "egfr_ml_min": 100.0,
+             "egfr_source": "reported"},
+            {"patient_id": "a", "visit_week": 24, "upcr_g_g": 0.3, "egfr_ml_min": 70.0,
+             "egfr_source": "ckd_epi_2021"},
+            {"patient_id": "b", "visit_week": 0, "upcr_g_g": 2.0, "egfr_ml_min": 100.0,
+             "egfr_source": "ckid_u25"},
+            {"patient_id": "b", "visit_week": 24, "upcr_g_g": 0.3, "egfr_ml_min": 70.0,
+             "egfr_source": "ckid_u25"},
+        ]
+    )
+    out = E.evaluate_all(df)
+    a, b = out.iloc[1], out.iloc[3]
+    assert a["renal_complete"] is NA and a["renal_crr"] is NA  # 70 < 90: relative decides
+    assert a["renal_perr"] is not NA and a["renal_perr"]  # 70 ≥ 60 whatever the baseline
+    assert a["renal_complete_why"] == (
+        "eGFR not comparable with baseline (this visit ckd_epi_2021, baseline reported)"
+    )
+    # Same equation: 70 < 0.9 × 100 fails KDIGO, 70 < 0.8 × 100 but ≥ 60 meets PERR.
+    assert (b["renal_complete"], b["renal_crr"], b["renal_perr"]) == (False, False, True)
 
 
 # --------------------------------------------------------------------------
@@ -638,26 +768,97 @@ def test_egfr_ckd_epi_2021(scr_mg_dl, age, sex, expected):
     assert E.egfr_ckd_epi_2021(umol, age, sex) == pytest.approx(expected, rel=2e-5)
 
 
-def test_egfr_schwartz_bedside():
-    # 0.413 × 140 cm / 0.7 mg/dL = 82.6 (0.7 mg/dL = 61.88 µmol/L)
-    assert E.egfr_schwartz_bedside(140, 61.88) == pytest.approx(82.6, rel=1e-12)
-    # 0.413 × 120 / 0.5 = 99.12
-    assert E.egfr_schwartz_bedside(120, 0.5 * 88.4) == pytest.approx(99.12, rel=1e-12)
+@pytest.mark.parametrize(
+    "sex, age, height_m, scr_mg_dl, expected",
+    [
+        # Reference values printed in the CKiD study's own R code (github.com/ckidstudy/
+        # CKiD_U25, "Calculated from Shinyapps.io", 1 decimal), Pierce et al. 2021.
+        # Male 11 y: K = 39.0 × 1.008^−1 = 38.6905; × 1.2 / 0.9 = 51.587
+        ("M", 11, 1.2, 0.9, 51.6),
+        # Female 11 y: K = 36.1 / 1.008 = 35.8135; × 1.2 / 0.9 = 47.751
+        ("F", 11, 1.2, 0.9, 47.8),
+        # Male 15 y: K = 39.0 × 1.045^3 = 44.5055; × 1.6 / 1.9 = 37.479
+        ("M", 15, 1.6, 1.9, 37.5),
+        # Female 15 y: K = 36.1 × 1.023^3 = 38.6486; × 1.6 / 1.9 = 32.546
+        ("F", 15, 1.6, 1.9, 32.5),
+        # Male 20 y: K = 50.8; × 1.81 / 2.1 = 43.785
+        ("M", 20, 1.81, 2.1, 43.8),
+        # Female 20 y: K = 41.4; × 1.81 / 2.1 = 35.683
+        ("F", 20, 1.81, 2.1, 35.7),
+    ],
+)
+def test_egfr_ckid_u25_reference_values(sex, age, height_m, scr_mg_dl, expected):
+    got = E.egfr_ckid_u25(scr_mg_dl * 88.4, height_m * 100, age, sex)
+    assert round(got, 1) == expected
+
+
+def test_egfr_ckid_u25_exact_and_continuous_at_18():
+    # 39.0 × 1.045^(15 − 12) × 1.6 / 1.9 to full precision
+    assert E.egfr_ckid_u25(1.9 * 88.4, 160, 15, "M") == pytest.approx(
+        39.0 * 1.045**3 * 1.6 / 1.9, rel=1e-12
+    )
+    # K just below 18 equals the age-18 constant to 3 significant digits (no jump at 18):
+    # male 39.0 × 1.045^6 = 50.788 vs 50.8; female 36.1 × 1.023^6 = 41.370 vs 41.4.
+    for sex, k18 in (("M", 50.8), ("F", 41.4)):
+        below = E.egfr_ckid_u25(88.4, 100, 17.9999, sex)
+        at = E.egfr_ckid_u25(88.4, 100, 18.0, sex)
+        assert at == pytest.approx(k18, rel=1e-12)
+        assert abs(below - at) / at < 0.001
+    assert math.isnan(E.egfr_ckid_u25(88.4, 100, 0.5, "F"))  # below age 1
+    assert math.isnan(E.egfr_ckid_u25(88.4, np.nan, 10, "F"))  # no height
+
+
+def test_egfr_equation_by_baseline_age():
+    eq = E.egfr_equation([10, 17.9, 24.9, 24.9, 25.0, 40, 12, np.nan],
+                         [True, True, True, False, True, False, False, True])
+    assert list(eq) == ["ckid_u25", "ckid_u25", "ckid_u25", "ckd_epi_2021", "ckd_epi_2021",
+                        "ckd_epi_2021", None, None]
 
 
 def test_egfr_rowwise():
     val, src = E.egfr(
         [0.8 * 88.4, 61.88, 61.88, 70.0, np.nan],
-        [40, 12, 12, np.nan, 40],
+        [40, 12, 12, 30, 40],
         ["F", "M", "M", "F", "F"],
         [np.nan, 140, np.nan, 160, 160],
+        ["ckd_epi_2021", "ckid_u25", "ckid_u25", None, "ckd_epi_2021"],
     )
-    assert val[0] == pytest.approx(95.464, rel=2e-5)  # adult → CKD-EPI
-    assert val[1] == pytest.approx(82.6, rel=1e-12)  # child → Schwartz
-    assert math.isnan(val[2])  # child without height
-    assert math.isnan(val[3])  # age unknown: no equation can be chosen
+    assert val[0] == pytest.approx(95.464, rel=2e-5)  # CKD-EPI (see the test above)
+    # Male 12 y: K = 39.0 × 1.045^0 = 39.0; × 1.40 m / 0.7 mg/dL = 78.0
+    assert val[1] == pytest.approx(78.0, rel=1e-12)
+    assert math.isnan(val[2])  # U25 without height
+    assert math.isnan(val[3])  # no equation for this patient
     assert math.isnan(val[4])  # no creatinine
-    assert list(src) == ["ckd_epi_2021", "schwartz_bedside", None, None, None]
+    assert list(src) == ["ckd_epi_2021", "ckid_u25", None, None, None]
+
+
+# --------------------------------------------------------------------------
+# Glucocorticoid exposure
+# --------------------------------------------------------------------------
+
+
+def test_prednisone_mg_kg_day():
+    # 30 mg ÷ 40 kg = 0.75 mg/kg/day; no weight (or 0 kg) → unknown
+    got = E.prednisone_mg_kg_day([30.0, 30.0, 30.0, np.nan], [40.0, np.nan, 0.0, 50.0])
+    assert got[0] == pytest.approx(0.75, rel=1e-12)
+    assert np.isnan(got[1:]).all()
+
+
+def test_cumulative_prednisone_by_hand():
+    pid = ["a"] * 4 + ["b"] * 3 + ["c"] * 2 + ["d"] + ["e"] * 2 + ["f"] * 3
+    week = [0, 4, 12, 24, 0, 12, 24, 4, 12, 0, 0, 52, 0, 12, 24]
+    dose = [40, 20, 10, 5, 10, np.nan, 5, 10, 10, 7.5, 60, 0, 30, 20, np.nan]
+    got = E.cumulative_prednisone_g(pid, week, dose)
+    # a: 40 mg × 28 d (weeks 0→4) + 20 × 56 (4→12) + 10 × 84 (12→24) = 1120 + 1120 + 840
+    #    = 3080 mg = 3.08 g; the week-24 dose (5 mg) starts no interval.
+    assert got["a"] == pytest.approx(3.08, rel=1e-12)
+    assert np.isnan(got["b"])  # the week-12 dose, which runs to week 24, is missing
+    assert np.isnan(got["c"])  # no week-0 visit: weeks 0–4 unknown
+    assert got["d"] == 0.0  # seen only at week 0: no time on record
+    # e: 60 mg × 364 d = 21,840 mg = 21.84 g
+    assert got["e"] == pytest.approx(21.84, rel=1e-12)
+    # f: 30 × 84 + 20 × 84 = 2520 + 1680 = 4200 mg; the missing last dose starts nothing
+    assert got["f"] == pytest.approx(4.2, rel=1e-12)
 
 
 # --------------------------------------------------------------------------
@@ -739,16 +940,20 @@ def test_egfr_series_in_series_out():
     out = E.egfr_ckd_epi_2021(scr, pd.Series([40, 50], index=["x", "y"]), ["F", "M"])
     assert isinstance(out, pd.Series) and list(out.index) == ["x", "y"]
     assert out.tolist() == pytest.approx([95.464, 91.691], rel=2e-5)
-    sch = E.egfr_schwartz_bedside(pd.Series([140.0], index=[7]), 61.88)
-    assert isinstance(sch, pd.Series) and sch.loc[7] == pytest.approx(82.6)
+    u25 = E.egfr_ckid_u25(pd.Series([61.88], index=[7]), 140.0, 12.0, "M")
+    assert isinstance(u25, pd.Series) and u25.loc[7] == pytest.approx(78.0)
     # unknown sex: no equation
     assert math.isnan(E.egfr_ckd_epi_2021(70.0, 40, "X"))
+    assert math.isnan(E.egfr_ckid_u25(70.0, 150, 14, "X"))
 
 
 def test_describe_renal():
     text = "\n".join(E.describe_renal())
     assert "UPCR < 0.5 g/g and eGFR ≥ 0.9 × baseline or ≥ 90" in text
     assert "UPCR ≤ 0.7 g/g and eGFR ≥ 0.8 × baseline or ≥ 60" in text
+    # Each definition states the eligibility in force.
+    assert "BLISS-LN enrolment: baseline proteinuria ≥ 1 g/g" in text
+    assert "active nephritis (KDIGO): baseline proteinuria ≥ 0.5 g/g" in text
     t = E.renal_thresholds()
     assert (t["kdigo_egfr_fraction_of_baseline"], t["perr_egfr_absolute"]) == (0.9, 60.0)
 

@@ -365,7 +365,15 @@ def test_unknown_column_suggests_close_name(tmp_path):
 def test_fixture_folder_imports(tmp_path, capsys):
     res = ingest.read_cohort(FIXTURE)
     assert res.ok, [str(p) for p in res.problems]
-    assert res.warnings == []
+    # The one warning (issue 10): LN-adult's week 52, which only A01 attended, is left out
+    # of the inferred schedule — named with its attendance, never silently.
+    assert [(w.file, w.column, w.value) for w in res.warnings] == [
+        ("visits.csv", "visit_week", "52")
+    ]
+    assert res.warnings[0].reason.startswith(
+        "week 52: 1 of 3 patients attended (cohort LN-adult); left out of the inferred schedule "
+        "(fewer than 3 patients attended)"
+    )
     p, v, a = res.tables["patients"], res.tables["visits"], res.tables["adverse_events"]
     assert (len(p), len(v), len(a)) == (6, 26, 5)
     assert sorted(p["cohort"].unique()) == ["LN-adult", "cSLE-QD"]
@@ -392,6 +400,47 @@ def test_fixture_folder_imports(tmp_path, capsys):
     assert "2 cohorts (LN-adult, cSLE-QD), 6 patients, 26 visits, 5 adverse events" in (
         capsys.readouterr().out
     )
+
+
+def _dropout_cohort(folder: Path) -> Path:
+    """30 patients at weeks 0, 4, 12, 24 (5 leave after week 12); 13 attend week 52."""
+    pts = ["patient_id,cohort,sex,age_at_baseline_years"]
+    vis = ["patient_id,visit_week,sledai2k,pga,prednisone_mg_day"]
+    for i in range(30):
+        pts.append(f"D{i:02d},Drop,F,{20 + i}")
+        weeks = [0, 4, 12] + ([24] if i < 25 else []) + ([52] if i < 13 else [])
+        vis += [f"D{i:02d},{w},{max(0, 8 - w // 8)},1.0,{max(5, 30 - w // 2)}" for w in weeks]
+    return write_cohort(folder, "\n".join(pts) + "\n", "\n".join(vis) + "\n", None)
+
+
+def test_sparse_final_week_is_kept_and_named(tmp_path, capsys):
+    # Issue 10: with 13 of 30 patients at week 52 the import used to infer 0-24, say nothing,
+    # drop every week-52 result from the visit tables and redefine "completer".
+    folder = _dropout_cohort(tmp_path / "drop")
+    db = tmp_path / "drop.duckdb"
+    assert cli.main(["import", str(folder), "--db", str(db)]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: visits.csv, column visit_week, value '52': week 52: 13 of 30 patients "
+            "attended (cohort Drop); kept as a scheduled week (after dropout: 13 of the 25 "
+            "patients still followed at week 24 attended); it is the final week, so "
+            "'completer' = has a week-52 visit") in err
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        weeks, final = con.execute(
+            "SELECT scheduled_weeks, final_week FROM cohorts WHERE cohort = 'Drop'").fetchone()
+        n_comp = con.execute("SELECT count(*) FROM patient_facts WHERE completer").fetchone()[0]
+        n52 = con.execute("SELECT count(*) FROM visit_facts WHERE visit_week = 52").fetchone()[0]
+    finally:
+        con.close()
+    assert (list(weeks), final, n_comp, n52) == ([0, 4, 12, 24, 52], 52, 13, 13)
+    # With --schedule the user's schedule holds and the left-out week is still named.
+    res = ingest.read_cohort(folder, schedule="0,4,12,24")
+    assert [w.reason.split(";")[0] for w in res.warnings] == [
+        "week 52: 13 of 30 patients attended (cohort Drop)"
+    ]
+    assert "not in the given schedule" in res.warnings[0].reason
 
 
 def _fixture_frames() -> dict[str, pd.DataFrame]:
