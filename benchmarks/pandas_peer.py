@@ -114,8 +114,6 @@ class PandasPeer:
     def remission(self, flt: Filter) -> pd.DataFrame:
         """Rates with non-responder imputation, not-evaluable visits left out (the default)."""
         pts, v = self._visits(flt)
-        base = v[v["visit_week"] == 0].set_index("patient_id")
-        prot0 = base["upcr_g_g"].fillna(base["urine_protein_g_24h"]).reindex(pts["patient_id"])
         o = self._outcomes(v)
         defs = [*schema.REMISSION_DEFINITIONS, *remission.EXTRA_OUTCOMES]
         rows = []
@@ -124,8 +122,8 @@ class PandasPeer:
                 else o[o["visit_week"] == wk]
             for d in defs:
                 if d in schema.RENAL_DEFINITIONS:
-                    elig = set(prot0.index[(prot0 >= remission.renal_threshold(d))
-                                           .fillna(False).to_numpy(bool)])
+                    flag = pts[schema.RENAL_ELIGIBLE_COLUMN[d]]
+                    elig = set(pts.loc[flag.fillna(False).astype(bool), "patient_id"])
                 else:
                     elig = set(pts["patient_id"])
                 s = sub.loc[sub["patient_id"].isin(elig), d]

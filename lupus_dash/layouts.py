@@ -30,7 +30,8 @@ MISSING_TEXT = "–"  # a cell with no value (journal convention)
 
 # Decimals per endpoint in the paper tables (the seed paper's precision).
 DECIMALS = {"c3_g_l": 2, "c4_g_l": 2, "cd19_pct": 1, "urine_protein_g_24h": 2, "upcr_g_g": 2,
-            "sledai2k": 0, "pga": 1, "prednisone_mg_day": 1, "albumin_g_l": 1,
+            "sledai2k": 0, "pga": 1, "prednisone_mg_day": 1, "prednisone_mg_kg_day": 2,
+            "albumin_g_l": 1, "cumulative_prednisone_g": 1,
             "creatinine_umol_l": 0, "egfr_ml_min": 0, "anti_dsdna_iu_ml": 0,
             "age_at_onset_years": 1, "age_at_baseline_years": 1, "disease_duration_months": 1,
             "follow_up_months": 1, "weight_kg": 1, "height_cm": 1}
@@ -47,6 +48,7 @@ METHOD_WORDS = {
     "mann_whitney": "Mann–Whitney U",
     "kruskal": "Kruskal–Wallis",
     "welch_t": "Welch t-test",
+    "binary_contrast": "Fisher's exact (risk difference, odds ratio)",
     "chi2": "Chi-square",
     "logrank": "Log-rank",
 }
@@ -112,6 +114,21 @@ def fmt_ci(lo, hi, decimals: int | None = None) -> str:
     return f"{fmt_num(lo, decimals)} to {fmt_num(hi, decimals)}"
 
 
+ESTIMATE_WORDS = {"mean_difference": "mean difference", "hodges_lehmann": "HL shift",
+                  "hl_shift": "HL shift", "risk_difference": "risk difference",
+                  "odds_ratio": "odds ratio"}
+
+
+def estimate_text(x, name: str | None = None) -> str:
+    """An estimate with what it is, '0.21 (HL shift)'; blank when missing."""
+    if isinstance(x, str):
+        return x
+    if is_missing(x):
+        return ""
+    words = ESTIMATE_WORDS.get(name or "", name or "")
+    return f"{fmt_num(x)} ({words})" if words else fmt_num(x)
+
+
 def method_words(method: str, p_method: str | None = None) -> str:
     """A method in words, with the kind of p ('Wilcoxon signed-rank, exact')."""
     base = METHOD_WORDS.get(method, method)
@@ -159,7 +176,8 @@ class Layout:
 
 # Variables printed as median (P25, P75) in Table 1 (skewed, as the seed paper did).
 TABLE1_SKEWED = frozenset({"sledai2k", "urine_protein_g_24h", "upcr_g_g", "prednisone_mg_day",
-                           "disease_duration_months", "anti_dsdna_iu_ml", "pga"})
+                           "disease_duration_months", "anti_dsdna_iu_ml", "pga",
+                           "cumulative_prednisone_g"})
 
 
 def _unit_of(var: str) -> str:
@@ -403,9 +421,6 @@ def statistics_table(rows: pd.DataFrame, summ: pd.DataFrame, display: str) -> pd
         else:
             shown = (f"{fmt_num(cur['mean'], d)} ± {fmt_num(cur['sd'], d)}" if cur["n"] > 1
                      else fmt_num(cur["mean"], d))
-        est_name = {"hodges_lehmann": "HL shift", "mean_difference": "mean difference",
-                    "hl_shift": "HL shift"}.get(getattr(r, "estimate_name", None) or "",
-                                                "difference")
         estimate = getattr(r, "estimate", r.mean_diff)
         note = getattr(r, "note", None)
         reason = r.reason if isinstance(r.reason, str) and r.reason else ""
@@ -415,8 +430,8 @@ def statistics_table(rows: pd.DataFrame, summ: pd.DataFrame, display: str) -> pd
             "Method": method_words(r.method, getattr(r, "p_method", None)),
             "n": fmt_num(r.n, 0),
             "Summary": shown,
-            "Estimate": (f"{fmt_num(estimate)} ({est_name})" if not is_missing(estimate)
-                         else ""),
+            "Estimate": estimate_text(estimate, getattr(r, "estimate_name", None)
+                                      or "difference"),
             "95 % CI": fmt_ci(r.ci_low, r.ci_high),
             "Statistic": fmt_num(r.statistic, missing=""),
             "p": fmt_p(r.p_value, missing=""),

@@ -79,7 +79,8 @@ def build_report(
                                     not_evaluable=not_evaluable).table)
     if group_by:
         rep["subgroups"] = _records(pd.concat(
-            [run(subgroups.tests, group_by=group_by, outcome=o, adjust=adjust).table
+            [run(subgroups.tests, group_by=group_by, outcome=o, adjust=adjust,
+                 methods="all").table
              for o in ("value", "change")], ignore_index=True))
     return rep
 

@@ -473,6 +473,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("sledai2k", "SLEDAI-2K", "points", "continuous", True),
     Endpoint("pga", "PGA", "0–3", "continuous", True),
     Endpoint("prednisone_mg_day", "Glucocorticoid dose", "mg/day", "continuous", True),
+    # Per kg: how paediatric thresholds are written (derived from the visit's weight).
+    Endpoint("prednisone_mg_kg_day", "Glucocorticoid dose per kg", "mg/kg/day", "continuous",
+             True),
     Endpoint("albumin_g_l", "Albumin", "g/L", "continuous", ref_low=35, ref_high=50),
     Endpoint("creatinine_umol_l", "Creatinine", "µmol/L", "continuous"),
     Endpoint("egfr_ml_min", "eGFR", "mL/min/1.73 m²", "continuous", ref_low=90),

@@ -98,11 +98,21 @@ with tab_one:
         st.caption(f"Note: {n_}.")
     if ep.kind == "continuous":
         omni = ui.run(biomarkers.omnibus, flt, endpoints=[col]).table
-        st.caption("Over all visits (complete cases): " + "; ".join(
-            f"{layouts.method_words(r.method)} n = {layouts.fmt_num(r.n, 0)}, "
-            f"p = {layouts.fmt_p(r.p_value)}"
-            + (f" ({r.reason})" if isinstance(r.reason, str) and r.reason else "")
-            for r in omni.itertuples()))
+
+        def _omni(r) -> str:
+            text = (f"{layouts.method_words(r.method)} n = {layouts.fmt_num(r.n, 0)}, "
+                    f"p = {layouts.fmt_p(r.p_value)}")
+            if r.method == "rm_anova" and not layouts.is_missing(r.epsilon_gg):
+                text += (f" (Greenhouse–Geisser ε = {layouts.fmt_num(r.epsilon_gg, 2)}, "
+                         f"p = {layouts.fmt_p(r.p_greenhouse_geisser)}; Huynh–Feldt ε = "
+                         f"{layouts.fmt_num(r.epsilon_hf, 2)}, p = "
+                         f"{layouts.fmt_p(r.p_huynh_feldt)})")
+            if isinstance(r.reason, str) and r.reason:
+                text += f" ({r.reason})"
+            return text
+
+        st.caption("Over all visits (complete cases): "
+                   + "; ".join(_omni(r) for r in omni.itertuples()))
 
 with tab_all:
     if tab_all.open:

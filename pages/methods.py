@@ -24,14 +24,15 @@ st.subheader("Renal response")
 renal = [c for c in schema.VISIT_DERIVED if c.name in schema.RENAL_DEFINITIONS]
 st.table(pd.DataFrame({"column": [c.name for c in renal],
                        "definition": [c.description for c in renal]}))
-st.markdown("**Thresholds in force** (patients counted for each renal definition):")
+st.markdown("**Thresholds in force** (generated from `lupus_dash.endpoints.RENAL_RESPONSES`, "
+            "the objects that compute the renal columns on import):")
 st.table(pd.DataFrame({
     "definition": [c.name for c in renal],
-    "active nephritis at baseline": [
-        f"UPCR (or 24-h protein) ≥ {remission.renal_threshold(c.name):g} g/g"
-        + (" (BLISS-LN enrolment)" if c.name == "renal_perr" else " (KDIGO 2021)")
-        for c in renal],
+    "patients counted (baseline proteinuria)": [
+        f"≥ {remission.renal_threshold(c.name):g} g/g — "
+        f"{endpoints.RENAL_RESPONSES[c.name].eligibility.label}" for c in renal],
 }))
+st.text("\n".join(endpoints.describe_renal()))
 
 st.subheader("Statistical methods")
 METHODS = {

@@ -109,11 +109,22 @@ for i, col in enumerate(present):
 
 st.subheader("State per visit")
 lld, rem_c = f"lldas_{preset}", f"remission_{preset}"
-want = ["visit_week", "sledai2k", "pga", "prednisone_mg_day", lld, f"{lld}_why", rem_c,
-        f"{rem_c}_why", "renal_complete", "renal_complete_why"]
-state = visits[[c for c in want if c in visits.columns]].rename(columns={
-    lld: "LLDAS", f"{lld}_why": "LLDAS: why", rem_c: "remission", f"{rem_c}_why":
-    "remission: why"})
+HEADERS = {"visit_week": "Week", "sledai2k": "SLEDAI-2K", "pga": "PGA (0–3)",
+           "prednisone_mg_day": "Prednisone (mg/day)",
+           "prednisone_mg_kg_day": "Prednisone (mg/kg/day)", lld: "LLDAS",
+           f"{lld}_why": "LLDAS: why not", rem_c: "Remission", f"{rem_c}_why": "Remission: why not",
+           "renal_complete": "Complete renal response",
+           "renal_complete_why": "Complete renal response: why not",
+           "renal_overall": "Overall renal response",
+           "renal_overall_why": "Overall renal response: why not"}
+state = visits[[c for c in HEADERS if c in visits.columns]].copy()
+for c in (lld, rem_c, "renal_complete", "renal_overall"):
+    if c in state.columns:  # Yes / No / not evaluable, not True / False / None
+        state[c] = state[c].map({True: "Yes", False: "No"}).fillna("not evaluable")
+for c in state.columns:
+    if c.endswith("_why"):
+        state[c] = state[c].fillna("")
+state = state.rename(columns=HEADERS)
 ui.table(state, f"patient_{pid}_states", calls=visits_res.call)
 
 st.subheader("Adverse events")

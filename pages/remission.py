@@ -31,9 +31,7 @@ with c[2]:
 observed = imputation == "observed only"
 with st.expander("Thresholds in force"):
     st.text("\n".join(endpoints.PRESETS[preset].describe()))
-    st.text("\n".join(f"{LABEL}: baseline proteinuria ≥ {remission.renal_threshold(d):g} g/g"
-                      for d, LABEL in (("renal_complete", "Renal response (KDIGO)"),
-                                       ("renal_perr", "PERR (BLISS-LN)"))))
+    st.text("\n".join(endpoints.describe_renal()))
 
 res = ui.run(remission.rates, flt, preset=preset, observed=observed, not_evaluable=not_eval)
 rem = res.table

@@ -48,7 +48,7 @@ if len(small):
 ss = ui.run(subgroups.summary, flt, group_by=group_by, endpoint=col, outcome=outcome)
 what = "change from baseline" if outcome == "change" else ("share positive" if ep.kind ==
                                                            "binary" else "value")
-spec = schema.column("visits", col)
+spec = schema.column("visit_facts", col)
 span = (spec.hi - spec.lo) if spec.lo is not None and spec.hi is not None else None
 clip = ((spec.lo, spec.hi) if outcome == "value" and span is not None
         else (-span, span) if span is not None else None)
@@ -78,14 +78,20 @@ else:
         Statistic=[layouts.fmt_num(x, missing="") for x in t["statistic"]],
         p=[layouts.fmt_p(x, missing="") for x in t["p_value"]],
         **{f"p ({adjust})": [layouts.fmt_p(x, missing="") for x in t["p_adjusted"]],
-           "Estimate": [layouts.fmt_num(x, missing="") for x in t["estimate"]]
-           if "estimate" in t else [layouts.fmt_num(x, missing="") for x in t["mean_diff"]],
+           "Estimate": [layouts.estimate_text(x, nm) for x, nm in
+                        zip(t["estimate"], t["estimate_name"], strict=True)],
            "95 % CI": [layouts.fmt_ci(a, b) for a, b in zip(t["ci_low"], t["ci_high"],
                                                             strict=True)],
-           "Note": [f"not computable: {r}" if isinstance(r, str) and r else ""
-                    for r in t["reason"]]})
+           "Odds ratio (95 % CI)": [
+               "" if layouts.is_missing(o) else
+               f"{layouts.fmt_num(o)} ({layouts.fmt_ci(lo, hi)})"
+               for o, lo, hi in zip(t["odds_ratio"], t["or_ci_low"], t["or_ci_high"],
+                                    strict=True)],
+           "Note": ["; ".join(x for x in (f"no p-value: {r}" if isinstance(r, str) and r
+                                           else "", nt if isinstance(nt, str) else "") if x)
+                    for r, nt in zip(t["reason"], t["note"], strict=True)]})
     keep = ["Week", "Method", "n", "Statistic", "p", f"p ({adjust})", "Estimate", "95 % CI",
-            "Note"]
+            *(["Odds ratio (95 % CI)"] if t["odds_ratio"].notna().any() else []), "Note"]
     ui.table(shown[keep], f"subgroup_tests_{col}", calls=tests.call)
 
 if ep.kind == "continuous":

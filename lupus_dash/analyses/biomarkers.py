@@ -371,7 +371,10 @@ def test_choice(db: Database, flt: Filter, endpoint: str) -> pd.DataFrame:
 @analysis(n_of={"statistic": "n"}, p_columns=("p_value",), cli=lambda kw: [])
 @memoize
 def omnibus(db: Database, flt: Filter, endpoints: Sequence[str] | None = None) -> pd.DataFrame:
-    """Friedman and repeated-measures ANOVA over the scheduled visits (complete cases)."""
+    """Friedman and repeated-measures ANOVA over the scheduled visits (complete cases).
+
+    rm_anova rows carry the Greenhouse–Geisser and Huynh–Feldt ε and corrected p as SPSS
+    prints them (the sphericity correction; ε was 0.26 for prednisone in a check)."""
     weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
     rows = []
     eps = [e for e in resolve_endpoints(db, flt, endpoints) if e.kind == "continuous"]
@@ -381,11 +384,13 @@ def omnibus(db: Database, flt: Filter, endpoints: Sequence[str] | None = None) -
         for res in (stats.friedman(arr), stats.rm_anova(arr)):
             rows.append({"endpoint": ep.column, "method": res.method, "n": res.n,
                          "statistic": res.statistic, "p_value": res.p_value, "df": res.df,
+                         **{k: res.extra.get(k) for k in OMNIBUS_SPHERICITY},
                          "reason": res.reason})
     return pd.DataFrame(rows, columns=["endpoint", "method", "n", "statistic", "p_value", "df",
-                                       "reason"])
+                                       *OMNIBUS_SPHERICITY, "reason"])
 
 
+OMNIBUS_SPHERICITY = ("epsilon_gg", "p_greenhouse_geisser", "epsilon_hf", "p_huynh_feldt")
 TRAJECTORY_CAP = 60  # patients drawn in the individual-trajectory view
 
 

@@ -195,7 +195,7 @@ def patient_flow(db: Database, flt: Filter) -> dict[str, pd.DataFrame]:
 
 TABLE1_NUMERIC = (
     "age_at_onset_years", "age_at_baseline_years", "disease_duration_months",
-    "follow_up_months", "weight_kg", "height_cm",
+    "follow_up_months", "weight_kg", "height_cm", "cumulative_prednisone_g",
 )
 
 

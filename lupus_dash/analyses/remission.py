@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .. import schema, stats
+from .. import endpoints, schema, stats
 from ..cache import memoize
 from ..db import Database
 from ..filters import Filter
@@ -35,12 +35,6 @@ def _outcome_expr(definition: str, preset: str) -> str:
     raise ValueError(f"unknown definition {definition!r}")
 
 
-# Active nephritis at baseline, per renal definition (CLINICAL_DEFINITIONS.md §5 and its
-# 2026-12-01 additions): KDIGO 2021 responses need proteinuria ≥ 0.5 g/g (a patient
-# already below the complete-response threshold cannot respond); BLISS-LN's primary
-# efficacy renal response (PERR) enrolled patients with UPCR ≥ 1 g/g.
-RENAL_ELIGIBILITY_G = {"renal_perr": 1.0}
-RENAL_ELIGIBILITY_DEFAULT_G = 0.5
 NOT_EVALUABLE_RULES = ("exclude", "failure")
 RATE_COLUMNS = ["visit_week", "definition", "n_achieved", "n_not_achieved", "n_not_evaluable",
                 "n_no_assessment", "n_eligible", "n_denominator", "denominator_rule", "rate",
@@ -48,8 +42,10 @@ RATE_COLUMNS = ["visit_week", "definition", "n_achieved", "n_not_achieved", "n_n
 
 
 def renal_threshold(definition: str) -> float:
-    """Baseline proteinuria (g/g, or g/day) a patient needs to count for a renal definition."""
-    return RENAL_ELIGIBILITY_G.get(definition, RENAL_ELIGIBILITY_DEFAULT_G)
+    """Baseline proteinuria (g/g, or g/day) a patient needs to count for a renal definition:
+    active nephritis as KDIGO defines it (≥ 0.5 g/g) for the KDIGO responses, BLISS-LN's
+    enrolment criterion (≥ 1 g/g) for CRR and PERR (endpoints.RENAL_RESPONSES)."""
+    return endpoints.RENAL_RESPONSES[definition].eligibility.min_g_g
 
 
 def _rates_cli(kw: dict) -> list[str]:
@@ -99,9 +95,12 @@ def rates(
     exprs = ", ".join(f'{_outcome_expr(d, preset)} AS "{d}"' for d in defs)
 
     def elig(d: str) -> str:
-        # thresholds are module constants (floats), never user values
-        return (f"prot0 >= {float(renal_threshold(d))!r}" if d in schema.RENAL_DEFINITIONS
-                else "TRUE")
+        # Renal definitions count the patients their definition applies to: the patient-level
+        # flag derived at import (NULL = no baseline proteinuria, reported as unknown).
+        return f'"{schema.RENAL_ELIGIBLE_COLUMN[d]}"' if d in schema.RENAL_DEFINITIONS else "TRUE"
+
+    flags = sorted({schema.RENAL_ELIGIBLE_COLUMN[d] for d in defs
+                    if d in schema.RENAL_DEFINITIONS})
 
     sums = ", ".join(
         f'count(*) FILTER (WHERE {elig(d)} AND visit_week IS NOT NULL) AS "{d}__att", '
@@ -110,15 +109,13 @@ def rates(
         for d in defs
     )
     eligible = ", ".join(f'count(*) FILTER (WHERE {elig(d)}) AS "{d}"' for d in defs)
-    base = f"""
-        SELECT p.patient_id, coalesce(b.upcr_g_g, b.urine_protein_g_24h) AS prot0
-        FROM patient_facts p LEFT JOIN visit_facts b
-          ON b.cohort = p.cohort AND b.patient_id = p.patient_id AND b.visit_week = 0
-        WHERE {cond}
-    """
+    flag_cols = "".join(f', p."{f}"' for f in flags)
+    base = f"SELECT p.patient_id{flag_cols} FROM patient_facts p WHERE {cond}"
+    unknown = ", ".join(f'count(*) FILTER (WHERE "{schema.RENAL_ELIGIBLE_COLUMN[d]}" IS NULL) '
+                        f'AS "{d}"' for d in defs if d in schema.RENAL_DEFINITIONS) or "0 AS _"
     sql = f"""
         WITH base AS ({base}),
-        r AS (SELECT base.patient_id, base.prot0, v.visit_week, v.is_last, {exprs}
+        r AS (SELECT base.*, v.visit_week, v.is_last, {exprs}
               FROM base LEFT JOIN visit_facts v
                 ON v.cohort = ? AND v.patient_id = base.patient_id),
         by_week AS (SELECT CAST(visit_week AS VARCHAR) AS wk, {sums} FROM r
@@ -128,6 +125,7 @@ def rates(
     """
     counts = db.query(sql, [*params, flt.cohort, [int(w) for w in weeks]])
     n_elig = db.query(f"WITH base AS ({base}) SELECT {eligible} FROM base", params).iloc[0]
+    n_unknown = db.query(f"WITH base AS ({base}) SELECT {unknown} FROM base", params).iloc[0]
     by_wk = {r["wk"]: r for _, r in counts.iterrows()}
     failure = not_evaluable == "failure"
     out = []
@@ -146,7 +144,10 @@ def rates(
                 rule += ("; not evaluable counted as not achieved" if failure
                          else "; not evaluable left out")
             if d in schema.RENAL_DEFINITIONS:
-                rule += f"; baseline proteinuria ≥ {renal_threshold(d):g} g/g"
+                rule += f"; patients with baseline proteinuria ≥ {renal_threshold(d):g} g/g"
+                if int(n_unknown[d]):
+                    rule += (f" ({int(n_unknown[d])} without a baseline proteinuria not "
+                             "counted)")
             rate, lo, hi = stats.proportion_ci(yes, denom, method=ci)
             out.append({
                 "visit_week": "last" if wk == "last" else int(wk),
@@ -264,7 +265,8 @@ def criteria(
     lld, rem = f"lldas_{preset}", f"remission_{preset}"
     at = "v.is_last" if week == "last" else "v.visit_week = ?"
     wparams = [] if week == "last" else [int(week)]
-    renal = ", ".join(f'v."{d}", v."{d}_why"' for d in ("renal_complete", "renal_partial"))
+    renal = ", ".join(f'v."{d}", v."{d}_why"' for d in ("renal_complete", "renal_partial",
+                                                         "renal_overall"))
     return db.query(
         f'SELECT p.patient_id, v.visit_week, v."{lld}" AS lldas, v."{lld}_why" AS lldas_why, '
         f'v."{rem}" AS remission, v."{rem}_why" AS remission_why, {renal} '

@@ -51,6 +51,7 @@ def _group_values(db, flt, group_by, endpoint, weeks, outcome):
 
 
 def _tests_cli(kw: dict) -> list[str]:
+    # The report's subgroups section holds every test ("all"): a superset of the screen's.
     adjust = kw.get("adjust", "none")
     return ["--group-by", kw["group_by"], *([] if adjust == "none" else ["--adjust", adjust])]
 
@@ -65,8 +66,17 @@ def tests(
     endpoints: Sequence[str] | None = None,
     outcome: str = "value",
     adjust: str = "none",
+    methods: str = "prespecified",
 ) -> pd.DataFrame:
-    """Between-group tests per endpoint × visit, on the value or on change from baseline."""
+    """Between-group tests per endpoint × visit, on the value or on change from baseline.
+
+    Two groups: the endpoint's pre-specified test (`methods="prespecified"`: Mann–Whitney
+    for skewed endpoints, Welch's t otherwise; "all" gives both, as the report does); a
+    yes/no endpoint gets the risk difference (Newcombe CI), the odds ratio (Woolf CI) and
+    Fisher's exact p. More groups: Kruskal–Wallis, or chi-square / Fisher for yes/no.
+    """
+    if methods not in ("prespecified", "all"):
+        raise ValueError("methods must be 'prespecified' or 'all'")
     if group_by not in schema.GROUPING_COLUMNS:
         raise ValueError(f"cannot group by {group_by!r}; choose from "
                          + ", ".join(schema.GROUPING_COLUMNS))
@@ -80,15 +90,23 @@ def tests(
             sub = df[(df["visit_week"] == w) & df["value"].notna()]
             vals, grps = sub["value"].to_numpy(float), sub["grp"].to_numpy(object)
             tests = []
-            if ep.kind == "binary":
+            labels = sorted(set(grps))
+            if ep.kind == "binary" and len(labels) == 2:
+                a, b = (vals[grps == g] for g in labels)
+                res = stats.binary_contrast(int(a.sum()), a.size, int(b.sum()), b.size,
+                                            labels=labels)
+                res.method = "fisher"  # its p is Fisher's exact test of the 2 × 2 table
+                tests.append(res)
+            elif ep.kind == "binary":
                 table = crosstab(grps, vals) if len(sub) else np.zeros((0, 0))
                 tests.append(categorical_test(table))
+            elif len(labels) == 2:
+                if methods == "all" or ep.skewed:
+                    tests.append(stats.mann_whitney(vals, grps))
+                if methods == "all" or not ep.skewed:
+                    tests.append(stats.welch_t(vals, grps))
             else:
-                k = len(set(grps))
-                if k == 2:
-                    tests += [stats.mann_whitney(vals, grps), stats.welch_t(vals, grps)]
-                else:
-                    tests.append(stats.kruskal(vals, grps))
+                tests.append(stats.kruskal(vals, grps))
             for res in tests:
                 rows.append({"endpoint": ep.column, "visit_week": w, "group_by": group_by,
                              "outcome": outcome, "method": res.method, "n": res.n,
@@ -99,12 +117,16 @@ def tests(
                              "estimate_name": getattr(res, "estimate_name", None),
                              "p_method": getattr(res, "p_method", None),
                              "p_asymptotic": getattr(res, "p_asymptotic", None),
+                             "odds_ratio": res.extra.get("odds_ratio"),
+                             "or_ci_low": res.extra.get("or_ci_low"),
+                             "or_ci_high": res.extra.get("or_ci_high"),
                              "note": res.extra.get("note"),
                              "reason": res.reason})
     out = pd.DataFrame(rows, columns=["endpoint", "visit_week", "group_by", "outcome", "method",
                                       "n", "statistic", "p_value", "p_adjusted", "mean_diff",
                                       "ci_low", "ci_high", "estimate", "estimate_name",
-                                      "p_method", "p_asymptotic", "note", "reason"])
+                                      "p_method", "p_asymptotic", "odds_ratio", "or_ci_low",
+                                      "or_ci_high", "note", "reason"])
     if adjust != "none" and not out.empty:
         for idx in out.groupby(["endpoint", "method"]).groups.values():
             out.loc[idx, "p_adjusted"] = adjusted(out.loc[idx, "p_value"], adjust)
