@@ -240,8 +240,11 @@ def table1(t1: Result, tests: Result | None = None) -> Layout:
         pmap = dict(zip(tt["variable"], tt["p_value"], strict=True))
         mmap = dict(zip(tt["variable"], tt["method"], strict=True))
         first = ~pd.Series([k[0] for k in rows]).duplicated().to_numpy()
-        out["P"] = [fmt_p(pmap[k[0]], missing="") if f and k[0] in pmap else ""
+        out["P"] = [fmt_p(pmap[k[0]]) if f and k[0] in pmap else ""
                     for k, f in zip(rows, first, strict=True)]
+        reasons = sorted({r for r in tt["reason"] if isinstance(r, str) and r})
+        if reasons:
+            notes.append("–: no p-value (" + "; ".join(reasons) + ").")
         out["Test"] = [method_words(mmap[k[0]]) if f and k[0] in mmap else ""
                        for k, f in zip(rows, first, strict=True)]
         notes.append("P: Mann–Whitney U (2 groups) or Kruskal–Wallis for numbers; chi-square, "

@@ -312,7 +312,9 @@ def test_table1_layout_prints_paper_cells(db):
     assert row["Overall (n = 3)"] == "12.4 ± 1.7"
     assert row["F (n = 2)"] in ("13.2 ± 1.5", "13.1 ± 1.5")  # 13.15 rounds half-even
     assert row["M (n = 1)"] == "10.9 ± –"
-    assert row["P"] != "" and row["Test"] == "Mann–Whitney U"
+    # A group of one patient: no p-value the data cannot support, and the footnote says why.
+    assert row["P"] == "–" and row["Test"] == "Mann–Whitney U"
+    assert any("no p-value" in n and "fewer than 2" in n for n in lay.footnotes)
     sex = out[(out["Characteristic"] == "Sex") & (out["Level"] == "F")].iloc[0]
     assert sex["Overall (n = 3)"] == "2 (66.7 %)"
 

@@ -485,3 +485,37 @@ def test_long_listings_show_their_first_rows_and_say_so(db, monkeypatch):
     assert len(shown) == 1 and shown[0]["patient_id"].tolist() == full["patient_id"][:5].tolist()
     assert "Showing the first 5 of 26 rows; the downloads below hold every row." in [
         c.value for c in at.caption]
+
+
+# --- the screen and the command line print the same paper tables ---------------------------
+
+LAYOUT_FILTERS = [{}, {"completer": "true"}, {"sex": "F"}]
+
+
+@pytest.mark.parametrize("cohort_name", COHORTS)
+@pytest.mark.parametrize("params", LAYOUT_FILTERS, ids=["all", "completers", "female"])
+def test_screen_and_cli_print_identical_tables_1_2_3(cohort_name, params, demo_path, capsys):
+    import io
+
+    import pandas as pd
+
+    from lupus_dash import cli
+
+    specs = [("overview", {}, "table1"), ("biomarkers", {"bio_tab": FIG1_TAB}, "table2"),
+             ("safety", {}, "table3")]
+    filters = [f"{k}={v}" for k, v in params.items()]
+    for page, extra, layout in specs:
+        at = run(page, cohort=cohort_name, **params, **extra)
+        assert_clean(at)
+        args = ["report", "--db", str(demo_path), "--cohort", cohort_name, "--layout", layout,
+                "--format", "csv"]
+        for f in filters:
+            args += ["--filter", f]
+        assert cli.main(args) == 0
+        printed = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype=str,
+                              keep_default_na=False)
+        shown = [d.value.astype(str) for d in at.dataframe
+                 if list(d.value.columns) == list(printed.columns)]
+        assert len(shown) == 1, (page, layout)
+        pd.testing.assert_frame_equal(shown[0].reset_index(drop=True), printed,
+                                      check_dtype=False)
