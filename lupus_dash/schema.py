@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .presets import PRESETS as _PRESETS
+
 # 2: renal_overall, renal eligibility flags, prednisone_mg_kg_day,
 # cumulative_prednisone_g; renal_partial no longer includes complete responses;
 # eGFR one equation per patient (CKiD U25 / CKD-EPI 2021).
@@ -262,7 +264,7 @@ REQUIRED_TABLES = ("patients", "visits")
 # --- Derived columns, computed on import (store.py / derive.py) -------------
 
 # Endpoint presets (CLINICAL_DEFINITIONS.md §3–4); thresholds live in endpoints.py.
-PRESETS = ("standard", "seed_paper", "paediatric")
+PRESETS = tuple(_PRESETS)  # the names of presets.PRESETS, the one registry
 PRESET_DEFINITIONS = ("lldas", "remission")
 # Renal responses (endpoints.RENAL_RESPONSES holds their criteria and eligibility;
 # tests/test_endpoints.py checks the two agree).
