@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 
     dic = sub.add_parser("dictionary", help="print the data dictionary")
     dic.add_argument("--format", default="markdown", choices=["markdown", "csv", "json"])
+    dic.add_argument("--analyses", action="store_true",
+                     help="the analyses' reference (docs/ANALYSIS_API.md) instead")
     return p
 
 

@@ -23,6 +23,12 @@ def test_committed_dictionary_is_current():
     assert committed == docs.dictionary_markdown() + "\n"
 
 
+def test_committed_analysis_reference_is_current():
+    # Regenerate with: python -m lupus_dash dictionary --analyses > docs/ANALYSIS_API.md
+    committed = (ROOT / "docs" / "ANALYSIS_API.md").read_text(encoding="utf-8")
+    assert committed == docs.analyses_markdown() + "\n"
+
+
 COPIES = {
     "docs/DATA_CONTRACT.md": "DATA_CONTRACT.md",
     "docs/STATISTICS.md": "STATISTICS.md",

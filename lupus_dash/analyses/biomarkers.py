@@ -72,7 +72,7 @@ _SUMMARY_N = {c: "n" for c in ("mean", "sd", "se", "ci_low", "ci_high", "median"
                                "rate")}
 
 
-@analysis(counts={"n_positive": "n"}, n_of=_SUMMARY_N, cli=_report_cli)
+@analysis(counts={"n_positive": "n", "n": None}, n_of=_SUMMARY_N, cli=_report_cli)
 @memoize
 def summary(
     db: Database,
@@ -245,8 +245,10 @@ def _row(endpoint, week, comparator, cweek, res: stats.TestResult) -> dict:
     }
 
 
-@analysis(n_of={c: "n" for c in ("statistic", "mean_diff", "ci_low", "ci_high", "effect")},
-          p_columns=("p_value", "p_adjusted"), cli=_report_cli)
+@analysis(counts={"n": None},
+          n_of={c: "n" for c in ("statistic", "mean_diff", "ci_low", "ci_high", "effect",
+                                 "estimate")},
+          p_columns=("p_value", "p_adjusted", "p_asymptotic"), cli=_report_cli)
 @memoize
 def longitudinal(
     db: Database,
@@ -368,7 +370,8 @@ def test_choice(db: Database, flt: Filter, endpoint: str) -> pd.DataFrame:
                          "reason": [reason]})
 
 
-@analysis(n_of={"statistic": "n"}, p_columns=("p_value",), cli=lambda kw: [])
+@analysis(counts={"n": None}, n_of={"statistic": "n"},
+          p_columns=("p_value", "p_greenhouse_geisser", "p_huynh_feldt"), cli=lambda kw: [])
 @memoize
 def omnibus(db: Database, flt: Filter, endpoints: Sequence[str] | None = None) -> pd.DataFrame:
     """Friedman and repeated-measures ANOVA over the scheduled visits (complete cases).

@@ -56,8 +56,10 @@ def _tests_cli(kw: dict) -> list[str]:
     return ["--group-by", kw["group_by"], *([] if adjust == "none" else ["--adjust", adjust])]
 
 
-@analysis(n_of={c: "n" for c in ("statistic", "mean_diff", "ci_low", "ci_high")},
-          p_columns=("p_value", "p_adjusted"), groups_n=("n",), cli=_tests_cli)
+@analysis(counts={"n": None},
+          n_of={c: "n" for c in ("statistic", "mean_diff", "ci_low", "ci_high", "estimate",
+                                 "odds_ratio", "or_ci_low", "or_ci_high")},
+          p_columns=("p_value", "p_adjusted", "p_asymptotic"), groups_n=("n",), cli=_tests_cli)
 @memoize
 def tests(
     db: Database,
