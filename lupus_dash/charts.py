@@ -336,6 +336,48 @@ def small_multiples(
 
 
 @memoised
+def figure1_panel(
+    df: pd.DataFrame,
+    *,
+    y: str = "centre",
+    lo: str = "lower",
+    hi: str = "upper",
+    stars_col: str | None = "stars",
+    height: int = 170,
+) -> alt.LayerChart:
+    """One endpoint of Figure 1 (a panel the page lays out in a grid that fills the width).
+
+    The title's first line names the endpoint, the second its test.
+    """
+    _check(df, "visit_week", "label", y, lo, hi)
+    title = str(df["label"].iloc[0]).split("\n") if len(df) else ""
+    enc_x = alt.X("visit_week:O", title="Week", axis=alt.Axis(labelAngle=0))
+    tips = [alt.Tooltip("visit_week:O", title="Week"),
+            alt.Tooltip(f"{y}:Q", title="value", format=".3g"),
+            alt.Tooltip(f"{lo}:Q", title="lower", format=".3g"),
+            alt.Tooltip(f"{hi}:Q", title="upper", format=".3g")]
+    for col, t in (("n", "n"), ("summary", "shown"), ("method", "test")):
+        if col in df.columns:
+            tips.append(alt.Tooltip(f"{col}:{'Q' if col == 'n' else 'N'}", title=t))
+    if "p_value" in df.columns:
+        tips.append(alt.Tooltip("p_value:Q", title="p", format=".3g"))
+    scale = alt.Scale(zero=False, nice=True)
+    base = alt.Chart(df)
+    layers = [
+        base.mark_errorbar(ticks=alt.TickConfig(size=10), color=OKABE_ITO[0]).encode(
+            x=enc_x, y=alt.Y(f"{lo}:Q", title=None, scale=scale), y2=alt.Y2(f"{hi}:Q"),
+            tooltip=tips),
+        base.mark_line(point=True, color=OKABE_ITO[0]).encode(
+            x=enc_x, y=alt.Y(f"{y}:Q", title=None, scale=scale), tooltip=tips),
+    ]
+    if stars_col and stars_col in df.columns:
+        layers.append(base.mark_text(dy=-10, fontWeight="bold", color="#222222").encode(
+            x=enc_x, y=alt.Y(f"{hi}:Q", scale=scale), text=alt.Text(f"{stars_col}:N")))
+    return alt.layer(*layers).properties(title=alt.TitleParams(title, anchor="start"),
+                                         width="container", height=height)
+
+
+@memoised
 def rates(
     df: pd.DataFrame,
     *,

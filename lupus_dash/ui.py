@@ -560,6 +560,29 @@ def chart(ch: alt.TopLevelMixin, name: str, calls=None, then: str | None = None,
         reproduce(calls, then, cli, sql, key=slug)
 
 
+def chart_grid(panels: list, whole: alt.TopLevelMixin, name: str, columns: int, calls=None,
+               then: str | None = None) -> None:
+    """Small charts in a grid of Streamlit columns, so they fill the width on any screen
+    (a Vega-Lite facet has fixed panel widths); the downloads hold `whole`, one image."""
+    ctx = current()
+    for start in range(0, len(panels), columns):
+        cols = st.columns(columns)
+        for box, panel in zip(cols, panels[start:start + columns], strict=False):
+            with box:
+                st.vega_lite_chart(charts.spec(charts.finalize(panel, ctx.presenter)),
+                                   width="stretch",
+                                   theme=None if ctx.presenter else "streamlit")
+    final = charts.finalize(whole, ctx.presenter)
+    slug = _slug(name)
+    with _actions(slug):
+        row = st.container(horizontal=True, gap="small")
+        row.download_button("PNG", data=lambda: charts.to_png(final), file_name=f"{slug}.png",
+                            mime="image/png", key=f"dl_{slug}_png", on_click="ignore")
+        row.download_button("SVG", data=lambda: charts.to_svg(final), file_name=f"{slug}.svg",
+                            mime="image/svg+xml", key=f"dl_{slug}_svg", on_click="ignore")
+        reproduce(calls, then, None, None, key=slug)
+
+
 def to_xlsx(df: pd.DataFrame, sheet: str) -> bytes:
     """One-sheet .xlsx bytes (openpyxl, via report.to_xlsx)."""
     return report.to_xlsx({sheet: df})

@@ -121,8 +121,11 @@ with tab_all:
             calls = layouts.table2_calls(flt)
             res = {k: ui.run(c) for k, c in calls.items()}
         fig = layouts.figure1_frame(res["summ"].table, res["lon"].table)
-        ui.chart(charts.small_multiples(fig, columns=3 if ctx.presenter else 4), "figure1",
-                 calls=calls, then="layouts.figure1_frame(summ.table, lon.table)")
+        ncol = 3 if ctx.presenter else 4
+        ui.chart_grid([charts.figure1_panel(fig[fig["endpoint"] == e])
+                       for e in dict.fromkeys(fig["endpoint"])],
+                      charts.small_multiples(fig, columns=ncol), "figure1", ncol, calls=calls,
+                      then="layouts.figure1_frame(summ.table, lon.table)")
         st.caption("As the seed paper's Figure 1: skewed endpoints median (IQR) with Wilcoxon "
                    "signed-rank stars; others mean (95 % CI) with RM-ANOVA pairwise, "
                    "Bonferroni-adjusted stars; anti-dsDNA % positive with Fisher's exact test. "

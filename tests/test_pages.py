@@ -234,13 +234,15 @@ def test_figure1_tab_computes_only_when_open_and_opens_from_the_url(db):
     at.session_state["bio_tab"] = FIG1_TAB  # what clicking the tab sets (on_change="rerun")
     at.run()
     assert_clean(at)
-    assert len(at.get("vega_lite_chart")) == n_closed + 1  # the small multiples
+    n_panels = len(common.available_endpoints(db, Filter("csle_belimumab")))
+    # One panel per endpoint, laid out in a grid that fills the width.
+    assert len(at.get("vega_lite_chart")) == n_closed + n_panels
     assert table2_shown(at)
     assert at.query_params["bio_tab"] == FIG1_TAB
     # A shared link opens the same tab.
     at2 = run("biomarkers", cohort="csle_belimumab", bio_tab=FIG1_TAB)
     assert_clean(at2)
-    assert len(at2.get("vega_lite_chart")) == n_closed + 1
+    assert len(at2.get("vega_lite_chart")) == n_closed + n_panels
     assert table2_shown(at2)
 
 

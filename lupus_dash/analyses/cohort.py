@@ -79,7 +79,8 @@ def option_counts(db: Database, flt: Filter) -> pd.DataFrame:
 
 
 def _choice_order(col: str) -> dict[str, int]:
-    choices = schema.column("patient_facts", col).choices or ()
+    c = _T1_COLUMNS.get(col) or schema.column("patient_facts", col)
+    choices = c.choices or ()
     return {c: i for i, c in enumerate(choices)}
 
 
@@ -337,8 +338,11 @@ def table1(db: Database, flt: Filter, group_by: str | None = None) -> pd.DataFra
             all_levels = catd.get((var, None))
             if not all_levels:
                 continue
+            # Levels in their clinical order (age bands young to old, class I to VI),
+            # unlisted ones after them alphabetically.
+            order = _choice_order(var) if var in _T1_COLUMNS else {}
             levels = (["True", "False"] if _dtype_of(var) == schema.BOOL
-                      else sorted(all_levels))
+                      else sorted(all_levels, key=lambda v: (order.get(v, len(order)), v)))
             counts = catd.get((var, gkey), {})
             nn = sum(counts.values())
             for lev in levels:
