@@ -95,7 +95,8 @@ class _Data:
     n_patients: int
     n_visit: np.ndarray             # observations per visit
     n_cell: np.ndarray | None       # observations per group × visit
-    patterns: list                  # [(visit index array, n patients, T (k, p+1, k, p+1))]
+    q: int                          # indicator columns (visit, visit × group)
+    patterns: list                  # [(visit index array, group, n, S1 (k, r), S2 (k, r, k, r))]
 
 
 def _prepare(long_df, subject, visit, value, baseline, group, covariate, visits) -> _Data | str:
@@ -131,11 +132,12 @@ def _prepare(long_df, subject, visit, value, baseline, group, covariate, visits)
     base = b_raw[keep]
     n_obs, n_pat = y.size, puniq.size
     key = pcodes.astype(np.int64) * len(levels) + vidx
-    if np.unique(key).size != key.size:
-        dup = pd.Series(key).duplicated().to_numpy()
-        i = int(np.flatnonzero(dup)[0])
-        raise MMRMError(f"patient {puniq[pcodes[i]]!r} has more than one row at visit "
-                        f"{levels[vidx[i]]!r} (column {visit!r})")
+    ks = np.sort(key)
+    dup = ks[1:] == ks[:-1]
+    if dup.any():
+        k0 = int(ks[1:][dup][0])
+        raise MMRMError(f"patient {puniq[k0 // len(levels)]!r} has more than one row at visit "
+                        f"{levels[k0 % len(levels)]!r} (column {visit!r})")
     # Visits nobody attended are dropped from the levels (R drops unused factor levels).
     used = np.bincount(vidx, minlength=len(levels))
     if (used == 0).any():
@@ -156,53 +158,58 @@ def _prepare(long_df, subject, visit, value, baseline, group, covariate, visits)
     # are centred at their mean over the analysed observations, the point emmeans takes.
     s = float(np.std(y)) or 1.0
     base_mean = float(base.mean())
-    xcols = [np.eye(nv)[vidx], ((base - base_mean) / s)[:, None]]
-    names = [f"visit[{v}]" for v in levels] + ["baseline"]
+    ng = max(len(groups), 1)
+    # Columns: visit cell means, then visit × group (non-reference groups), then the
+    # baseline value and the covariate. The first two blocks are indicators fixed by a
+    # patient's visit pattern and group; only the last ones (and y) vary between patients.
+    names = [f"visit[{v}]" for v in levels]
+    if group:
+        names += [f"visit[{v}]:{group}[{g}]" for g in groups[1:] for v in levels]
+    q = len(names)
+    varying = [(base - base_mean) / s]
+    names.append("baseline")
     cov_mean = cov_sd = None
     if covariate:
         c = c_raw[keep]
         cov_mean = float(c.mean())
         cov_sd = float(c.std()) or 1.0
-        xcols.append(((c - cov_mean) / cov_sd)[:, None])
+        varying.append((c - cov_mean) / cov_sd)
         names.append(covariate)
-    n_cell = None
-    if group:
-        ng = len(groups)
-        cell = g_codes * nv + vidx
-        n_cell = np.bincount(cell, minlength=ng * nv).reshape(ng, nv)
-        inter = np.zeros((n_obs, (ng - 1) * nv))
-        nonref = g_codes > 0
-        inter[np.flatnonzero(nonref), (g_codes[nonref] - 1) * nv + vidx[nonref]] = 1.0
-        xcols.append(inter)
-        names += [f"visit[{v}]:{group}[{g}]" for g in groups[1:] for v in levels]
-    X = np.hstack(xcols)
-    p = X.shape[1]
+    varying.append(y / s)
+    Vr = np.column_stack(varying)  # per row: base, [cov], y
+    r = Vr.shape[1]
+    p = len(names)
     if n_obs <= p:
         return f"{n_obs} observations for {p} fixed effects"
-    if np.linalg.matrix_rank(X) < p:
-        empty = ([f"{groups[gi]} at visit {levels[vi]}" for gi, vi in np.argwhere(n_cell == 0)]
-                 if n_cell is not None else [])
-        return ("the design is singular" + (f" (no observation for {', '.join(empty)})"
-                                           if empty else ""))
-    Z = np.hstack([X, (y / s)[:, None]])
-    # Patterns: bitmask of each patient's observed visits; rows sorted by (pattern,
-    # patient, visit) so each pattern's rows form one (n_P, k, p+1) block.
+    gcode = np.zeros(n_obs, dtype=np.int64) if g_codes is None else g_codes.astype(np.int64)
+    pat_g = np.zeros(n_pat, dtype=np.int64)
+    pat_g[pcodes] = gcode
+    if group and (pat_g[pcodes] != gcode).any():
+        i = int(np.flatnonzero(pat_g[pcodes] != gcode)[0])
+        raise MMRMError(f"patient {puniq[pcodes[i]]!r} has more than one {group!r}; the "
+                        "group must be a patient attribute")
+    n_cell = np.bincount(gcode * nv + vidx, minlength=ng * nv).reshape(ng, nv) if group \
+        else None
+    # Keys: (visit bitmask, group) of each patient. Rows sorted by (key, patient, visit) so
+    # each key's rows form one (n, k, r) block of the varying columns.
     mask = np.zeros(n_pat, dtype=np.int64)
     np.bitwise_or.at(mask, pcodes, np.left_shift(1, vidx))
-    order = np.lexsort((vidx, pcodes, mask[pcodes]))
-    Zs, ms = Z[order], mask[pcodes[order]]
+    pkey = mask * ng + pat_g
+    order = np.argsort((pkey[pcodes] * n_pat + pcodes) * nv + vidx, kind="stable")
+    Vs, ks = Vr[order], pkey[pcodes[order]]
     patterns = []
-    starts = np.flatnonzero(np.r_[True, ms[1:] != ms[:-1]])
-    ends = np.r_[starts[1:], ms.size]
+    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+    ends = np.r_[starts[1:], ks.size]
     for a, b in zip(starts, ends):
-        m = int(ms[a])
+        m, g = divmod(int(ks[a]), ng)
         idx = np.array([j for j in range(nv) if m >> j & 1], dtype=np.int64)
         k = idx.size
-        block = Zs[a:b].reshape(-1, k * (p + 1))
-        T = (block.T @ block).reshape(k, p + 1, k, p + 1)
-        patterns.append((idx, block.shape[0], T))
+        block = Vs[a:b].reshape(-1, k * r)
+        # Sufficient statistics of the varying columns: Σ_i V_i and Σ_i V_i ⊗ V_i.
+        patterns.append((idx, g, block.shape[0], block.sum(0).reshape(k, r),
+                         (block.T @ block).reshape(k, r, k, r)))
     return _Data(levels, groups, names, s, base_mean, cov_mean, cov_sd, n_obs, n_pat,
-                 np.bincount(vidx, minlength=nv), n_cell, patterns)
+                 np.bincount(vidx, minlength=nv), n_cell, q, patterns)
 
 
 def _py(v):
@@ -213,22 +220,41 @@ def _py(v):
 
 
 class _Reml:
-    """-2 REML log-likelihood of the pattern sums, its gradient, and what Satterthwaite needs."""
+    """-2 REML log-likelihood from the pattern sums, its gradient, and what Satterthwaite needs.
+
+    Each patient's design is Z_i = [F | V_i]: F (k × q) the visit and visit × group
+    indicators, fixed by the patient's visit pattern and group, and V_i (k × r) the
+    baseline, covariate and outcome. So Σ_i Z_i' W Z_i needs only n, Σ V_i and
+    Σ V_i ⊗ V_i per (pattern, group), whatever the number of patients; patterns are
+    batched by their number of visits k and every sum below is a batched matrix product.
+    """
 
     def __init__(self, data: _Data):
         self.nv = len(data.visits)
         self.p = len(data.names)
+        self.q = data.q
         self.tril = np.tril_indices(self.nv)
         self.diag = self.tril[0] == self.tril[1]
         self.n_obs = data.n_obs
-        # Patterns batched by size k: one stacked Cholesky per size, not one per pattern.
+        nv, q = self.nv, self.q
         by_k: dict[int, list] = {}
-        for idx, n, T in data.patterns:
-            by_k.setdefault(idx.size, []).append((idx, n, T))
-        self.batches = [(np.stack([b[0] for b in lst]),
-                         np.array([b[1] for b in lst], dtype=float),
-                         np.stack([b[2] for b in lst]))
-                        for lst in by_k.values()]
+        for pat in data.patterns:
+            by_k.setdefault(pat[0].size, []).append(pat)
+        self.batches = []
+        for k, lst in by_k.items():
+            m = len(lst)
+            idx = np.stack([b[0] for b in lst])
+            F = np.zeros((m, k, q))
+            rows = np.arange(k)
+            for i, (ix, g, *_rest) in enumerate(lst):
+                F[i, rows, ix] = 1.0
+                if g:
+                    F[i, rows, nv * g + ix] = 1.0
+            n = np.array([b[2] for b in lst], dtype=float)
+            S1 = np.stack([b[3] for b in lst])                          # (m, k, r)
+            r = S1.shape[2]
+            S2 = np.stack([b[4] for b in lst]).transpose(0, 1, 3, 2, 4).reshape(m, k * k, r * r)
+            self.batches.append((idx, n, F, S1, S2, k))
 
     def chol(self, theta: np.ndarray) -> np.ndarray:
         L = np.zeros((self.nv, self.nv))
@@ -243,15 +269,41 @@ class _Reml:
         t[self.diag] = np.log(t[self.diag])
         return t
 
+    def cross(self, Ws) -> np.ndarray:
+        """M = Σ_i Z_i' W_i Z_i ((p+1) × (p+1)) for per-batch stacks of W."""
+        q, P = self.q, self.p + 1
+        M = np.zeros((P, P))
+        for (_idx, n, F, S1, S2, _k), W in zip(self.batches, Ws):
+            FW = F.transpose(0, 2, 1) @ W                                  # (m, q, k)
+            M[:q, :q] += np.einsum("m,mab->ab", n, FW @ F)
+            M[:q, q:] += (FW @ S1).sum(0)
+            r = S1.shape[2]
+            M[q:, q:] += (W.reshape(1, -1) @ S2.reshape(-1, r * r)).reshape(r, r)
+        M[q:, :q] = M[:q, q:].T
+        return M
+
+    def inner(self, B: np.ndarray) -> list:
+        """Per batch C = Σ_i Z_i B Z_i' (m, k, k) for a symmetric (p+1) × (p+1) B."""
+        q = self.q
+        out = []
+        for _idx, n, F, S1, S2, k in self.batches:
+            r = S1.shape[2]
+            FB = F @ B[:q, q:]                                             # (m, k, r)
+            C = n[:, None, None] * (F @ B[:q, :q] @ F.transpose(0, 2, 1))
+            C += FB @ S1.transpose(0, 2, 1)
+            C += S1 @ FB.transpose(0, 2, 1)
+            C += (S2 @ B[q:, q:].reshape(r * r)).reshape(-1, k, k)
+            out.append(C)
+        return out
+
     def parts(self, theta: np.ndarray):
-        """(-2 REML, M, per-batch W, logdet sum, A, beta) at theta, or None if not PD."""
+        """(-2 REML, M, per-batch W, L, A, beta) at theta, or None if not PD."""
         L = self.chol(theta)
         sigma = L @ L.T
         p = self.p
-        M = np.zeros((p + 1, p + 1))
         logdet = 0.0
         Ws = []
-        for idx, n, T in self.batches:
+        for idx, n, *_rest in self.batches:
             S = sigma[idx[:, :, None], idx[:, None, :]]
             try:
                 C = np.linalg.cholesky(S)
@@ -259,9 +311,8 @@ class _Reml:
                 return None
             logdet += float(2 * (n * np.log(np.diagonal(C, axis1=1, axis2=2)).sum(1)).sum())
             W = np.linalg.inv(S)
-            W = (W + W.transpose(0, 2, 1)) / 2
-            Ws.append(W)
-            M += np.einsum("mkl,mkalb->ab", W, T, optimize=True)
+            Ws.append((W + W.transpose(0, 2, 1)) / 2)
+        M = self.cross(Ws)
         A = M[:p, :p]
         try:
             cA = np.linalg.cholesky(A)
@@ -280,6 +331,16 @@ class _Reml:
         g[self.diag] *= L[self.tril][self.diag]
         return g
 
+    def _sandwich(self, Ws, B, scale_n: bool) -> np.ndarray:
+        """Σ_P embed(n_P W_P - W_P C_P W_P) (scale_n) or Σ_P embed(W_P C_P W_P),
+        C_P = Σ_i Z_i B Z_i'."""
+        G = np.zeros((self.nv, self.nv))
+        for (idx, n, *_rest), W, C in zip(self.batches, Ws, self.inner(B)):
+            WCW = W @ C @ W
+            GP = n[:, None, None] * W - WCW if scale_n else WCW
+            np.add.at(G, (idx[:, :, None], idx[:, None, :]), GP)
+        return G
+
     def value_grad(self, theta: np.ndarray):
         pr = self.parts(theta)
         if pr is None:
@@ -287,36 +348,32 @@ class _Reml:
         f, _M, Ws, L, A, beta = pr
         p = self.p
         # d(-2 REML) = Σ_P n_P tr(W_P dΣ_P) + tr(B dM),  B = diag(A^-1, 0) + u u',
-        # u = (-beta, 1); dM = -Σ_P Σ_i Z_i' W dΣ W Z_i  (derivation in the module notes).
+        # u = (-beta, 1), dM = -Σ_P Σ_i Z_i' W dΣ W Z_i  =>  tr(G dΣ) with
+        # G = Σ_P embed(n_P W_P - W_P (Σ_i Z_i B Z_i') W_P).
         B = np.zeros((p + 1, p + 1))
         B[:p, :p] = np.linalg.inv(A)
         u = np.r_[-beta, 1.0]
         B += np.outer(u, u)
-        G = np.zeros((self.nv, self.nv))
-        for (idx, n, T), W in zip(self.batches, Ws):
-            C = np.einsum("mkalb,ab->mkl", T, B, optimize=True)
-            GP = n[:, None, None] * W - W @ C @ W
-            np.add.at(G, (idx[:, :, None], idx[:, None, :]), GP)
-        return f, self._grad_from_sigma(G, L)
+        return f, self._grad_from_sigma(self._sandwich(Ws, B, True), L)
+
+    def value(self, theta: np.ndarray) -> float:
+        pr = self.parts(theta)
+        return np.inf if pr is None else pr[0]
 
     def dvar_dtheta(self, theta: np.ndarray, Lc: np.ndarray) -> np.ndarray:
         """Jacobian of l' A^-1 l in theta for each column l of Lc (p × m): (m, n_theta)."""
         _, _, Ws, L, A, _ = self.parts(theta)
-        p = self.p
         a = np.linalg.solve(A, Lc)  # p × m
         out = np.zeros((Lc.shape[1], theta.size))
         for j in range(Lc.shape[1]):
-            G = np.zeros((self.nv, self.nv))
-            aj = a[:, j]
-            for (idx, _n, T), W in zip(self.batches, Ws):
-                D = np.einsum("mkalb,a,b->mkl", T[:, :, :p, :, :p], aj, aj, optimize=True)
-                np.add.at(G, (idx[:, :, None], idx[:, None, :]), W @ D @ W)
-            # l'A^-1 l: dA = -Σ X'W dΣ W X, so d(l'A^-1 l) = a' (Σ X'W dΣ W X) a = tr(G dΣ).
-            out[j] = self._grad_from_sigma(G, L)
+            ap = np.r_[a[:, j], 0.0]
+            # dA = -Σ X'W dΣ W X, so d(l'A^-1 l) = a'(Σ X'W dΣ W X)a = tr(G dΣ) with
+            # G = Σ_P embed(W_P (Σ_i X_i a a' X_i') W_P).
+            out[j] = self._grad_from_sigma(self._sandwich(Ws, np.outer(ap, ap), False), L)
         return out
 
     def hessian(self, theta: np.ndarray) -> np.ndarray:
-        """Central differences of the analytic gradient (step ~ eps^(1/3) × scale)."""
+        """Central differences of the analytic gradient (error O(h²) ≈ 1e-8 relative)."""
         n = theta.size
         H = np.zeros((n, n))
         for j in range(n):
@@ -328,19 +385,19 @@ class _Reml:
         return (H + H.T) / 2
 
 
-def _start(data: _Data, reml: _Reml) -> np.ndarray:
-    """Start from the OLS residual covariance (pairwise, per pattern sums), made PD."""
+def _start(reml: _Reml) -> np.ndarray:
+    """Start from the OLS residual covariance (pairwise, from the pattern sums), made PD."""
     p, nv = reml.p, reml.nv
-    M = np.zeros((p + 1, p + 1))
-    for idx, n, T in data.patterns:
-        M += np.einsum("kakb->ab", T)
+    eyes = [np.broadcast_to(np.eye(k), (b[0].shape[0], k, k)) for *b, k in reml.batches]
+    M = reml.cross(eyes)
     beta = np.linalg.lstsq(M[:p, :p], M[:p, p], rcond=None)[0]
     u = np.r_[-beta, 1.0]
     S = np.zeros((nv, nv))
     cnt = np.zeros((nv, nv))
-    for idx, n, T in data.patterns:
-        S[np.ix_(idx, idx)] += np.einsum("kalb,a,b->kl", T, u, u)
-        cnt[np.ix_(idx, idx)] += n
+    for (idx, n, *_rest), C in zip(reml.batches, reml.inner(np.outer(u, u))):
+        np.add.at(S, (idx[:, :, None], idx[:, None, :]), C)
+        np.add.at(cnt, (idx[:, :, None], idx[:, None, :]),
+                  np.broadcast_to(n[:, None, None], C.shape))
     with np.errstate(invalid="ignore", divide="ignore"):
         S = np.where(cnt > 0, S / cnt, 0.0)
     d = np.sqrt(np.clip(np.diag(S), 1e-8, None))
@@ -352,31 +409,69 @@ def _start(data: _Data, reml: _Reml) -> np.ndarray:
     return reml.theta_of(R * np.outer(d, d))
 
 
+def _singular(reml: _Reml, data: _Data) -> str | None:
+    """Why X'X is singular (an empty group × visit cell), or None when it is not."""
+    eyes = [np.broadcast_to(np.eye(k), (b[0].shape[0], k, k)) for *b, k in reml.batches]
+    ev = np.linalg.eigvalsh(reml.cross(eyes)[:reml.p, :reml.p])
+    # X is centred and scaled, so the eigenvalues of X'X are O(n) or 0.
+    if ev[0] > 1e-9 * max(ev[-1], 1.0):
+        return None
+    empty = ([f"{data.groups[gi]} at visit {data.visits[vi]}"
+              for gi, vi in np.argwhere(data.n_cell == 0)] if data.n_cell is not None else [])
+    return "the design is singular" + (f" (no observation for {', '.join(empty)})"
+                                       if empty else "")
+
+
 def _optimise(reml: _Reml, theta0: np.ndarray):
-    res = sopt.minimize(reml.value_grad, theta0, jac=True, method="BFGS",
-                        options={"gtol": 1e-7, "maxiter": 2000})
+    """BFGS on -2 REML / N (gradients O(1) whatever the cohort size), then Newton steps.
+
+    Convergence is judged by the Newton decrement g'H⁻¹g, the predicted distance of
+    -2 REML from its minimum: below 1e-6 the log-likelihood is within 5e-7 of it. The
+    Newton steps reuse one numeric Hessian (recomputed at the end only if theta moved),
+    which brings theta close enough that the estimates agree with nlme beyond 4 digits.
+    """
+    scale = 1.0 / max(reml.n_obs, 1)
+
+    def obj(t):
+        f, g = reml.value_grad(t)
+        return f * scale, g * scale
+
+    res = sopt.minimize(obj, theta0, jac=True, method="BFGS",
+                        options={"gtol": 1e-6, "maxiter": 1000})
     theta, iters = res.x, int(res.nit)
-    # Newton polish on the numeric Hessian: BFGS stops where the gradient is small in
-    # absolute terms; a couple of Newton steps bring theta to ~1e-10 of the optimum,
-    # which is what makes the estimates agree with nlme to more than 4 digits.
+    if not np.isfinite(reml.value(theta)):
+        theta = theta0
     H = reml.hessian(theta)
-    for _ in range(6):
+    at_h = theta.copy()
+    dec = np.inf
+    for _ in range(10):
         f, g = reml.value_grad(theta)
         try:
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
             break
-        new = theta - step
-        fn, _ = reml.value_grad(new)
-        if not np.isfinite(fn) or fn > f + 1e-9:
+        dec = float(g @ step)
+        if not np.isfinite(dec) or dec < 1e-10:
+            break
+        t = 1.0
+        while t > 1e-3:  # step halving, as coxph and nlme do
+            new = theta - t * step
+            if reml.value(new) < f:
+                break
+            t /= 2
+        else:
             break
         theta = new
         iters += 1
-        if np.max(np.abs(step)) < 1e-10:
-            break
+    if np.max(np.abs(theta - at_h)) > 1e-4:
         H = reml.hessian(theta)
+        f, g = reml.value_grad(theta)
+        try:
+            dec = float(g @ np.linalg.solve(H, g))
+        except np.linalg.LinAlgError:
+            dec = np.inf
     f, g = reml.value_grad(theta)
-    return theta, f, g, H, iters
+    return theta, f, g, H, iters, dec
 
 
 # --- inference --------------------------------------------------------------------
@@ -437,7 +532,10 @@ def fit(long_df: pd.DataFrame, subject: str, visit: str, value: str, baseline: s
     if isinstance(data, str):
         return MMRMResult(empty, reason=data)
     reml = _Reml(data)
-    theta, f, grad, H, iters = _optimise(reml, _start(data, reml))
+    why = _singular(reml, data)
+    if why:
+        return MMRMResult(empty, reason=why)
+    theta, f, _grad, H, iters, dec = _optimise(reml, _start(reml))
     res = MMRMResult(empty, visits=list(data.visits), groups=list(data.groups),
                      n_patients=data.n_patients, n_obs=data.n_obs, iterations=iters)
     if not np.isfinite(f):
@@ -445,9 +543,10 @@ def fit(long_df: pd.DataFrame, subject: str, visit: str, value: str, baseline: s
         return res
     _, _, _, L, A, beta = reml.parts(theta)
     s = data.y_scale
-    res.converged = bool(np.max(np.abs(grad)) < 1e-4)
+    res.converged = bool(np.isfinite(dec) and dec < 1e-6)
     if not res.converged:
-        res.notes.append(f"REML gradient {np.max(np.abs(grad)):.2g} after {iters} iterations")
+        res.notes.append(f"REML not converged: Newton decrement {dec:.2g} after {iters} "
+                         "iterations (estimates may be off in the last digits)")
     res.covariance = (L @ L.T) * s * s
     # -2 REML (Harville, as nlme's logLik) in y/s units with the baseline column / s and
     # the covariate column / its SD; back to the original units: |Σ| scales by s^(2N),
@@ -465,9 +564,10 @@ def fit(long_df: pd.DataFrame, subject: str, visit: str, value: str, baseline: s
         res.notes.append("REML Hessian not positive definite: no Satterthwaite df")
     nv, p = len(data.visits), reml.p
     unscale = np.full(p, s)
-    unscale[nv] = 1.0  # baseline slope is dimensionless (baseline scaled by s too)
+    ib = data.names.index("baseline")
+    unscale[ib] = 1.0  # baseline slope is dimensionless (baseline scaled by s too)
     if covariate:
-        unscale[nv + 1] = s / data.cov_sd
+        unscale[ib + 1] = s / data.cov_sd
     res.coef = {n: float(b * u) for n, b, u in zip(data.names, beta, unscale)}
     res.covariate_means = {"baseline": data.base_mean}
     if covariate:
@@ -494,7 +594,7 @@ def fit(long_df: pd.DataFrame, subject: str, visit: str, value: str, baseline: s
             columns=cols)
         return res
     ng = len(data.groups)
-    first = p - (ng - 1) * nv  # column of visit[v1]:group[g2]
+    first = nv  # column of visit[v1]:group[g2]; visit × group columns follow the visits
     cells, extra = [], []
     for gi, g in enumerate(data.groups):
         for vi, v in enumerate(data.visits):
