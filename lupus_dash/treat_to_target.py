@@ -205,7 +205,9 @@ def per_patient(visits: pd.DataFrame, patients: pd.DataFrame, column: str = "lld
     out["sustained"] = sustained
     out["longest_run_weeks"] = np.where(reached, longest, np.nan)
     out["lost_week"] = np.where(np.isfinite(lost_w), lost_w, np.nan)
-    out["lost_by"] = np.where(lost_kind == 0, "flare", np.where(lost_kind == 1, "stopped", None))
+    # object dtype: None (never lost) stays None rather than becoming a string NaN
+    out["lost_by"] = pd.Series(np.where(lost_kind == 0, "flare",
+                                        np.where(lost_kind == 1, "stopped", None)), dtype=object)
     out["stopped"] = ~np.isnan(stop)
     return out[PER_PATIENT_COLUMNS]
 
