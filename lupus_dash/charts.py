@@ -1085,6 +1085,9 @@ def km_risk(
     data = data.assign(cum=1 - data["survival"], cum_lo=1 - data["ci_high"],
                        cum_hi=1 - data["ci_low"])
     tmax = float(max(data["time"].max(), risk["time"].max() if len(risk) else 0, 1))
+    # Each curve runs on to the right edge, so a step at the last time shows its level.
+    tails = data.sort_values("time").groupby("group", sort=False).tail(1)
+    data = pd.concat([data, tails.assign(time=tmax * 1.02)], ignore_index=True)
     row = 0.085  # one table row in y units (the curve takes 0..1)
     ymin = -row * (len(groups) + 2.6)
     x0 = -0.03 * tmax  # room for the numbers at week 0; row names sit left of it
@@ -1115,7 +1118,11 @@ def km_risk(
         tooltip=tips))
     # The x axis drawn by hand at y = 0 (ticks labelled at the risk-table times), so the
     # table sits under it and everything stays one layered chart that fits its container.
-    times = sorted({float(t) for t in risk["time"]})
+    times = []
+    for t in sorted({float(t) for t in risk["time"]}):
+        if not times or t - times[-1] >= 0.045 * (tmax - x0):  # no two labels on each other
+            times.append(t)
+    risk = risk[risk["time"].astype(float).isin(times)]
     axis_rows = pd.DataFrame({"time": times, "y": -row * 0.9,
                               "label": [f"{t:g}" for t in times]})
     layers.append(alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888888").encode(

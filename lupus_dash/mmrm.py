@@ -735,3 +735,39 @@ def report_rows(db, flt, endpoints, strategy: str = "composite") -> pd.DataFrame
     if not frames:
         return pd.DataFrame(columns=REPORT_COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+FOREST_COLUMNS = ["label", "estimate", "ci_low", "ci_high", "n"]
+
+
+def forest_rows(db, flt, endpoint: str, group_by: str, visit: int | None = None,
+                strategy: str = "composite", overall_label: str = "All patients") -> dict:
+    """Rows of a subgroup forest plot of the LS-mean change at one visit (default: the last).
+
+    {"rows": DataFrame(label, estimate, ci_low, ci_high, n) with the overall row first,
+    "visit", "p_group": the test that the change at that visit differs between the
+    groups (2 groups: the B − A contrast's t test; more: the (G−1)-df F test) — the
+    interaction of subgroup and change that a forest plot's "P for interaction" reports —,
+    "p_visit_by_group": the visit × group F test over all visits, "notes"}.
+    """
+    overall = fit_endpoint(db, flt, endpoint, strategy=strategy)
+    grouped = fit_endpoint(db, flt, endpoint, group_by=group_by, strategy=strategy)
+    out = {"rows": pd.DataFrame(columns=FOREST_COLUMNS), "visit": visit, "p_group": None,
+           "p_visit_by_group": None, "notes": [*overall.notes]}
+    if overall.reason or grouped.reason:
+        out["notes"].append(overall.reason or grouped.reason)
+        return out
+    if visit is None:
+        visit = overall.visits[-1]
+    out["visit"] = visit
+    o = overall.lsmeans[overall.lsmeans["visit"] == visit]
+    g = grouped.lsmeans[grouped.lsmeans["visit"] == visit]
+    rows = [{"label": overall_label} | {c: o[c].iloc[0] for c in FOREST_COLUMNS[1:]}]
+    rows += [{"label": str(r[group_by])} | {c: r[c] for c in FOREST_COLUMNS[1:]}
+             for _, r in g.iterrows()]
+    out["rows"] = pd.DataFrame(rows, columns=FOREST_COLUMNS).astype({"n": "int64"})
+    gt = grouped.group_tests
+    p = gt.loc[gt["visit"] == visit, "p_value"]
+    out["p_group"] = float(p.iloc[0]) if len(p) and pd.notna(p.iloc[0]) else None
+    out["p_visit_by_group"] = (grouped.interaction or {}).get("p_value")
+    return out

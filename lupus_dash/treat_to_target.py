@@ -251,8 +251,11 @@ def time_to_target(visits: pd.DataFrame, patients: pd.DataFrame, column: str = "
     (`at_baseline`, `included` False). Censoring: last assessed visit (treatment policy;
     while on treatment: the last one up to the stop); composite: a patient who stopped
     without reaching the state is censored at the planned end (`end_week`, default the
-    last week in `visits`). A patient with no assessed visit after baseline (and, under
-    composite, no stop) has no follow-up and is left out.
+    last week in `visits`). Follow-up is cut at `end_week` for everyone (a later event is
+    censored there): the composite strategy holds stopped patients to that week, so
+    letting others run on would leave only non-stoppers at risk afterwards. A patient
+    with no assessed visit after baseline (and, under composite, no stop) has no
+    follow-up and is left out.
     """
     _check_strategy(strategy)
     code, stop = _codes(visits, patients)
@@ -282,6 +285,9 @@ def time_to_target(visits: pd.DataFrame, patients: pd.DataFrame, column: str = "
         fail = stopped & ~event
         time = np.where(fail, np.maximum(float(end_week), np.where(np.isfinite(last), last, 0)),
                         time)
+    late = np.isfinite(time) & (time > end_week)  # administrative censoring at the end
+    event = event & ~late
+    time = np.where(late, float(end_week), time)
     included = ~at_baseline & np.isfinite(time)
     why = np.where(at_baseline, "in the state at baseline",
                    np.where(~np.isfinite(time), "no assessed visit after baseline", None))

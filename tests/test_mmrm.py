@@ -248,3 +248,17 @@ def test_fit_endpoint_by_group_and_report_rows(demo):
         mmrm.fit_endpoint(demo, flt, "anti_dsdna_positive")
     with pytest.raises(mmrm.MMRMError, match="covariate must be one of"):
         mmrm.load(demo, flt, "c3_g_l", covariate="sex")
+
+
+def test_forest_rows_put_the_overall_row_first(demo):
+    flt = Filter("csle_belimumab")
+    fr = mmrm.forest_rows(demo, flt, "c3_g_l", "sex", strategy="treatment_policy")
+    rows = fr["rows"]
+    assert fr["visit"] == 52 and rows["label"].tolist() == ["All patients", "F", "M"]
+    overall = mmrm.fit_endpoint(demo, flt, "c3_g_l", strategy="treatment_policy")
+    grouped = mmrm.fit_endpoint(demo, flt, "c3_g_l", group_by="sex",
+                                strategy="treatment_policy")
+    assert rows["estimate"].iloc[0] == overall.lsmeans.set_index("visit")["estimate"][52]
+    assert rows["n"].iloc[1:].sum() == rows["n"].iloc[0]
+    assert fr["p_group"] == grouped.group_tests.set_index("visit")["p_value"][52]
+    assert fr["p_visit_by_group"] == grouped.interaction["p_value"]

@@ -166,6 +166,12 @@ def test_events_after_the_stop_count_only_under_treatment_policy():
     assert (t["treatment_policy"]["time"], t["treatment_policy"]["event"]) == (24, 1)
     assert (t["while_on_treatment"]["time"], t["while_on_treatment"]["event"]) == (4, 0)
     assert (t["composite"]["time"], t["composite"]["event"]) == (52, 0)
+    # follow-up is cut at the planned end: LLDAS first seen at 60 is censored at 52
+    late = pd.DataFrame({"patient": ["i"] * 3, "week": [0, 24, 60], "lldas": [0, 0, 1]})
+    for s in T.STRATEGIES:
+        r = T.time_to_target(late, pd.DataFrame({"patient": ["i"], "stop_week": [NA]}),
+                             "lldas", s, end_week=52).iloc[0]
+        assert (r["time"], r["event"]) == (52, 0)
 
 
 # --- against R on the fixture ------------------------------------------------------------
