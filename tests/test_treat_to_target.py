@@ -395,3 +395,17 @@ def test_loaders_on_the_demo(demo):
         T.time_in_target(demo, flt, strategy="hypothetical")
     with pytest.raises(ValueError, match="preset"):
         T.state_flow(demo, flt, preset="nope")
+
+
+def test_r_fixture_is_reproducible():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_t2t_fixture", HERE / "make_t2t_fixture.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fresh = mod.make_fixture()
+    saved = pd.read_csv(HERE / "t2t_fixture.csv")
+    assert len(fresh) == len(saved) == 219
+    np.testing.assert_allclose(fresh["value"].to_numpy(float), saved["value"].to_numpy(float),
+                               rtol=0, atol=1e-12)
+    assert fresh["lldas"].astype("Float64").equals(saved["lldas"].astype("Float64"))
