@@ -901,3 +901,429 @@ def to_svg(chart: alt.TopLevelMixin) -> str:
     import vl_convert as vlc
 
     return vlc.vegalite_to_svg(_fixed_width(chart))
+
+
+# --- treat-to-target (issue 13) ------------------------------------------------------
+# Builders for the treat-to-target page: disease-state flow (Sankey), swimmer plot,
+# Kaplan–Meier with its number-at-risk table, and the forest plot papers draw. Data
+# arrive aggregated (treat_to_target, survival, mmrm); the Sankey layout is computed
+# here from counts and transitions (≤ 5 states × visits rows whatever the cohort size).
+
+T2T_STATES = ("remission", "LLDAS", "active", "not assessed", "stopped")
+# Fixed colours: the same state has the same colour in every figure, whatever is present.
+T2T_COLOURS = ("#009E73", "#56B4E9", "#D55E00", "#BBBBBB", "#444444")
+_T2T_TEXT = ("#000000", "#000000", "#FFFFFF", "#000000", "#FFFFFF")  # readable on each
+_SWIM_KINDS = (*T2T_STATES[:4], "adverse event", "stop", "ongoing")
+_SWIM_COLOURS = (*T2T_COLOURS[:4], "#E69F00", "#000000", "#444444")
+_SWIM_SHAPES = ("circle", "circle", "circle", "circle", "triangle-down", "cross",
+                "triangle-right")
+
+
+def format_p(p: float | None) -> str:
+    """p for a figure: '<0.001' below 0.001, else 3 decimals (2 significant above 0.1)."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    if p < 0.001:
+        return "<0.001"
+    return f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
+
+
+def _week_labels(weeks) -> str:
+    """labelExpr naming visit positions 0..k-1 'Week w'."""
+    names = ", ".join(f"'Week {int(w)}'" for w in weeks)
+    return f"[{names}][datum.value]"
+
+
+def sankey_layout(counts: pd.DataFrame, trans: pd.DataFrame, *, node_width: float = 0.34,
+                  gap_px: float = 16, height: int = 360, approx_width: int = 900):
+    """(nodes, ribbons, flows) in plot units: x = visit position, y from the top.
+
+    nodes: week, x, x2, y, y2, state, n, pct, label (count, '' where the node is
+    shorter than a line of text or narrower than the count at `approx_width` pixels;
+    those get `side_label`, left of the node, instead), text colour. Gaps between nodes are `gap_px` pixels at `height`, so the side labels of
+    two small neighbouring nodes never overlap. ribbons: flow id, x, y, y2 (4 points
+    per flow, drawn with a basis curve). flows: flow id, from/to week and state, n,
+    pct of the from-node (joined to the ribbons by a lookup, so ribbons stay thin).
+    """
+    weeks = sorted(int(w) for w in counts["visit_week"].unique())
+    total = float(counts[counts["visit_week"] == weeks[0]]["n"].sum()) if weeks else 0.0
+    k = len(T2T_STATES) - 1
+    # gap px = g * height / (total + k g)  =>  g = gap_px total / (height - k gap_px)
+    g = gap_px * max(total, 1.0) / max(height - k * gap_px, 1.0)
+    span = total + g * k
+    px_per_unit = height / span if span else 0.0
+    order = {s: i for i, s in enumerate(T2T_STATES)}
+    cnt = {(int(r.visit_week), r.state): int(r.n) for r in counts.itertuples(index=False)}
+    top: dict = {}
+    nodes = []
+    node_px = node_width * approx_width / (max(len(weeks), 1) - 1 + 0.7)
+    for i, w in enumerate(weeks):
+        y = 0.0
+        for s in T2T_STATES:
+            n = cnt.get((w, s), 0)
+            if n <= 0:
+                continue
+            top[(w, s)] = y
+            big = n * px_per_unit >= 14 and 7.5 * len(f"{n:,}") + 8 <= node_px
+            nodes.append({"week": w, "x": i - node_width / 2, "x2": i + node_width / 2,
+                          "y": y, "y2": y + n, "state": s, "n": n,
+                          "pct": n / total if total else None,
+                          "label": f"{n:,}" if big else "",
+                          "side_label": "" if big else f"{n:,}",
+                          "text_colour": _T2T_TEXT[order[s]],
+                          "ym": y + n / 2, "xm": float(i), "xs": i - node_width / 2})
+            y += n + g
+    pos = {w: i for i, w in enumerate(weeks)}
+    t = trans[trans["n"] > 0].copy()
+    t["_fo"] = t["from_state"].map(order)
+    t["_to"] = t["to_state"].map(order)
+    out_off = dict(top)
+    ribbons, flows = [], []
+    # Outgoing ribbons leave a node in the order of their target; incoming ones arrive
+    # in the order of their source, so ribbons do not cross inside a node.
+    t = t.sort_values(["from_week", "_fo", "_to"])
+    in_off = dict(top)
+    start_of: dict = {}
+    for r in t.itertuples(index=False):
+        a = out_off[(r.from_week, r.from_state)]
+        out_off[(r.from_week, r.from_state)] = a + r.n
+        start_of[(r.from_week, r.from_state, r.to_state)] = a
+    for fid, r in enumerate(t.sort_values(["from_week", "_to", "_fo"]).itertuples(index=False)):
+        b = in_off[(r.to_week, r.to_state)]
+        in_off[(r.to_week, r.to_state)] = b + r.n
+        a = start_of[(r.from_week, r.from_state, r.to_state)]
+        x0, x1 = pos[r.from_week] + node_width / 2, pos[r.to_week] - node_width / 2
+        d = (x1 - x0) * 0.5
+        for x, yy in ((x0, a), (x0 + d * 0.6, a), (x1 - d * 0.6, b), (x1, b)):
+            ribbons.append({"flow": fid, "x": round(x, 4), "y": yy, "y2": yy + r.n})
+        fn = cnt.get((r.from_week, r.from_state), 0)
+        flows.append({"flow": fid, "from_week": int(r.from_week), "to_week": int(r.to_week),
+                      "from_state": r.from_state, "to_state": r.to_state, "n": int(r.n),
+                      "pct_of_from": r.n / fn if fn else None})
+    return (pd.DataFrame(nodes), pd.DataFrame(ribbons, columns=["flow", "x", "y", "y2"]),
+            pd.DataFrame(flows, columns=["flow", "from_week", "to_week", "from_state",
+                                         "to_state", "n", "pct_of_from"]))
+
+
+@memoised
+def sankey(
+    counts: pd.DataFrame,
+    trans: pd.DataFrame,
+    *,
+    title: str = "",
+    subtitle: str | list | None = None,
+    width: int | str = "container",
+    height: int = 360,
+) -> alt.LayerChart:
+    """Disease states per visit as an alluvial (Sankey) chart: stacked nodes with counts,
+    ribbons for the patients moving between consecutive visits, fixed state colours.
+
+    counts: visit_week, state, n (treat_to_target.state_counts); trans: from_week,
+    to_week, from_state, to_state, n (treat_to_target.transitions).
+    """
+    _check(counts, "visit_week", "state", "n")
+    _check(trans, "from_week", "to_week", "from_state", "to_state", "n")
+    nodes, ribbons, flows = sankey_layout(counts, trans, height=height)
+    weeks = sorted(int(w) for w in counts["visit_week"].unique())
+    span = float(nodes["y2"].max()) if len(nodes) else 1.0
+    xs = alt.Scale(domain=[-0.35, max(len(weeks) - 1, 0) + 0.35], nice=False, zero=False)
+    ys = alt.Scale(domain=[0, span], reverse=True, nice=False, zero=False)
+    colour = alt.Scale(domain=list(T2T_STATES), range=list(T2T_COLOURS))
+    # One legend definition on every layer: a layer with legend=None would drop it.
+    legend = alt.Legend(orient="bottom", direction="horizontal", title=None, symbolOpacity=1,
+                        symbolType="square")
+    x_axis = alt.Axis(values=list(range(len(weeks))), labelExpr=_week_labels(weeks),
+                      labelAngle=0, grid=False, domain=False, ticks=False, title=None,
+                      orient="top", labelFontWeight="bold", offset=6)
+    enc_x = alt.X("x:Q", scale=xs, axis=x_axis)
+    no_y = alt.Y("y:Q", scale=ys, axis=None)
+    flow_fields = ["from_week", "to_week", "from_state", "to_state", "n", "pct_of_from"]
+    ribbon = (
+        alt.Chart(ribbons)
+        .transform_lookup(lookup="flow", from_=alt.LookupData(flows, "flow", flow_fields))
+        .mark_area(interpolate="basis", opacity=0.42)
+        .encode(
+            x=enc_x, y=no_y, y2=alt.Y2("y2:Q"), detail=alt.Detail("flow:N"),
+            color=alt.Color("from_state:N", scale=colour, legend=legend, title=None),
+            tooltip=[alt.Tooltip("from_week:Q", title="From week"),
+                     alt.Tooltip("from_state:N", title="From"),
+                     alt.Tooltip("to_week:Q", title="To week"),
+                     alt.Tooltip("to_state:N", title="To"),
+                     alt.Tooltip("n:Q", title="Patients", format=",d"),
+                     alt.Tooltip("pct_of_from:Q", title="Share of the from-state", format=".1%")],
+        )
+    )
+    node_tips = [alt.Tooltip("week:Q", title="Week"), alt.Tooltip("state:N", title="State"),
+                 alt.Tooltip("n:Q", title="Patients", format=",d"),
+                 alt.Tooltip("pct:Q", title="Share", format=".1%")]
+    node = alt.Chart(nodes).mark_rect(stroke="white", strokeWidth=0.5).encode(
+        x=alt.X("x:Q", scale=xs, axis=x_axis), x2=alt.X2("x2:Q"), y=no_y, y2=alt.Y2("y2:Q"),
+        color=alt.Color("state:N", scale=colour, title=None, legend=legend),
+        tooltip=node_tips,
+    )
+    labels = alt.Chart(nodes).mark_text(fontWeight="bold").encode(
+        x=alt.X("xm:Q", scale=xs), y=alt.Y("ym:Q", scale=ys), text=alt.Text("label:N"),
+        color=alt.Color("text_colour:N", scale=None), tooltip=node_tips,
+    )
+    side = alt.Chart(nodes).mark_text(align="right", dx=-4, fontSize=11).encode(
+        x=alt.X("xs:Q", scale=xs), y=alt.Y("ym:Q", scale=ys), text=alt.Text("side_label:N"),
+        color=alt.value("#222222"), tooltip=node_tips,
+    )
+    props = {"width": width, "height": height, "view": alt.ViewBackground(stroke=None)}
+    if title or subtitle:
+        props["title"] = alt.TitleParams(title, subtitle=subtitle or alt.Undefined)
+    return alt.layer(ribbon, node, labels, side).properties(**props)
+
+
+@memoised
+def swimmer(
+    lanes: pd.DataFrame,
+    markers: pd.DataFrame,
+    *,
+    label: str = "patient",
+    note: str = "",
+    title: str = "",
+    x_title: str = "Week",
+    width: int | str = "container",
+    lane_height: int = 16,
+) -> alt.LayerChart:
+    """One lane per patient: time on treatment (bar), states at visits (circles in the state
+    colours), adverse events (triangles), the stop with its reason (cross), treatment
+    still ongoing at the end of follow-up (arrow). Lanes keep the order of `lanes.lane`;
+    `note` says what is capped.
+
+    lanes: lane, start, end, status ("stopped", "ongoing", "no further visits"),
+    stop_reason and `label` (patient id, or a code in shared mode); markers: lane, week,
+    kind (a state, "adverse event" or "stop"), detail (treat_to_target.swimmer_data).
+    """
+    _check(lanes, "lane", "start", "end", "status", "stop_reason", label)
+    _check(markers, "lane", "week", "kind", "detail")
+    order = lanes.sort_values("lane")[label].astype(str).tolist()
+    names = dict(zip(lanes["lane"], lanes[label].astype(str)))
+    lane_df = lanes.assign(_label=lanes[label].astype(str))
+    mk = markers.assign(_label=markers["lane"].map(names))
+    right = float(max(lane_df["end"].max() if len(lane_df) else 0,
+                      mk["week"].max() if len(mk) else 0, 1))
+    ongoing = lane_df[lane_df["status"] == "ongoing"]
+    # The arrow just after the lane's end, clear of the last visit's marker.
+    arrows = pd.DataFrame({"_label": ongoing["_label"], "week": ongoing["end"] + right * 0.025,
+                           "kind": "ongoing", "detail": "on treatment at the end of follow-up"})
+    mk = pd.concat([mk[["_label", "week", "kind", "detail"]], arrows], ignore_index=True)
+    enc_y = alt.Y("_label:N", sort=order, title=None,
+                  axis=alt.Axis(labelLimit=140, ticks=False, domain=False))
+    xs = alt.Scale(domain=[-right * 0.02, right * 1.04], nice=False, zero=False)
+    kind_scale = {"domain": list(_SWIM_KINDS)}
+    bar = alt.Chart(lane_df).mark_bar(height=max(4, lane_height // 3), color="#C9D4E3").encode(
+        x=alt.X("start:Q", scale=xs, title=x_title, axis=alt.Axis(format="d", tickMinStep=1)),
+        x2=alt.X2("end:Q"), y=enc_y,
+        tooltip=[alt.Tooltip("_label:N", title="Patient"),
+                 alt.Tooltip("end:Q", title="Followed to week"),
+                 alt.Tooltip("status:N", title="Status"),
+                 alt.Tooltip("stop_reason:N", title="Stop reason")],
+    )
+    points = alt.Chart(mk).mark_point(filled=True, size=70, opacity=1).encode(
+        x=alt.X("week:Q", scale=xs), y=enc_y,
+        color=alt.Color("kind:N", scale=alt.Scale(range=list(_SWIM_COLOURS), **kind_scale),
+                        title=None, legend=alt.Legend(orient="bottom", columns=4)),
+        shape=alt.Shape("kind:N", scale=alt.Scale(range=list(_SWIM_SHAPES), **kind_scale),
+                        title=None),
+        tooltip=[alt.Tooltip("_label:N", title="Patient"), alt.Tooltip("week:Q", title="Week"),
+                 alt.Tooltip("kind:N", title="What"), alt.Tooltip("detail:N", title="Detail")],
+    )
+    props = {"width": width, "height": max(80, lane_height * len(order))}
+    if title or note:
+        props["title"] = alt.TitleParams(title, subtitle=note or alt.Undefined)
+    return alt.layer(bar, points).properties(**props)
+
+
+@memoised
+def km_risk(
+    curves: pd.DataFrame,
+    risk: pd.DataFrame,
+    *,
+    medians: pd.DataFrame | None = None,
+    test_text: str = "",
+    title: str = "",
+    x_title: str = "Week",
+    y_title: str = "Reached (cumulative %)",
+    width: int | str = "container",
+    height: int = 340,
+) -> alt.LayerChart:
+    """Kaplan–Meier as clinicians read it: cumulative incidence (1 − S) step curves with
+    95 % CI, and the number at risk under the curve, one row per group, aligned with the
+    weeks. Medians with CI (`medians`: group, median, ci_low, ci_high) and `test_text`
+    (HR, log-rank p) go in the subtitle.
+
+    curves: group, time, survival, ci_low, ci_high, n_risk (survival.km_summary);
+    risk: group, time, n_risk.
+    """
+    _check(curves, "group", "time", "survival", "ci_low", "ci_high")
+    _check(risk, "group", "time", "n_risk")
+    groups = list(dict.fromkeys(risk["group"].tolist() or curves["group"].tolist()))
+    rows = []
+    for g in groups:  # every curve starts at (0, nobody reached)
+        sub = curves[curves["group"] == g]
+        if not (sub["time"] == 0).any():
+            rows.append({"group": g, "time": 0.0, "survival": 1.0, "ci_low": 1.0,
+                         "ci_high": 1.0, "n_risk": float(sub["n_risk"].max()) if len(sub)
+                         and "n_risk" in sub else None})
+    data = pd.concat([pd.DataFrame(rows), curves], ignore_index=True) if rows else curves
+    data = data.assign(cum=1 - data["survival"], cum_lo=1 - data["ci_high"],
+                       cum_hi=1 - data["ci_low"])
+    tmax = float(max(data["time"].max(), risk["time"].max() if len(risk) else 0, 1))
+    # Each curve runs on to the right edge, so a step at the last time shows its level.
+    tails = data.sort_values("time").groupby("group", sort=False).tail(1)
+    data = pd.concat([data, tails.assign(time=tmax * 1.02)], ignore_index=True)
+    row = 0.085  # one table row in y units (the curve takes 0..1)
+    ymin = -row * (len(groups) + 2.6)
+    x0 = -0.03 * tmax  # room for the numbers at week 0; row names sit left of it
+    xs = alt.Scale(domain=[x0, tmax * 1.02], nice=False, zero=False)
+    ys = alt.Scale(domain=[ymin, 1], nice=False)
+    colour = alt.Scale(domain=groups, range=list(OKABE_ITO[: max(1, len(groups))]))
+    tips = [alt.Tooltip("group:N", title="Group"), alt.Tooltip("time:Q", title=x_title),
+            alt.Tooltip("cum:Q", title="Reached", format=".1%"),
+            alt.Tooltip("cum_lo:Q", title="95 % CI low", format=".1%"),
+            alt.Tooltip("cum_hi:Q", title="95 % CI high", format=".1%")]
+    if "n_risk" in data:
+        tips.append(alt.Tooltip("n_risk:Q", title="At risk"))
+    base = alt.Chart(data)
+    y_axis = alt.Axis(format="%", values=[0, 0.25, 0.5, 0.75, 1], title=y_title, domain=False)
+    # The same legend on every coloured layer (a layer with legend=None would drop it).
+    legend = (alt.Legend(orient="top-left", symbolType="stroke", symbolOpacity=1,
+                         symbolStrokeWidth=3) if len(groups) > 1 else None)
+    layers = []
+    if len(groups) <= 2:
+        layers.append(base.mark_area(interpolate="step-after", opacity=0.15).encode(
+            x=alt.X("time:Q", scale=xs, axis=None), y=alt.Y("cum_lo:Q", scale=ys, axis=y_axis),
+            y2=alt.Y2("cum_hi:Q"), color=alt.Color("group:N", scale=colour, title=None,
+                                                   legend=legend),
+            detail=alt.Detail("group:N")))
+    layers.append(base.mark_line(interpolate="step-after", strokeWidth=2.5).encode(
+        x=alt.X("time:Q", scale=xs, axis=None), y=alt.Y("cum:Q", scale=ys, axis=y_axis),
+        color=alt.Color("group:N", scale=colour, title=None, legend=legend),
+        tooltip=tips))
+    # The x axis drawn by hand at y = 0 (ticks labelled at the risk-table times), so the
+    # table sits under it and everything stays one layered chart that fits its container.
+    times = []
+    for t in sorted({float(t) for t in risk["time"]}):
+        if not times or t - times[-1] >= 0.045 * (tmax - x0):  # no two labels on each other
+            times.append(t)
+    risk = risk[risk["time"].astype(float).isin(times)]
+    axis_rows = pd.DataFrame({"time": times, "y": -row * 0.9,
+                              "label": [f"{t:g}" for t in times]})
+    layers.append(alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888888").encode(
+        y=alt.Y("y:Q", scale=ys)))
+    layers.append(alt.Chart(axis_rows).mark_text(baseline="middle").encode(
+        x=alt.X("time:Q", scale=xs), y=alt.Y("y:Q", scale=ys), text=alt.Text("label:N")))
+    heads = [{"y": -row * 0.9, "text": x_title}, {"y": -row * 2.0, "text": "Number at risk"}]
+    for i, g in enumerate(groups):
+        heads.append({"y": -row * (2.9 + i), "text": str(g)})
+    layers.append(alt.Chart(pd.DataFrame(heads)).mark_text(align="right", dx=-10,
+                                                              fontWeight="bold").encode(
+        x=alt.datum(x0, scale=xs), y=alt.Y("y:Q", scale=ys), text=alt.Text("text:N")))
+    rk = risk.assign(y=[-row * (2.9 + groups.index(g)) for g in risk["group"]])
+    layers.append(alt.Chart(rk).mark_text(baseline="middle").encode(
+        x=alt.X("time:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
+        text=alt.Text("n_risk:Q", format=",d"),
+        color=alt.Color("group:N", scale=colour, title=None, legend=legend),
+        tooltip=[alt.Tooltip("group:N", title="Group"), alt.Tooltip("time:Q", title=x_title),
+                 alt.Tooltip("n_risk:Q", title="At risk")]))
+    sub = []
+    if medians is not None and len(medians):
+        parts = []
+        for r in medians.itertuples(index=False):
+            def f(v):
+                return "NR" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:g}"
+            parts.append(f"{r.group}: {f(r.median)} ({f(r.ci_low)}–{f(r.ci_high)})")
+        sub.append(f"Median {x_title.lower()}s (95 % CI): " + "; ".join(parts)
+                   + " (NR = not reached)")
+    if test_text:
+        sub.append(test_text)
+    props = {"width": width, "height": height, "view": alt.ViewBackground(stroke=None)}
+    if title or sub:
+        props["title"] = alt.TitleParams(title, subtitle=sub or alt.Undefined)
+    return alt.layer(*layers).properties(**props)
+
+
+@memoised
+def forest_t2t(
+    df: pd.DataFrame,
+    *,
+    label: str = "label",
+    est: str = "estimate",
+    lo: str = "ci_low",
+    hi: str = "ci_high",
+    n: str = "n",
+    events: str | None = None,
+    overall_label: str = "All patients",
+    interaction_p: float | None = None,
+    interaction_label: str = "Interaction",
+    null_value: float | None = 0.0,
+    x_title: str = "Estimate (95 % CI)",
+    est_format: str = ".2f",
+    title: str = "",
+    width: int | str = "container",
+) -> alt.LayerChart:
+    """Forest plot as papers draw it: one row per subgroup with n (and events) on the left,
+    the estimate and CI in words on the right, the "All patients" row first as a diamond,
+    a dashed line at the overall estimate, and the interaction p (not a p per subgroup).
+
+    df: one row per subgroup plus the overall row (label == overall_label).
+    """
+    _check(df, label, est, lo, hi, n, events)
+    if not (df[label] == overall_label).any():
+        raise ValueError(f"forest data lacks the {overall_label!r} row")
+    d = pd.concat([df[df[label] == overall_label], df[df[label] != overall_label]],
+                  ignore_index=True)
+
+    def left(r):
+        s = f"{r[label]} (n = {int(r[n]):,}"
+        if events:
+            s += f", events {int(r[events]):,}"
+        return s + ")"
+
+    def num(v):
+        return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else \
+            format(float(v), est_format)
+
+    d["_left"] = [left(r) for _, r in d.iterrows()]
+    # Zero-width spaces keep equal texts apart (the right axis is a band scale of labels).
+    d["_right"] = [f"{num(r[est])} ({num(r[lo])} to {num(r[hi])})" + "\u200b" * i
+                   for i, (_, r) in enumerate(d.iterrows())]
+    d["_overall"] = d[label] == overall_label
+    order_l, order_r = d["_left"].tolist(), d["_right"].tolist()
+    overall = float(d.loc[d["_overall"], est].iloc[0])
+    tips = [alt.Tooltip(f"{label}:N", title="Group"),
+            alt.Tooltip(f"{est}:Q", title="Estimate", format=".3g"),
+            alt.Tooltip(f"{lo}:Q", title="95 % CI low", format=".3g"),
+            alt.Tooltip(f"{hi}:Q", title="95 % CI high", format=".3g"),
+            alt.Tooltip(f"{n}:Q", title="n")]
+    if events:
+        tips.append(alt.Tooltip(f"{events}:Q", title="events"))
+    y_left = alt.Y("_left:N", sort=order_l, title=None,
+                   axis=alt.Axis(labelLimit=320, ticks=False, domain=False, labelFontWeight="normal"))
+    y_right = alt.Y("_right:N", sort=order_r, title=None,
+                    axis=alt.Axis(orient="right", labelLimit=220, ticks=False, domain=False))
+    base = alt.Chart(d)
+    refs = [alt.Chart(pd.DataFrame({"v": [overall]})).mark_rule(
+        color="#555555", strokeDash=[5, 4]).encode(x=alt.X("v:Q"))]
+    if null_value is not None:
+        refs.append(alt.Chart(pd.DataFrame({"v": [float(null_value)]})).mark_rule(
+            color="#BBBBBB").encode(x=alt.X("v:Q")))
+    left_layer = alt.layer(
+        *refs,
+        base.mark_rule(strokeWidth=2.2, color=OKABE_ITO[0]).encode(
+            x=alt.X(f"{lo}:Q", title=x_title), x2=alt.X2(f"{hi}:Q"), y=y_left, tooltip=tips),
+        base.transform_filter("!datum._overall").mark_point(
+            filled=True, shape="square", size=110, color=OKABE_ITO[0]).encode(
+            x=alt.X(f"{est}:Q"), y=y_left, tooltip=tips),
+        base.transform_filter("datum._overall").mark_point(
+            filled=True, shape="diamond", size=260, color="#000000").encode(
+            x=alt.X(f"{est}:Q"), y=y_left, tooltip=tips),
+    )
+    right_layer = base.mark_point(opacity=0).encode(x=alt.X(f"{est}:Q"), y=y_right)
+    sub = (f"{interaction_label} p = {format_p(interaction_p)}"
+           if interaction_p is not None else alt.Undefined)
+    return alt.layer(left_layer, right_layer).resolve_scale(y="independent").properties(
+        title=alt.TitleParams(title, subtitle=sub), width=width,
+        height=max(120, 34 * len(d)))
