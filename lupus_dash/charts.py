@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import math
 import pickle
 import threading
 from collections import OrderedDict
@@ -18,7 +19,7 @@ from collections import OrderedDict
 import altair as alt
 import pandas as pd
 
-from .layouts import stars
+from .layouts import fmt_p, stars
 
 # Okabe & Ito (2008) colour-blind-safe palette, ordered so the first two
 # colours (blue, orange) stay distinct under every common colour deficiency.
@@ -919,15 +920,6 @@ _SWIM_SHAPES = ("circle", "circle", "circle", "circle", "triangle-down", "cross"
                 "triangle-right")
 
 
-def format_p(p: float | None) -> str:
-    """p for a figure: '<0.001' below 0.001, else 3 decimals (2 significant above 0.1)."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "–"
-    if p < 0.001:
-        return "<0.001"
-    return f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
-
-
 def _week_labels(weeks) -> str:
     """labelExpr naming visit positions 0..k-1 'Week w'."""
     names = ", ".join(f"'Week {int(w)}'" for w in weeks)
@@ -1322,7 +1314,7 @@ def forest_t2t(
             x=alt.X(f"{est}:Q"), y=y_left, tooltip=tips),
     )
     right_layer = base.mark_point(opacity=0).encode(x=alt.X(f"{est}:Q"), y=y_right)
-    sub = (f"{interaction_label} p = {format_p(interaction_p)}"
+    sub = (f"{interaction_label} p = {fmt_p(interaction_p)}"
            if interaction_p is not None else alt.Undefined)
     return alt.layer(left_layer, right_layer).resolve_scale(y="independent").properties(
         title=alt.TitleParams(title, subtitle=sub), width=width,

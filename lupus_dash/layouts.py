@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pandas as pd
@@ -82,12 +83,24 @@ def fmt_num(x, decimals: int | None = None, missing: str = MISSING_TEXT) -> str:
 
 
 def fmt_p(p, missing: str = MISSING_TEXT) -> str:
-    """A p-value as journals print it: `<0.001`, else three decimals; never 0, never None."""
+    """A p-value as printed for a clinician; the one p formatter of the product.
+
+    `<0.001` below 0.001 (never 0, never None); three decimals below 0.0995 (0.042,
+    0.004; 0.0625 → 0.063, half up as a reader rounds); two decimals from there (0.10,
+    0.31, 1.00); a p in [0.0495, 0.05) keeps four significant digits (0.04996) so that
+    rounding never moves it onto 0.05. Text (a suppressed cell) passes through.
+    """
     if isinstance(p, str):
         return p
-    if is_missing(p):
+    if is_missing(p) or p < 0:
         return missing
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+    v = float(p)
+    if v < 0.001:
+        return "<0.001"
+    if 0.0495 <= v < 0.05:
+        return f"{v:.4g}"
+    places = "0.001" if v < 0.0995 else "0.01"
+    return str(Decimal(repr(min(v, 1.0))).quantize(Decimal(places), rounding=ROUND_HALF_UP))
 
 
 def fmt_count(k, n=None, pct: float | None = None, decimals: int = 1) -> str:

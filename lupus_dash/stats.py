@@ -47,7 +47,6 @@ import statistics
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -77,7 +76,6 @@ __all__ = [
     "describe",
     "fisher",
     "fisher_visits",
-    "format_p",
     "friedman",
     "kaplan_meier",
     "kruskal",
@@ -240,27 +238,6 @@ def method_label(result_or_row: Any) -> str:
     if isinstance(pm, str) and f"{method}/{pm}" in METHOD_LABELS:
         return METHOD_LABELS[f"{method}/{pm}"]
     return METHOD_LABELS.get(str(method), str(method))
-
-
-def format_p(p: Any) -> str:
-    """A p-value as printed for a clinician; the one formatter every screen and export uses.
-
-    Rule: "" for None/NaN; "<0.001" below 0.001 (never 0); three decimals below
-    0.0995 (0.042, 0.004, 0.0625 -> 0.063: half up); two decimals from there
-    (0.10, 0.31, 1.00). A p in
-    [0.0495, 0.05) gets four significant digits (0.04996) so that rounding
-    never moves it onto 0.05.
-    """
-    v = _f(p)
-    if v is None or v < 0:
-        return ""
-    if v < 0.001:
-        return "<0.001"
-    if 0.0495 <= v < 0.05:
-        return f"{v:.4g}"
-    # half up on the decimal the float prints as (0.0625 -> 0.063, as a reader rounds)
-    places = "0.001" if v < 0.0995 else "0.01"
-    return str(Decimal(repr(min(v, 1.0))).quantize(Decimal(places), rounding=ROUND_HALF_UP))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from lupus_dash import mmrm, synth
+from lupus_dash.analyses import biomarkers
 from lupus_dash.db import Database
 from lupus_dash.filters import Filter
 
@@ -215,7 +216,7 @@ def demo(tmp_path_factory):
 
 def test_fit_endpoint_on_the_demo_matches_fit_on_its_rows(demo):
     flt = Filter("csle_belimumab")
-    res = mmrm.fit_endpoint(demo, flt, "c3_g_l", strategy="treatment_policy")
+    res = biomarkers._mmrm_fit(demo, flt, "c3_g_l", strategy="treatment_policy")
     raw = demo.query(
         "SELECT v.patient_id, v.visit_week, v.c3_g_l AS value, b.c3_g_l AS base "
         "FROM visit_facts v JOIN visit_facts b ON b.patient_id = v.patient_id "
@@ -225,40 +226,40 @@ def test_fit_endpoint_on_the_demo_matches_fit_on_its_rows(demo):
     np.testing.assert_allclose(res.lsmeans["estimate"], direct.lsmeans["estimate"], rtol=1e-8)
     assert res.lsmeans["n"].tolist() == direct.lsmeans["n"].tolist()
     # while on treatment drops the three non-completers' visits after their stop (28, 36)
-    wot = mmrm.fit_endpoint(demo, flt, "c3_g_l", strategy="while_on_treatment")
+    wot = biomarkers._mmrm_fit(demo, flt, "c3_g_l", strategy="while_on_treatment")
     assert wot.lsmeans.set_index("visit")["n"][52] == res.lsmeans.set_index("visit")["n"][52] \
         - int(demo.scalar("SELECT count(*) FROM visit_facts v JOIN patient_facts p USING "
                           "(cohort, patient_id) WHERE v.cohort = ? AND v.visit_week = 52 AND "
                           "p.discontinued_week < 52 AND v.c3_g_l IS NOT NULL", [flt.cohort]))
-    comp = mmrm.fit_endpoint(demo, flt, "c3_g_l")  # composite = while on treatment, said so
+    comp = biomarkers._mmrm_fit(demo, flt, "c3_g_l")  # composite = while on treatment, said so
     assert comp.lsmeans.equals(wot.lsmeans) and any("composite" in n for n in comp.notes)
 
 
 def test_fit_endpoint_by_group_and_report_rows(demo):
     flt = Filter("csle_belimumab")
-    res = mmrm.fit_endpoint(demo, flt, "c3_g_l", group_by="sex",
+    res = biomarkers._mmrm_fit(demo, flt, "c3_g_l", group_by="sex",
                             covariate="age_at_baseline_years")
     assert "sex" in res.lsmeans.columns and set(res.lsmeans["sex"]) == {"F", "M"}
     assert res.interaction["num_df"] == 3 and 0 <= res.interaction["p_value"] <= 1
-    rows = mmrm.report_rows(demo, flt, ["c3_g_l", "sledai2k"])
-    assert list(rows.columns) == mmrm.REPORT_COLUMNS
+    rows = biomarkers.mmrm_rows(demo, flt, ["c3_g_l", "sledai2k"])
+    assert list(rows.columns) == biomarkers.MMRM_COLUMNS
     assert rows["endpoint"].tolist() == ["c3_g_l"] * 4 + ["sledai2k"] * 4
     assert rows["visit_week"].tolist() == [4, 12, 24, 52] * 2
     with pytest.raises(mmrm.MMRMError, match="not a continuous endpoint"):
-        mmrm.fit_endpoint(demo, flt, "anti_dsdna_positive")
+        biomarkers._mmrm_fit(demo, flt, "anti_dsdna_positive")
     with pytest.raises(mmrm.MMRMError, match="covariate must be one of"):
-        mmrm.load(demo, flt, "c3_g_l", covariate="sex")
+        biomarkers._mmrm_load(demo, flt, "c3_g_l", covariate="sex")
 
 
 def test_forest_rows_put_the_overall_row_first(demo):
     flt = Filter("csle_belimumab")
-    fr = mmrm.forest_rows(demo, flt, "c3_g_l", "sex", strategy="treatment_policy")
-    rows = fr["rows"]
-    assert fr["visit"] == 52 and rows["label"].tolist() == ["All patients", "F", "M"]
-    overall = mmrm.fit_endpoint(demo, flt, "c3_g_l", strategy="treatment_policy")
-    grouped = mmrm.fit_endpoint(demo, flt, "c3_g_l", group_by="sex",
+    fr = biomarkers.mmrm_forest(demo, flt, "c3_g_l", "sex", strategy="treatment_policy")
+    rows, tests = fr["rows"], fr["tests"].iloc[0]
+    assert tests["visit_week"] == 52 and rows["label"].tolist() == ["All patients", "F", "M"]
+    overall = biomarkers._mmrm_fit(demo, flt, "c3_g_l", strategy="treatment_policy")
+    grouped = biomarkers._mmrm_fit(demo, flt, "c3_g_l", group_by="sex",
                                 strategy="treatment_policy")
     assert rows["estimate"].iloc[0] == overall.lsmeans.set_index("visit")["estimate"][52]
     assert rows["n"].iloc[1:].sum() == rows["n"].iloc[0]
-    assert fr["p_group"] == grouped.group_tests.set_index("visit")["p_value"][52]
-    assert fr["p_visit_by_group"] == grouped.interaction["p_value"]
+    assert tests["p_group"] == grouped.group_tests.set_index("visit")["p_value"][52]
+    assert tests["p_visit_by_group"] == grouped.interaction["p_value"]

@@ -24,6 +24,7 @@ import pytest
 from scipy import stats as sst
 
 from lupus_dash import stats as S
+from lupus_dash.layouts import fmt_p
 
 HERE = Path(__file__).parent / "r"
 REF = json.loads((HERE / "small_n_reference.json").read_text())
@@ -329,7 +330,7 @@ def test_n5_all_negative_is_0_0625():
     # R: pvalue(coin::wilcoxsign_test(d ~ 0, distribution = "exact")) = 0.0625
     assert r.p_value == ref["p_exact"] == 0.0625 and r.p_method == "exact"
     assert r.p_asymptotic == pytest.approx(0.0431144, rel=1e-5)  # the misleading SPSS p
-    assert S.format_p(r.p_value) == "0.063"
+    assert fmt_p(r.p_value) == "0.063"
 
 
 def test_all_differences_tied():
@@ -481,7 +482,7 @@ def test_exact_is_fast_at_n50_with_ties():
     (0.0996, "0.10"), (0.12345, "0.12"), (1.0, "1.00"),
 ])
 def test_format_p(p, text):
-    assert S.format_p(p) == text
+    assert fmt_p(p, missing="") == text
 
 
 def test_method_labels():

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import schema, stats
+from .. import mmrm, schema, stats
 from ..cache import memoize
 from ..db import Database
-from ..filters import Filter
+from ..filters import MISSING, Filter
 from ..lazy import LazyModule
 from ..results import Part, analysis
 from .common import (
@@ -437,3 +437,156 @@ def individual_trajectories(
     return {"trajectories": df, "shown": shown}
 
 
+# --- MMRM (change from baseline, unstructured covariance; the fit: lupus_dash.mmrm) ----
+
+MMRM_STRATEGIES = ("composite", "treatment_policy", "while_on_treatment")
+MMRM_COLUMNS = ["endpoint", "visit_week", "n", "estimate", "se", "df", "ci_low", "ci_high",
+                  "p_value"]
+
+
+def _numeric_patient_columns() -> tuple[str, ...]:
+    return tuple(c.name for c in schema.columns("patient_facts")
+                 if c.dtype in (schema.NUMBER, schema.INTEGER) and c.name != "discontinued_week")
+
+
+def _mmrm_load(db, flt, endpoint: str, *, group_by: str | None = None, covariate: str | None = None,
+         strategy: str = "composite", weeks=None) -> pd.DataFrame:
+    """Post-baseline values of one endpoint with each patient's baseline value (one query).
+
+    Columns: patient (int code), visit_week, value, base [, grp] [, cov]. Scheduled
+    weeks only (an unscheduled week is no level of an unstructured covariance).
+    Strategy: treatment_policy keeps values after the biologic stopped; while_on_treatment
+    drops them; composite has no failure value for a continuous endpoint and is
+    analysed as while_on_treatment (the result says so).
+    """
+    if endpoint not in schema.ENDPOINTS_BY_COLUMN or \
+            schema.ENDPOINTS_BY_COLUMN[endpoint].kind != "continuous":
+        raise mmrm.MMRMError(f"{endpoint!r} is not a continuous endpoint")
+    if strategy not in MMRM_STRATEGIES:
+        raise mmrm.MMRMError(f"strategy must be one of {', '.join(MMRM_STRATEGIES)} (got {strategy!r})")
+    if group_by is not None and group_by not in schema.GROUPING_COLUMNS:
+        raise mmrm.MMRMError(f"cannot group by {group_by!r}")
+    if covariate is not None and covariate not in _numeric_patient_columns():
+        raise mmrm.MMRMError(f"covariate must be one of {', '.join(_numeric_patient_columns())}")
+    if weeks is None:
+        weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
+    weeks = [int(w) for w in weeks]
+    cond, params = flt.where("p")
+    extra = ""
+    if group_by:
+        extra += f', CAST(p."{group_by}" AS VARCHAR) AS grp'
+    if covariate:
+        extra += f', CAST(p."{covariate}" AS DOUBLE) AS cov'
+    on_treatment = ("" if strategy == "treatment_policy" else
+                    "AND (p.discontinued_week IS NULL OR v.visit_week <= p.discontinued_week)")
+    sql = f"""
+        SELECT CAST(dense_rank() OVER (ORDER BY v.patient_id) AS BIGINT) AS patient,
+               v.visit_week, CAST(v."{endpoint}" AS DOUBLE) AS value,
+               CAST(b."{endpoint}" AS DOUBLE) AS base{extra}
+        FROM patient_facts p
+        JOIN visit_facts v ON v.cohort = p.cohort AND v.patient_id = p.patient_id
+        JOIN visit_facts b ON b.cohort = p.cohort AND b.patient_id = p.patient_id
+             AND b.visit_week = ?
+        WHERE {cond} AND v.visit_week IN (SELECT unnest(?))
+          AND v."{endpoint}" IS NOT NULL AND b."{endpoint}" IS NOT NULL {on_treatment}
+    """
+    cur = db.cursor()
+    try:
+        res = cur.execute(sql, [weeks[0], *params, weeks[1:]]).fetchnumpy()
+    finally:
+        cur.close()
+    out = {k: (np.ma.filled(v.astype(float), np.nan) if np.ma.isMaskedArray(v) and k != "grp"
+               else v) for k, v in res.items()}
+    df = pd.DataFrame(out)
+    if group_by:
+        df["grp"] = df["grp"].fillna(MISSING)
+    return df
+
+
+@memoize
+def _mmrm_fit(db, flt, endpoint: str, group_by: str | None = None,
+                 covariate: str | None = None, strategy: str = "composite") -> mmrm.MMRMResult:
+    """`fit` on one endpoint of the filtered cohort (memoised per file version and filter)."""
+    df = _mmrm_load(db, flt, endpoint, group_by=group_by, covariate=covariate, strategy=strategy)
+    res = mmrm.fit(df, "patient", "visit_week", "value", "base",
+              group="grp" if group_by else None, covariate="cov" if covariate else None)
+    if strategy == "composite":
+        res.notes.append("composite strategy: a continuous endpoint has no failure value, so "
+                         "values after the biologic stopped are left out (while on treatment)")
+    if group_by and res.lsmeans is not None and "group" in res.lsmeans:
+        res.lsmeans = res.lsmeans.rename(columns={"group": group_by})
+    return res
+
+
+def _mmrm_cli(kw: dict) -> list[str]:
+    out = [x for ep in kw.get("endpoints", ()) for x in ("--mmrm", ep)]
+    if kw.get("strategy", "composite") != "composite":
+        out += ["--strategy", kw["strategy"]]
+    return out
+
+
+@analysis(counts={"n": None}, n_of={c: "n" for c in ("estimate", "se", "ci_low", "ci_high")},
+          p_columns=("p_value",), cli=_mmrm_cli)
+def mmrm_rows(db: Database, flt: Filter, endpoints: Sequence[str],
+              strategy: str = "composite") -> pd.DataFrame:
+    """`mmrm` rows of the report: one per endpoint × post-baseline visit (LS-mean change)."""
+    frames = []
+    for ep in endpoints:
+        res = _mmrm_fit(db, flt, ep, strategy=strategy)
+        ls = res.lsmeans.rename(columns={"visit": "visit_week"})
+        if ls.empty:
+            ls = pd.DataFrame([{"visit_week": None, "n": 0}])
+        ls.insert(0, "endpoint", ep)
+        frames.append(ls.reindex(columns=MMRM_COLUMNS))
+    if not frames:
+        return pd.DataFrame(columns=MMRM_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+MMRM_FOREST_COLUMNS = ["label", "estimate", "ci_low", "ci_high", "n"]
+
+
+@analysis(parts={"rows": Part(counts={"n": None},
+                               n_of={"estimate": "n", "ci_low": "n", "ci_high": "n"},
+                               group="label"),
+                 "tests": Part(p_columns=("p_group", "p_visit_by_group"))},
+          cli=lambda kw: None)
+def mmrm_forest(db: Database, flt: Filter, endpoint: str, group_by: str,
+                visit: int | None = None, strategy: str = "composite",
+                overall_label: str = "All patients") -> dict:
+    """Rows of a subgroup forest plot of the LS-mean change at one visit (default: the last).
+
+    {"rows": DataFrame(label, estimate, ci_low, ci_high, n) with the overall row first,
+    "visit", "p_group": the test that the change at that visit differs between the
+    groups (2 groups: the B − A contrast's t test; more: the (G−1)-df F test) — the
+    interaction of subgroup and change that a forest plot's "P for interaction" reports —,
+    "p_visit_by_group": the visit × group F test over all visits, "notes"}.
+    """
+    overall = _mmrm_fit(db, flt, endpoint, strategy=strategy)
+    grouped = _mmrm_fit(db, flt, endpoint, group_by=group_by, strategy=strategy)
+    out = {"rows": pd.DataFrame(columns=MMRM_FOREST_COLUMNS), "visit": visit, "p_group": None,
+           "p_visit_by_group": None, "notes": [*overall.notes]}
+    if overall.reason or grouped.reason:
+        out["notes"].append(overall.reason or grouped.reason)
+        return _forest_parts(out)
+    if visit is None:
+        visit = overall.visits[-1]
+    out["visit"] = visit
+    o = overall.lsmeans[overall.lsmeans["visit"] == visit]
+    g = grouped.lsmeans[grouped.lsmeans["visit"] == visit]
+    rows = [{"label": overall_label} | {c: o[c].iloc[0] for c in MMRM_FOREST_COLUMNS[1:]}]
+    rows += [{"label": str(r[group_by])} | {c: r[c] for c in MMRM_FOREST_COLUMNS[1:]}
+             for _, r in g.iterrows()]
+    out["rows"] = pd.DataFrame(rows, columns=MMRM_FOREST_COLUMNS).astype({"n": "int64"})
+    gt = grouped.group_tests
+    p = gt.loc[gt["visit"] == visit, "p_value"]
+    out["p_group"] = float(p.iloc[0]) if len(p) and pd.notna(p.iloc[0]) else None
+    out["p_visit_by_group"] = (grouped.interaction or {}).get("p_value")
+    return _forest_parts(out)
+
+
+def _forest_parts(out: dict) -> dict:
+    return {"rows": out["rows"],
+            "tests": pd.DataFrame([{"visit_week": out["visit"], "p_group": out["p_group"],
+                                    "p_visit_by_group": out["p_visit_by_group"],
+                                    "notes": "; ".join(out["notes"])}])}
