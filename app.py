@@ -14,6 +14,7 @@ PAGES = [
     st.Page("pages/overview.py", title="Overview", default=True),
     st.Page("pages/biomarkers.py", title="Biomarkers"),
     st.Page("pages/remission.py", title="Remission"),
+    st.Page("pages/targets.py", title="Treat to target"),
     st.Page("pages/subgroups.py", title="Subgroups"),
     st.Page("pages/patient.py", title="Patient"),
     st.Page("pages/safety.py", title="Safety"),

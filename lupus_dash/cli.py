@@ -44,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
                           "missing) out of the denominator (default) or count them as not "
                           "achieved (sensitivity analysis)")
     rep.add_argument("--adjust", default="none", choices=["none", "bonferroni", "holm", "bh"])
+    rep.add_argument("--mmrm", action="append", default=[], metavar="ENDPOINT",
+                     help="add `mmrm` rows: LS-mean change per visit of this continuous "
+                          "endpoint (MMRM, unstructured covariance, REML); repeatable")
+    rep.add_argument("--time-in-target", action="store_true",
+                     help="add `time_in_target` rows (time in LLDAS and remission, sustained)")
+    rep.add_argument("--strategy", default="composite",
+                     choices=["composite", "treatment_policy", "while_on_treatment"],
+                     help="intercurrent events (stop, switch) for --mmrm and --time-in-target")
     rep.add_argument("--layout", default=None, choices=["table1", "table2", "table3"])
     rep.add_argument("--se", action="append", default=[], metavar="ENDPOINT",
                      help="table2 layout: print mean ± SE for this endpoint (the seed paper "

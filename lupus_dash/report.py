@@ -11,19 +11,20 @@ import io
 import json
 import math
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import layouts, results, schema
-from .analyses import biomarkers, cohort, common, remission, subgroups
+from .analyses import biomarkers, cohort, common, remission, subgroups, targets
 from .db import Database
 from .filters import Filter, FilterError
 from .results import OPEN, Call, Policy
 
 EXIT_BAD_INPUT = 2
 SECTIONS = ("table1", "table1_tests", "summary", "longitudinal", "omnibus", "remission",
-            "subgroups")
+            "subgroups", "time_in_target", "mmrm")
 
 
 def definitions(preset: str) -> dict:
@@ -44,8 +45,15 @@ def build_report(
     include_mixed: bool = True,
     not_evaluable: str = "exclude",
     policy: Policy = OPEN,
+    mmrm: Sequence[str] = (),
+    time_in_target: bool = False,
+    strategy: str = "composite",
 ) -> dict:
-    """All report sections for one cohort and filter (DATA_CONTRACT.md)."""
+    """All report sections for one cohort and filter (DATA_CONTRACT.md).
+
+    Optional sections: `mmrm` (LS-mean change per visit of these continuous endpoints)
+    and `time_in_target`; `strategy` is the intercurrent-event strategy both use.
+    """
     flt.validate(db)
 
     def run(fn, **kw) -> results.Result:
@@ -66,7 +74,8 @@ def build_report(
         "data_version": results.data_version(db),
         "output_policy": policy.name,
         "options": {"group_by": group_by, "observed": observed, "adjust": adjust,
-                    "mixed_model": include_mixed, "not_evaluable": not_evaluable},
+                    "mixed_model": include_mixed, "not_evaluable": not_evaluable,
+                    "strategy": strategy},
     }
     rep["table1"] = _records(run(cohort.table1, group_by=group_by).table)
     if group_by:
@@ -82,6 +91,12 @@ def build_report(
             [run(subgroups.tests, group_by=group_by, outcome=o, adjust=adjust,
                  methods="all").table
              for o in ("value", "change")], ignore_index=True))
+    if time_in_target:
+        rep["time_in_target"] = _records(run(targets.time_in_target, preset=preset,
+                                             strategy=strategy).table)
+    if mmrm:
+        rep["mmrm"] = _records(run(biomarkers.mmrm_rows, endpoints=list(mmrm),
+                                   strategy=strategy).table)
     return rep
 
 
@@ -173,10 +188,15 @@ def cli_report(args) -> int:
         if args.format == "csv":
             return _write(args, lay.to_csv())
         return _write(args, lay.to_markdown())
-    rep = build_report(db, flt, preset=args.definitions, group_by=args.group_by,
-                       observed=args.observed, adjust=args.adjust,
-                       include_mixed=not args.no_mixed_model,
-                       not_evaluable=args.not_evaluable)
+    try:
+        rep = build_report(db, flt, preset=args.definitions, group_by=args.group_by,
+                           observed=args.observed, adjust=args.adjust,
+                           include_mixed=not args.no_mixed_model,
+                           not_evaluable=args.not_evaluable, mmrm=args.mmrm,
+                           time_in_target=args.time_in_target, strategy=args.strategy)
+    except ValueError as exc:  # an endpoint the MMRM cannot take, an unknown strategy
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.format == "csv":
         return _write(args, to_csv(rep))
     if args.format == "xlsx":

@@ -159,6 +159,12 @@ def run(fn_or_call, flt: Filter | None = None, **kwargs) -> results.Result:
     return run_on(current().db, fn_or_call, flt, **kwargs)
 
 
+def permitted(fn) -> bool:
+    """Whether this session's output policy lets `fn` run (patient-level views in shared
+    mode do not: the page then does not ask for them)."""
+    return _policy().permits(results.spec_of(fn)) is None
+
+
 def run_on(db: Database, fn_or_call, flt: Filter | None = None, **kwargs) -> results.Result:
     """`run` before the page context exists (the filter panel)."""
     call = (fn_or_call if isinstance(fn_or_call, results.Call)

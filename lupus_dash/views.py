@@ -14,7 +14,17 @@ from collections.abc import Callable
 from functools import partial
 
 from . import layouts
-from .analyses import biomarkers, cohort, common, patient, quality, remission, safety, subgroups
+from .analyses import (
+    biomarkers,
+    cohort,
+    common,
+    patient,
+    quality,
+    remission,
+    safety,
+    subgroups,
+    targets,
+)
 from .filters import Filter
 from .results import Call, Result
 
@@ -35,6 +45,8 @@ CHARTS: dict[str, dict[str, tuple]] = {
     "Patient": {"patient_series": ("visits", "table", ["visit_week", "c3_g_l", "sledai2k",
                                                        "pga", "prednisone_mg_day"])},
     "Safety": {"incidence": ("incidence", "table"), "km_first_ae": ("km", "table")},
+    "Treat to target": {"state_flow": ("flow", "counts"), "km_risk": ("ttf", "curves"),
+                        "swimmer": ("swimmer", "markers")},
     "Data quality": {"missingness": ("missingness", "table")},
 }
 
@@ -125,6 +137,8 @@ def subgroups_page(run: Run, flt: Filter, group_by: str = DEFAULT_GROUP,
         "sizes": Call.of(cohort.group_sizes, flt, group_by=group_by),
         "group_summary": Call.of(subgroups.summary, flt, group_by=group_by, endpoint=endpoint,
                                  outcome=outcome),
+        "small_groups": Call.of(subgroups.small_group_values, flt, group_by=group_by,
+                                endpoint=endpoint, outcome=outcome),
         "tests": Call.of(subgroups.tests, flt, group_by=group_by, endpoints=[endpoint],
                          outcome=outcome, adjust=adjust),
     }
@@ -134,6 +148,33 @@ def subgroups_page(run: Run, flt: Filter, group_by: str = DEFAULT_GROUP,
         calls["forest"] = Call.of(subgroups.summary, flt, group_by=group_by, endpoint=endpoint,
                                   outcome="change")
     return calls
+
+
+def targets_page(run: Run, flt: Filter, preset: str = PRESET, strategy: str = "composite",
+                 definition: str = "lldas", group_by: str | None = None,
+                 sort_by: str = "stopped_first", mmrm: bool = False,
+                 endpoint: str | None = None) -> dict[str, Call]:
+    """The Treat to target page (its MMRM is fitted on demand: `mmrm=True`)."""
+    calls = {
+        **_page_head(flt),
+        "tit": Call.of(targets.time_in_target, flt, preset=preset, strategy=strategy),
+        "flow": Call.of(targets.state_flow, flt, preset=preset, strategy=strategy),
+        "ttf": Call.of(targets.time_to_first, flt, definition=definition, preset=preset,
+                       strategy=strategy, group_by=group_by),
+        "swimmer": Call.of(targets.swimmer, flt, preset=preset, strategy=strategy,
+                           sort_by=sort_by),
+        "endpoints": Call.of(common.available_endpoints, flt),
+    }
+    if mmrm:
+        calls["mmrm"] = Call.of(biomarkers.mmrm_rows, flt,
+                                endpoints=[endpoint or _first_continuous(run, flt)],
+                                strategy=strategy)
+    return calls
+
+
+def _first_continuous(run: Run, flt: Filter) -> str:
+    eps = run(Call.of(common.available_endpoints, flt)).table
+    return next(e.column for e in eps if e.kind == "continuous")
 
 
 def patient_page(run: Run, flt: Filter, patient_id: str | None = None) -> dict[str, Call]:
@@ -176,6 +217,8 @@ PAGES: dict[str, Callable[..., dict[str, Call]]] = {
     "Subgroups": subgroups_page,
     "Patient": patient_page,
     "Safety": safety_page,
+    "Treat to target": targets_page,
+    "Treat to target MMRM": partial(targets_page, mmrm=True),
     "Data quality": data_quality,
 }
 # The page file and URL state each view stands for (tests/test_pages.py runs them).
@@ -188,5 +231,7 @@ PAGE_FILES = {
     "Subgroups": ("subgroups", {}),
     "Patient": ("patient", {}),
     "Safety": ("safety", {}),
+    "Treat to target": ("targets", {}),
+    "Treat to target MMRM": ("targets", {"t2t_mmrm": "true"}),
     "Data quality": ("data", {"data_tab": "Data quality"}),
 }

@@ -46,6 +46,9 @@ if len(small):
                                                                           strict=True)))
 
 ss = ui.run(subgroups.summary, flt, group_by=group_by, endpoint=col, outcome=outcome)
+# Groups under 5 are drawn as their single values (patient-level: not in shared mode).
+pts = (ui.run(subgroups.small_group_values, flt, group_by=group_by, endpoint=col,
+              outcome=outcome).table if ui.permitted(subgroups.small_group_values) else None)
 what = "change from baseline" if outcome == "change" else ("share positive" if ep.kind ==
                                                            "binary" else "value")
 spec = schema.column("visit_facts", col)
@@ -53,12 +56,14 @@ span = (spec.hi - spec.lo) if spec.lo is not None and spec.hi is not None else N
 clip = ((spec.lo, spec.hi) if outcome == "value" and span is not None
         else (-span, span) if span is not None else None)
 ui.chart(charts.trajectory(ss.table.dropna(subset=["mean"]), "mean", "ci_low", "ci_high",
-                           color="group", points=ss["points"], min_n=subgroups.SMALL_GROUP,
+                           color="group", points=pts, min_n=subgroups.SMALL_GROUP,
                            clip=clip, y_title=f"{ui.endpoint_label(col)} — {what}",
                            title=f"{ep.label} by {labels.get(group_by, group_by).lower()}: mean "
                                  "(95 % CI); ◇ single values of groups under "
                                  f"{subgroups.SMALL_GROUP}"),
          f"subgroups_{col}", calls=ss.call)
+if pts is None and len(small):
+    st.caption(f"Groups under {subgroups.SMALL_GROUP} patients are not drawn here.")
 if clip is not None:
     st.caption(f"Intervals are cut at the plausible range of {ep.label} "
                f"({layouts.fmt_num(clip[0])} to {layouts.fmt_num(clip[1])}); ▲▼ mark a cut end.")

@@ -19,9 +19,10 @@ from lupus_dash.filters import Filter
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 COHORTS = ("csle_belimumab", "ln_belimumab")
-PAGES = ("overview", "biomarkers", "remission", "subgroups", "patient", "safety", "data",
-         "methods")
+PAGES = ("overview", "biomarkers", "remission", "targets", "subgroups", "patient", "safety",
+         "data", "methods")
 TIMEOUT = 180
+TITLES = {"targets": "treat to target"}
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +89,7 @@ def assert_clean(at: AppTest) -> None:
 def test_every_page_renders_on_both_demo_cohorts(page, cohort):
     at = run(page, cohort=cohort)
     assert_clean(at)
-    assert at.title[0].value.lower() == page
+    assert at.title[0].value.lower() == TITLES.get(page, page)
     assert at.query_params["cohort"] == cohort  # written back after the page switch
 
 
@@ -362,7 +363,7 @@ def test_data_page_imports_into_a_new_database_and_every_page_renders(tmp_path, 
         for page in PAGES:
             at.switch_page(f"pages/{page}.py").run()
             assert_clean(at)
-            assert at.title[0].value.lower() == page
+            assert at.title[0].value.lower() == TITLES.get(page, page)
 
 
 def test_data_page_lists_every_problem_and_imports_nothing(tmp_path):

@@ -13,7 +13,7 @@ from ..cache import memoize
 from ..db import Database
 from ..filters import Filter
 from ..lazy import LazyModule
-from ..results import Part, analysis
+from ..results import analysis
 from .common import adjusted, categorical_test, cohort_info, crosstab, resolve_endpoints
 
 sps = LazyModule("scipy.stats")
@@ -138,18 +138,13 @@ def tests(
 SMALL_GROUP = 5  # below this many patients a group is drawn as its values, not a mean ± CI
 
 
-@analysis(parts={"table": Part(n_of={c: "n" for c in ("mean", "sd", "ci_low", "ci_high",
-                                                       "median", "p25", "p75")},
-                               counts={"n": None}, group="group"),
-                 "points": Part(patient_level=True, group="group")},
-          cli=lambda kw: None)
+@analysis(n_of={c: "n" for c in ("mean", "sd", "ci_low", "ci_high", "median", "p25", "p75")},
+          counts={"n": None}, group="group", cli=lambda kw: None)
 @memoize
 def summary(
     db: Database, flt: Filter, group_by: str, endpoint: str, outcome: str = "value"
-) -> dict[str, pd.DataFrame]:
-    """Per group × visit: n, mean, SD, 95 % CI, median, quartiles (for trajectories and forest);
-    "points": the single values of groups under SMALL_GROUP patients at a visit, which a
-    chart draws instead of a mean whose CI would span the whole scale."""
+) -> pd.DataFrame:
+    """Per group × visit: n, mean, SD, 95 % CI, median, quartiles (for trajectories and forest)."""
     if group_by not in schema.GROUPING_COLUMNS:
         raise ValueError(f"cannot group by {group_by!r}")
     weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
@@ -165,12 +160,23 @@ def summary(
                      "ci_low": mean - t * se if n > 1 else None,
                      "ci_high": mean + t * se if n > 1 else None,
                      "median": d["median"], "p25": d["p25"], "p75": d["p75"]})
-    table = pd.DataFrame(rows, columns=["group", "visit_week", "n", "mean", "sd", "ci_low",
-                                        "ci_high", "median", "p25", "p75"])
-    small = table.loc[table["n"] < SMALL_GROUP, ["group", "visit_week"]]
-    points = (df.rename(columns={"grp": "group"})
-              .merge(small, on=["group", "visit_week"])[["group", "visit_week", "value"]]
-              .dropna().reset_index(drop=True))
-    return {"table": table, "points": points}
+    return pd.DataFrame(rows, columns=["group", "visit_week", "n", "mean", "sd", "ci_low",
+                                       "ci_high", "median", "p25", "p75"])
+
+
+@analysis(patient_level=True, group="group", cli=lambda kw: None)
+def small_group_values(
+    db: Database, flt: Filter, group_by: str, endpoint: str, outcome: str = "value"
+) -> pd.DataFrame:
+    """The single values of the groups with fewer than SMALL_GROUP patients at a visit
+    (group, visit_week, value): a chart draws them instead of a mean whose CI would span
+    the whole scale. Patient-level."""
+    if group_by not in schema.GROUPING_COLUMNS:
+        raise ValueError(f"cannot group by {group_by!r}")
+    weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
+    df = _group_values(db, flt, group_by, endpoint, weeks, outcome).dropna(subset=["value"])
+    sizes = df.groupby(["grp", "visit_week"])["value"].transform("size")
+    out = df.loc[sizes < SMALL_GROUP, ["grp", "visit_week", "value"]]
+    return out.rename(columns={"grp": "group"}).reset_index(drop=True)
 
 
