@@ -26,7 +26,7 @@ for i, d in ((2, "lldas"), (3, "remission")):
               layouts.fmt_count(r["n_achieved"], r["n_denominator"]),
               help=f"{layouts.fmt_pct(r['rate'])}; {r['denominator_rule']}; standard "
                    "definitions")
-ui.metric(m[4], "Patients with adverse events",
+ui.metric(m[4], "With adverse events",
           layouts.fmt_count(t3["n_patients"].iloc[0], t3["n"].iloc[0]))
 st.caption(f"Scheduled visits: weeks {', '.join(str(w) for w in info['scheduled_weeks'])}.")
 

@@ -141,7 +141,7 @@ def test_sidebar_filter_drives_overview_numbers(db):
     assert metric(at, f"LLDAS at week {final}") == (
         f"{row['n_achieved'].iloc[0]}/{row['n_denominator'].iloc[0]}")
     t3 = safety.table3(db, flt)
-    assert metric(at, "Patients with adverse events") == f"{t3['n_patients'].iloc[0]}/{k}"
+    assert metric(at, "With adverse events") == f"{t3['n_patients'].iloc[0]}/{k}"
 
 
 def test_option_labels_carry_their_counts(db):
