@@ -353,10 +353,17 @@ def test_unknown_column_warns_and_imports(tmp_path, capsys):
     assert "3 patients, 6 visits, 1 adverse events, 1 warning" in out
 
 
-def test_unknown_column_suggests_close_name(tmp_path):
-    visits = VISITS.replace("c3_g_l", "c3_gl", 1)
-    res = ingest.read_cohort(write_cohort(tmp_path / "c", visits=visits))
-    assert any("did you mean 'c3_g_l'" in w.reason for w in res.warnings)
+def test_lookalike_column_stops_the_import(tmp_path):
+    # Issue 16: 'C3 (g/L)' (or a misspelt 'c3_gl') once imported without C3 and a collapsed
+    # warning; a column that looks like a contract column must stop the import, located.
+    for header in ("c3_gl", "C3 (g/L)", "Complement C3"):
+        visits = VISITS.replace("c3_g_l", header, 1)
+        res = ingest.read_cohort(write_cohort(tmp_path / header.replace(" ", ""), visits=visits))
+        assert [(p.file, p.row, p.column, p.value) for p in res.problems] == [
+            ("visits.csv", 1, header, header)
+        ]
+        assert "looks like the contract column c3_g_l" in res.problems[0].reason
+        assert "--mapping" in res.problems[0].reason
 
 
 # --- valid inputs ---------------------------------------------------------------------------
