@@ -123,6 +123,10 @@ _NOISE = {"involvement", "organ", "organs", "manifestation", "manifestations", "
           "y", "n", "yn", "yes", "no", "0", "1", "the", "at", "level", "value", "result",
           "serum", "plasma", "s", "p", "baseline", "bl", "score", "total", "status",
           "beteiligung", "atteinte", "afectacion", "any", "ever", "patient"}
+# Further words that may surround a measure's name in a header.
+_FILLER = {"visit", "current", "measured", "lab", "laboratory", "mean", "daily", "dose", "day",
+           "d", "mg", "actual", "latest", "last", "first", "initial", "test", "conc",
+           "concentration", "on", "in", "per", "aktuell", "dosis", "taglich", "j"}
 _ORGAN_WORDS: dict[str, tuple[str, ...]] = {
     "fever": ("fever", "pyrexia", "fieber", "fievre", "fiebre", "constitutional"),
     "skin": ("skin", "cutaneous", "mucocutaneous", "dermatologic", "dermatological", "haut",
@@ -602,8 +606,11 @@ def match_header(table: str, header: str, samples: Sequence[str] = ()) -> Guess 
             offer(col, 0.9, "synonym")
             continue
         for ph in phrases:
-            if len(ph) >= 4 and (f" {ph} " in f" {key} "):
-                offer(col, 0.8 if len(ph) >= 6 else 0.7, f"contains '{ph}'")
+            if len(ph) >= 3 and (f" {ph} " in f" {key} "):
+                # 'Serum C3 level at visit' holds 'c3'; 'Height of flare' is not a height.
+                rest = set(f" {key} ".replace(f" {ph} ", " ").split())
+                if rest <= _NOISE | _FILLER:
+                    offer(col, 0.8 if len(ph) >= 6 else 0.75, f"contains '{ph}'")
             ratio = difflib.SequenceMatcher(None, core or key, ph).ratio()
             if ratio >= 0.84:
                 offer(col, round(0.8 * ratio, 2), f"spelled like '{ph}'")
