@@ -126,7 +126,8 @@ _NOISE = {"involvement", "organ", "organs", "manifestation", "manifestations", "
 # Further words that may surround a measure's name in a header.
 _FILLER = {"visit", "current", "measured", "lab", "laboratory", "mean", "daily", "dose", "day",
            "d", "mg", "actual", "latest", "last", "first", "initial", "test", "conc",
-           "concentration", "on", "in", "per", "aktuell", "dosis", "taglich", "j"}
+           "concentration", "on", "in", "per", "aktuell", "dosis", "taglich", "j", "belimumab",
+           "benlysta", "biologic", "treatment", "therapy", "drug", "study"}
 _ORGAN_WORDS: dict[str, tuple[str, ...]] = {
     "fever": ("fever", "pyrexia", "fieber", "fievre", "fiebre", "constitutional"),
     "skin": ("skin", "cutaneous", "mucocutaneous", "dermatologic", "dermatological", "haut",
@@ -169,7 +170,8 @@ SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
                                   "age at belimumab start", "age at inclusion",
                                   "age at enrolment", "age at enrollment", "alter", "edad",
                                   "age at start of treatment", "age at belimumab initiation",
-                                  "current age", "age years"),
+                                  "current age", "age years", "age at start of belimumab",
+                                  "age at start of therapy", "age at first dose"),
         "disease_duration_months": ("disease duration", "duration of disease", "sle duration",
                                     "time since diagnosis", "krankheitsdauer",
                                     "duree de la maladie", "duracion de la enfermedad",

@@ -84,8 +84,8 @@ def read_dictionary(raw) -> dict[str, dict]:
     return out
 
 
-_EVENT_WEEK = re.compile(r"(week|wk|woche|semaine|w)[_\s]*(\d+)")
-_EVENT_MONTH = re.compile(r"(month|mo|monat|mois|m)[_\s]*(\d+)")
+_EVENT_WEEK = re.compile(r"(?:^|_)(week|wk|woche|semaine|w)[_\s]*(\d+)(?:_|$)")
+_EVENT_MONTH = re.compile(r"(?:^|_)(month|mo|monat|mois|m)[_\s]*(\d+)(?:_|$)")
 
 
 def event_week(name: str) -> int | None:
@@ -94,7 +94,7 @@ def event_week(name: str) -> int | None:
     Months count as 4 weeks, the convention of the seed studies' schedules (month 3 =
     week 12); 'screening' is not a visit.
     """
-    s = name.lower()
+    s = re.sub(r"_arm_\d+$", "", name.lower())
     if "baseline" in s or re.search(r"\b(v0|visit_0|day_0|week_0|bl)\b", s):
         return 0
     m = _EVENT_WEEK.search(s)
@@ -209,12 +209,6 @@ def read_raws(path: Path, m: mapping.Mapping, sink) -> dict:
                            + " | ".join(f"{k}, {v}" for k, v in codes.items()) + ")")
             dec[c] = f[c].map(lambda v, codes=codes: codes.get(v, v))
     by_table = {t: [cm for cm in m.for_table(t) if cm.to] for t in schema.INPUT_TABLES}
-    for cms in by_table.values():
-        for cm in cms:
-            if ingest.normalise_name(cm.column) not in dec.columns:
-                sink.error(m.path, None, cm.column, cm.to,
-                           f"the mapping names REDCap field {cm.column!r}, which {label} does "
-                           "not have")
     is_ae = (instr == ae_instr) if ae_instr else pd.Series(False, index=f.index)
     unknown_events = sorted(set(event[(instr == "") & ~event.isin(list(events))]) - {""})
     for e in unknown_events:
@@ -238,6 +232,11 @@ def read_raws(path: Path, m: mapping.Mapping, sink) -> dict:
             if c == "record_id":
                 continue
             vals = [(dec[c].iloc[i], i) for i in rows if dec[c].iloc[i] != ""]
+            if "___" in c and len(vals) > 1:
+                # REDCap exports an unticked checkbox as 0 in every event, also in events
+                # whose form holds nothing: ticked in any event = ticked.
+                ticked = [x for x in vals if x[0] == "1"]
+                vals = ticked[:1] or vals[:1]
             if len({v for v, _ in vals}) > 1:
                 (v1, i1), (v2, i2) = vals[0], next(x for x in vals if x[0] != vals[0][0])
                 sink.error(label, rec.rows[i2], c, v2,
