@@ -148,11 +148,12 @@ def read_labs(file: Path, sink):
     return ingest._read_csv(file, file.name, sink)
 
 
-def merge_into(raws: dict, file: Path, m, sink, opts: dict, sched, wins) -> None:
-    """Read the labs file, check every result, and put them into raws['visits']."""
+def merge_into(raws: dict, file, m, sink, opts: dict, sched, wins) -> None:
+    """Read the labs file (a path, or a raw table another reader built), check every result,
+    and put them into raws['visits']."""
     from . import ingest
 
-    raw = read_labs(file, sink)
+    raw = file if isinstance(file, ingest._Raw) else read_labs(file, sink)
     if raw is None:
         return
     label = raw.label
