@@ -216,70 +216,73 @@ def merge_into(raws: dict, file, m, sink, opts: dict, sched, wins) -> None:
                 d, _ = ingest.parse_date_series(
                     pf["treatment_start_date"].astype(str).str.strip(), fmt)
                 starts = dict(zip(pf["patient_id"].astype(str).str.strip(), d, strict=False))
-    # Measures.
-    measure = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    for i in range(len(frame)):
-        c, t = code.iloc[i], test.iloc[i]
+    # Measures: each distinct (code, test) pair is matched once.
+    pairs = pd.DataFrame({"c": code, "t": test})
+    uniq = pairs.drop_duplicates()
+    meas_of: dict[tuple[str, str], str | None] = {}
+    reason_of: dict[tuple[str, str], tuple[str, str, str]] = {}
+    for c, t in uniq.itertuples(index=False, name=None):
         if c in NOT_CONVERTIBLE:
-            err(i, "code", c, f"cannot be used: {NOT_CONVERTIBLE[c]}")
+            meas_of[(c, t)] = None
+            reason_of[(c, t)] = ("code", c, f"cannot be used: {NOT_CONVERTIBLE[c]}")
             continue
         meas, _how = measure_of(c, t, m)
         if meas is None:
-            if not c and not t:
-                err(i, "test", "", "no test name or code")
-            else:
-                col, val = ("code", c) if c else ("test", t)
-                err(i, col, val, "unknown test: not in the LOINC code lists ("
-                    + "; ".join(f"{k} {', '.join(v)}" for k, v in LOINC.items())
-                    + ") nor a known name; add it under [labs.codes] or [labs.tests] in the "
-                    "mapping, e.g. \"LOCAL1\" = \"c3_g_l\"")
-            continue
-        if meas not in MEASURES:
-            err(i, "code" if c else "test", c or t, f"mapped to {meas}, which is not a lab "
-                f"measure of the contract ({', '.join(MEASURES)})")
-            continue
-        measure.iloc[i] = meas
-    # Values and units.
+            col, val = ("code", c) if c else ("test", t)
+            reason_of[(c, t)] = (col, val, "no test name or code" if not c and not t else
+                                 "unknown test: not in the LOINC code lists ("
+                                 + "; ".join(f"{k} {', '.join(v)}" for k, v in LOINC.items())
+                                 + ") nor a known name; add it under [labs.codes] or "
+                                 "[labs.tests] in the mapping, e.g. \"LOCAL1\" = \"c3_g_l\"")
+        elif meas not in MEASURES:
+            reason_of[(c, t)] = ("code" if c else "test", c or t,
+                                 (f"mapped to {meas}, which is not a lab measure of the "
+                                 f"contract ({', '.join(MEASURES)})"))
+            meas = None
+        meas_of[(c, t)] = meas
+    keys = list(zip(code, test, strict=True))
+    measure = pd.Series([meas_of[k] for k in keys], index=frame.index, dtype=object)
+    for i in np.flatnonzero(measure.isna().to_numpy()):
+        err(i, *reason_of[keys[i]])
+    # Values and units (factors per distinct measure × unit).
     num, _, bad = ingest._parse_numbers(value, raw.decimal_comma)
-    conv = pd.Series(np.nan, index=frame.index)
-    for i in range(len(frame)):
+    has = measure.notna()
+    for i in np.flatnonzero((has & (value == "")).to_numpy()):
+        err(i, "value", "", "no result value")
+    for i in np.flatnonzero((has & bad).to_numpy()):
+        err(i, "value", value.iloc[i], ingest._number_hint(value.iloc[i], raw.decimal_comma))
+    mu = pd.DataFrame({"m": measure, "u": unit})
+    factor_of = {}
+    for meas, u in mu[has].drop_duplicates().itertuples(index=False, name=None):
+        factor_of[(meas, u)] = 1.0 if not u else mapping.unit_factor(meas, u)
+    fac = pd.Series([factor_of.get((a, u)) if a is not None else None
+                     for a, u in zip(measure, unit, strict=True)], index=frame.index,
+                    dtype="float64")
+    nounit = has & (value != "") & ~bad & fac.isna()
+    for i in np.flatnonzero(nounit.to_numpy()):
         meas = measure.iloc[i]
-        if meas is None:
-            continue
-        if value.iloc[i] == "":
-            err(i, "value", "", "no result value")
-            continue
-        if bad.iloc[i]:
-            err(i, "value", value.iloc[i], ingest._number_hint(value.iloc[i], raw.decimal_comma))
-            continue
-        u = unit.iloc[i]
-        if u:
-            f = mapping.unit_factor(meas, u)
-            if f is None:
-                err(i, "unit", u, f"cannot be converted to {meas} "
-                    f"({next(iter(mapping.UNITS[meas]))}); convertible units: "
-                    f"{mapping.units_text(meas)}")
-                continue
-        else:
-            f = 1.0
-        x = float(num.iloc[i]) * f if f >= 1 else float(num.iloc[i]) / round(1 / f, 9)
+        err(i, "unit", unit.iloc[i], f"cannot be converted to {meas} "
+            f"({next(iter(mapping.UNITS[meas]))}); convertible units: "
+            f"{mapping.units_text(meas)}")
+    conv = ingest.convert(num, fac.fillna(1.0)).where(has & ~bad & (value != "") & fac.notna())
+    lo = measure.map({c: schema.column("visits", c).lo for c in MEASURES}).astype("float64")
+    hi = measure.map({c: schema.column("visits", c).hi for c in MEASURES}).astype("float64")
+    out_lo, out_hi = conv < lo.fillna(-np.inf), conv > hi.fillna(np.inf)
+    for i in np.flatnonzero((out_lo | out_hi).to_numpy()):
+        meas, u, x = measure.iloc[i], unit.iloc[i], float(conv.iloc[i])
         col = schema.column("visits", meas)
-        if (col.lo is not None and x < col.lo) or (col.hi is not None and x > col.hi):
-            read = f" (read as {mapping.canon_unit(u)}, converted to {x:g} " \
-                   f"{next(iter(mapping.UNITS[meas]))})" if u and f != 1.0 else ""
-            err(i, "value", value.iloc[i],
-                f"{'below' if col.lo is not None and x < col.lo else 'above'} the plausible "
-                f"range {ingest._range_text(col)} for {meas}{read}")
-            continue
-        conv.iloc[i] = x
+        read = f" (read as {mapping.canon_unit(u)}, converted to {x:g} " \
+               f"{next(iter(mapping.UNITS[meas]))})" if u and fac.iloc[i] != 1.0 else ""
+        err(i, "value", value.iloc[i],
+            f"{'below' if out_lo.iloc[i] else 'above'} the plausible range "
+            f"{ingest._range_text(col)} for {meas}{read}")
+    conv = conv.where(~(out_lo | out_hi))
     # Patients and weeks.
-    weeks = pd.Series(np.nan, index=frame.index)
     wk = cell("visit_week")
     wnum, _, wbad = ingest._parse_numbers(wk, False)
     dt = cell("visit_date")
-    dfmt = ingest._file_date_format(raw, [cols["visit_date"]] if "visit_date" in cols else [],
-                                    opts.get("date_format"), sink) if "visit_date" in cols \
-        else None
+    dfmt = ingest._file_date_format(raw, [cols["visit_date"]], opts.get("date_format"), sink) \
+        if "visit_date" in cols else None
     dval, dreason = ingest.parse_date_series(dt, dfmt)
     visit_weeks = set()
     vraw = raws.get("visits")
@@ -288,55 +291,62 @@ def merge_into(raws: dict, file, m, sink, opts: dict, sched, wins) -> None:
         visit_weeks = {int(x) for x in vw.dropna() if float(x).is_integer()}
     windows = _week_windows(sched, wins, visit_weeks | {int(x) for x in wnum.dropna()
                                                       if float(x).is_integer()})
-    for i in range(len(frame)):
-        p = pid.iloc[i]
-        if not p:
-            err(i, "patient_id", "", "required value is missing")
-            continue
-        if praw is not None and p not in known:
-            err(i, "patient_id", p, "unknown patient: not in patients")
-            continue
-        if wk.iloc[i]:
-            if wbad.iloc[i] or not float(wnum.iloc[i]).is_integer():
-                err(i, "visit_week", wk.iloc[i], "not a whole number of weeks")
-                continue
-            weeks.iloc[i] = wnum.iloc[i]
-            continue
-        if not dt.iloc[i]:
-            err(i, "visit_date", "", "needs a visit_week or a visit_date")
-            continue
-        if dreason.iloc[i]:
-            err(i, "visit_date", dt.iloc[i], dreason.iloc[i])
-            continue
-        start = starts.get(p)
-        if start is None or pd.isna(start):
-            err(i, "visit_date", dt.iloc[i], f"patient {p} has no treatment_start_date in "
-                "patients, which a dated result needs to get its week")
-            continue
-        day = int((pd.Timestamp(dval.iloc[i]) - pd.Timestamp(start)).days)
-        w = int(_weeks_for_days(np.array([day]), windows)[0])
-        if w < 0:
-            err(i, "visit_date", dt.iloc[i], f"day {day} after treatment start fits no visit "
-                "window; give visit_week or widen --week-windows")
-            continue
-        weeks.iloc[i] = w
+    weeks = pd.Series(np.nan, index=frame.index)
+    live = measure.notna()
+    for i in np.flatnonzero((live & (pid == "")).to_numpy()):
+        err(i, "patient_id", "", "required value is missing")
+    live &= pid != ""
+    if praw is not None:
+        unknown = live & ~pid.isin(known)
+        for i in np.flatnonzero(unknown.to_numpy()):
+            err(i, "patient_id", pid.iloc[i], "unknown patient: not in patients")
+        live &= ~unknown
+    given = live & (wk != "")
+    badw = given & (wbad | (wnum != np.floor(wnum)))
+    for i in np.flatnonzero(badw.to_numpy()):
+        err(i, "visit_week", wk.iloc[i], "not a whole number of weeks")
+    weeks[given & ~badw] = wnum[given & ~badw]
+    dated = live & (wk == "")
+    for i in np.flatnonzero((dated & (dt == "")).to_numpy()):
+        err(i, "visit_date", "", "needs a visit_week or a visit_date")
+    dated &= dt != ""
+    for i in np.flatnonzero((dated & (dreason != "")).to_numpy()):
+        err(i, "visit_date", dt.iloc[i], dreason.iloc[i])
+    dated &= dreason == ""
+    start = pd.to_datetime(pid.map(starts)).astype("datetime64[s]")
+    nostart = dated & start.isna()
+    for i in np.flatnonzero(nostart.to_numpy()):
+        err(i, "visit_date", dt.iloc[i], f"patient {pid.iloc[i]} has no treatment_start_date in "
+            "patients, which a dated result needs to get its week")
+    dated &= ~nostart
+    if dated.any():
+        idx = np.flatnonzero(dated.to_numpy())
+        days = (dval.iloc[idx].to_numpy() - start.iloc[idx].to_numpy()).astype(
+            "timedelta64[D]").astype(np.int64)
+        w = _weeks_for_days(days, windows)
+        for j in np.flatnonzero(w < 0):
+            i = idx[j]
+            err(i, "visit_date", dt.iloc[i], f"day {days[j]} after treatment start fits no "
+                "visit window; give visit_week or widen --week-windows")
+        okw = w >= 0
+        weeks.iloc[idx[okw]] = w[okw]
     ok = measure.notna() & conv.notna() & weeks.notna()
     # Two results for one visit and measure: an error naming both rows.
     key = pd.DataFrame({"p": pid, "w": weeks, "m": measure})[ok]
-    first: dict[tuple, int] = {}
-    dup_rows = []
-    for i, (p, w, meas) in zip(key.index, key.itertuples(index=False, name=None), strict=True):
-        k = (p, int(w), meas)
-        if k in first:
-            j = first[k]
+    dup = key.duplicated(keep="first")
+    if dup.any():
+        first_of = {}
+        for i in key.index[key.duplicated(keep=False).to_numpy()]:
+            k = (key.at[i, "p"], int(key.at[i, "w"]), key.at[i, "m"])
+            first_of.setdefault(k, i)
+        for i in key.index[dup.to_numpy()]:
+            p, w, meas = key.at[i, "p"], int(key.at[i, "w"]), key.at[i, "m"]
+            j = first_of[(p, w, meas)]
             err(i, "value", value.iloc[i],
-                f"two results for patient {p}, week {int(w)}, {meas}: rows {raw.rows[j]} "
+                f"two results for patient {p}, week {w}, {meas}: rows {raw.rows[j]} "
                 f"({value.iloc[j]} {unit.iloc[j]}, {dt.iloc[j] or 'week ' + wk.iloc[j]}) and "
                 f"{raw.rows[i]} ({value.iloc[i]} {unit.iloc[i]}, "
                 f"{dt.iloc[i] or 'week ' + wk.iloc[i]}); keep one")
-            dup_rows.append(i)
-        else:
-            first[k] = i
     if len(sink.problems) > n_before:
         return
     wide = _pivot(pid[ok], weeks[ok], measure[ok], conv[ok], raw.rows[ok.to_numpy()])

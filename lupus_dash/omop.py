@@ -379,18 +379,23 @@ def _tables(persons, labs_rows, drugs, conds, cohort, concepts, cutoff, cdm_sche
                                         "quantity", "days", "amount", "amount_unit"])
     out_p = []
     gap = dt.timedelta(days=concepts.gap_days)
+    # Background therapy at baseline: exposures overlapping the 90 days before the first dose.
+    classes_of: dict[int, list[str]] = {}
+    anti_of: set[int] = set()
+    if len(drug):
+        st = drug["person_id"].map(start_of)
+        near = drug[(drug["end"] >= st - dt.timedelta(days=BASELINE_LOOKBACK_DAYS))
+                    & (drug["start"] <= st)]
+        order = list(concepts.immunosuppressants)
+        for pid_, grp in near[near["kind"] == "is"].groupby("person_id"):
+            classes_of[pid_] = sorted(set(grp["name"]), key=order.index)
+        anti_of = set(near.loc[near["kind"] == "am", "person_id"])
     for row in persons:
         person_id, _, gender, *_rest = row
         start, last, obs_end = row[7], row[8], row[9]
         birth = _birth(row)
         age = "" if birth is None else repr((start - birth).days / 365.25)
-        mine = drug[drug["person_id"] == person_id] if len(drug) else drug
-        before = mine[(mine["end"] >= start - dt.timedelta(days=BASELINE_LOOKBACK_DAYS))
-                      & (mine["start"] <= start)] if len(mine) else mine
-        order = list(concepts.immunosuppressants)
-        classes = sorted({n for k, n in zip(before.get("kind", []), before.get("name", []),
-                                               strict=False) if k == "is"}, key=order.index)
-        anti = bool(len(before)) and bool((before["kind"] == "am").any())
+        classes = classes_of.get(person_id, [])
         horizon = min(x for x in (obs_end, cutoff) if x is not None) if (obs_end or cutoff) \
             else None
         stopped = horizon is not None and last + gap < horizon
@@ -399,7 +404,7 @@ def _tables(persons, labs_rows, drugs, conds, cohort, concepts, cutoff, cdm_sche
             "sex": GENDER.get(int(gender), "") if gender is not None else "",
             "age_at_baseline_years": age, "treatment_start_date": start.isoformat(),
             "immunosuppressant": "+".join(classes) if classes else "none",
-            "antimalarial": "true" if anti else "false",
+            "antimalarial": "true" if person_id in anti_of else "false",
             "discontinued_week": str((last - start).days // 7) if stopped else "",
             "discontinuation_reason": (f"no belimumab exposure within {concepts.gap_days} days "
                                        "after the last one (OMOP drug_exposure)")
@@ -471,19 +476,23 @@ def _prednisone(visits: ingest._Raw, drug: pd.DataFrame, pid_of: dict, starts: d
                      * endpoints.PREDNISONE_FACTORS.get(r.name, np.nan))
     gc = gc.assign(daily=daily)
     f = visits.frame
-    out = []
-    for p, w in zip(f["patient_id"], f["visit_week"], strict=True):
-        pid = person_of.get(p)
-        start = starts.get(pid)
-        if pid is None or start is None or w == "":
-            out.append("")
-            continue
-        day = start + dt.timedelta(days=7 * int(float(w)))
-        on = gc[(gc["person_id"] == pid) & (gc["start"] <= day) & (gc["end"] >= day)]
-        if on["daily"].isna().any():
-            out.append("")  # a dose without quantity/strength: unknown, not 0
-        else:
-            out.append(repr(float(on["daily"].sum())))
+    person_of = {v: k for k, v in pid_of.items()}
+    vis = pd.DataFrame({"person_id": f["patient_id"].map(person_of),
+                        "week": pd.to_numeric(f["visit_week"], errors="coerce")})
+    vis["row"] = np.arange(len(vis))
+    vis["day"] = [None if pd.isna(p) or pd.isna(w) or starts.get(p) is None else
+                  starts[p] + dt.timedelta(days=7 * int(w))
+                  for p, w in zip(vis["person_id"], vis["week"], strict=True)]
+    both = vis.dropna(subset=["day"]).merge(gc[["person_id", "start", "end", "daily"]],
+                                            on="person_id")
+    on = both[(both["start"] <= both["day"]) & (both["end"] >= both["day"])]
+    # A covering dose without quantity/strength makes the day's dose unknown, not 0.
+    total = on.groupby("row")["daily"].agg(lambda x: x.sum(min_count=len(x)))
+    out = ["" for _ in range(len(vis))]
+    known_rows = set(vis.dropna(subset=["day"])["row"])
+    for r in known_rows:
+        x = total.get(r, 0.0)
+        out[r] = "" if pd.isna(x) else repr(float(x))
     f["prednisone_mg_day"] = out
 
 
