@@ -118,7 +118,9 @@ def suggest(path: Path, found, rc: tuple[str, str]) -> mapping.Mapping:
     rec = dict(found)[rc[0]]
     dic = read_dictionary(dict(found)[rc[1]])
     m = mapping.Mapping()
-    m.redcap = {"records": rc[0], "dictionary": rc[1], "cohort": path.stem or "redcap"}
+    # REDCap names exports PROJECT_DATA_<date>.csv: the project's name labels the cohort.
+    project = re.sub(r"_DATA(_\d{4}-\d{2}-\d{2}.*)?$", "", Path(rc[0]).stem, flags=re.I)
+    m.redcap = {"records": rc[0], "dictionary": rc[1], "cohort": project or "redcap"}
     f = rec.frame
     events = sorted(set(f.get("redcap_event_name", pd.Series([], dtype=str))) - {""})
     m.redcap["events"] = {e: (w if (w := event_week(e)) is not None else "") for e in events}

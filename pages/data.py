@@ -61,6 +61,9 @@ def mapping_editor(src: Path, saved: list[Path]) -> mapping.Mapping | None:
                 "CHECK are guesses below 75 % confidence; an empty contract column is "
                 "ignored. The import below is validated with the mapping as edited here.")
     if base.redcap:
+        base.redcap["cohort"] = st.text_input(
+            "Cohort label", base.redcap.get("cohort", "redcap"), key="redcap_cohort",
+            help="REDCap exports hold no cohort field; this labels the imported patients")
         ev = base.redcap.get("events", {})
         st.caption("REDCap export: events → weeks "
                    + ", ".join(f"{k} → {v if v != '' else 'not a visit'}" for k, v in ev.items())

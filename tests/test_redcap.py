@@ -28,6 +28,7 @@ def test_suggested_mapping_imports_without_edits(tmp_path, capsys):
     assert res.ok, res.problems
     p, v, a = (res.tables[t] for t in ("patients", "visits", "adverse_events"))
     assert p["patient_id"].tolist() == ["101", "102"]
+    assert p["cohort"].tolist() == ["LupusBelimumab"] * 2  # the export's project name
     assert p["sex"].tolist() == ["F", "M"]  # radio '1, Female | 2, Male' decoded
     assert p["biopsy_class"].tolist() == ["IV", "IV+V"]  # dropdown label → ISN/RPS class
     assert p["organ_kidney"].tolist() == [True, True]
