@@ -69,6 +69,19 @@ def server(tmp_path_factory):
         log.close()
 
 
+def settle(pg) -> None:
+    """Wait until the script has stopped running for a moment (as tests/test_browser.py)."""
+    stable, deadline = 0, time.time() + WAIT_MS / 1000
+    while stable < 6:
+        state = pg.evaluate(
+            "() => document.querySelector('[data-testid=\"stApp\"]')"
+            "?.getAttribute('data-test-script-state')")
+        stable = stable + 1 if state == "notRunning" else 0
+        if time.time() > deadline:
+            raise TimeoutError("the app kept running")
+        time.sleep(0.25)
+
+
 def test_mapping_editor_edit_validate_import(server):
     base, folder = server
     with sync_api.sync_playwright() as p:
@@ -83,23 +96,33 @@ def test_mapping_editor_edit_validate_import(server):
         page.wait_for_selector("text=3 problem(s) found")  # the coded sex, 3 rows
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "data_mapping_suggested.png"))
-        grid = page.locator("[data-testid=stDataFrame]").first  # patients
-        box = grid.bounding_box()
-        # Row 3 (Geschlecht), column 4 (values): header and rows are 35 px high.
-        page.mouse.click(box["x"] + 20, box["y"] + 35 + 35 * 2 + 17)
-        for _ in range(3):
-            page.keyboard.press("ArrowRight")
-        page.keyboard.press("Enter")
-        page.keyboard.type("1 → F; 2 → M")
-        page.keyboard.press("Enter")
-        page.mouse.click(5, 5)
-        page.wait_for_selector("text=Valid: 1 cohort(s) (MESSY), 3 patients, 6 visits, "
-                               "2 adverse events.")
+        valid = "text=Valid: 1 cohort(s) (MESSY), 3 patients, 6 visits, 2 adverse events."
+        for _attempt in range(3):  # a loaded machine may swallow keys while the app reruns
+            settle(page)
+            grid = page.locator("[data-testid=stDataFrame]").first  # patients
+            box = grid.bounding_box()
+            # Row 3 (Geschlecht), column 4 (values): header and rows are 35 px high.
+            page.mouse.click(box["x"] + 20, box["y"] + 35 + 35 * 2 + 17)
+            for _ in range(3):
+                page.keyboard.press("ArrowRight")
+            page.keyboard.press("Enter")
+            time.sleep(1)
+            page.keyboard.type("1 → F; 2 → M")
+            page.keyboard.press("Enter")
+            page.mouse.click(5, 5)
+            try:
+                page.wait_for_selector(valid, timeout=30_000)
+                break
+            except sync_api.Error:
+                continue
+        page.wait_for_selector(valid)
+        settle(page)
         page.get_by_text("a new database file").click()
         name = page.get_by_label(f"File name (in {folder})")
         name.fill("messy.duckdb")
         name.press("Enter")
         time.sleep(1)
+        settle(page)
         page.get_by_role("button", name="Import").click()
         page.wait_for_selector("text=Imported MESSY into")
         page.screenshot(path=str(ARTIFACTS / "data_mapping_imported.png"))
