@@ -24,14 +24,28 @@ Values
     Empty cell = missing; so are ``NA``, ``N/A``, ``NaN`` and ``NULL`` (any case)
     in number, yes/no and date columns (a warning counts them). Booleans:
     true/false, 1/0, yes/no, y/n in any case (anything else is an error).
-    Dates: ISO ``YYYY-MM-DD`` (a time of day after it is ignored);
-    ``05/03/2024`` is refused as ambiguous (day/month order), ``2024-02-30``
-    as impossible.
+    Dates: ISO ``YYYY-MM-DD`` (a time of day after it is ignored) always;
+    day/month dates (``/``, ``.`` or ``-``) by ``date_format``: ``DD/MM/YYYY``
+    or ``MM/DD/YYYY``; the default ``auto`` reads a file whose dates prove the
+    order (``15/03/2024``: 15 cannot be a month; a warning names the file,
+    column and that example) and refuses one where nothing decides it
+    (``05/03/2024`` only), or that proves both orders; ``YYYY-MM-DD`` accepts ISO
+    only. Two-digit years and ``2024-02-30`` (impossible) are refused.
     Integers (``sledai2k``, ``visit_week``, ``onset_week``,
     ``discontinued_week``) must be whole numbers (``12.0`` is accepted).
     ``sex``, ``biopsy_class``, ``category`` and ``severity`` match their
     choices case-insensitively and are stored in the contract's spelling.
-    Unknown columns are a warning and are dropped. Fully empty rows are
+    Unknown columns are a warning and are dropped, except a column that looks
+    like a contract column under another name (``C3 (g/L)``, ``c3_gl``;
+    mapping.looks_like): that is an error naming the contract column, so no
+    measurement vanishes silently.
+
+Mappings (``mapping=MAP.toml``; mapping.py)
+    Rename a file's columns to the contract's, apply value maps, and convert
+    units per column (mapping.UNITS) before the checks; problems in a mapped
+    column name the header as written and its contract column
+    (``Geschlecht → sex``). A mapping may name the files (``[files]``), a REDCap
+    export (``[redcap]``; redcap.py) or a long-format labs file (labs.py). Fully empty rows are
     skipped. A 0-byte file is an error; a header-only ``adverse_events``
     file means "no events" (header-only ``patients`` / ``visits`` are errors).
 
