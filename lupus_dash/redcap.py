@@ -119,7 +119,7 @@ def suggest(path: Path, found, rc: tuple[str, str]) -> mapping.Mapping:
     dic = read_dictionary(dict(found)[rc[1]])
     m = mapping.Mapping()
     # REDCap names exports PROJECT_DATA_<date>.csv: the project's name labels the cohort.
-    project = re.sub(r"_DATA(_\d{4}-\d{2}-\d{2}.*)?$", "", Path(rc[0]).stem, flags=re.I)
+    project = re.sub(r"_DATA(_\d{4}-\d{2}-\d{2}.*)?$", "", Path(rc[0]).stem, flags=re.IGNORECASE)
     m.redcap = {"records": rc[0], "dictionary": rc[1], "cohort": project or "redcap"}
     f = rec.frame
     events = sorted(set(f.get("redcap_event_name", pd.Series([], dtype=str))) - {""})
