@@ -240,3 +240,28 @@ def test_unit_factors():
     assert 30 * mapping.unit_factor("upcr_g_g", "mg/mmol") == pytest.approx(0.2652, abs=1e-4)
     assert mapping.unit_factor("anti_dsdna_iu_ml", "U/mL") is None
     assert mapping.unit_factor("height_cm", "m") == 100.0
+
+
+def test_workbook_with_its_own_sheet_names(tmp_path):
+    # The same spreadsheet as one .xlsx (sheets 'Baseline', 'Follow-up', 'Adverse events';
+    # numbers typed as text with decimal commas, as clinics' workbooks often hold them).
+    book = tmp_path / "Lupus cohort.xlsx"
+    with pd.ExcelWriter(book) as w:
+        for name, sheet in (("baseline.csv", "Baseline"), ("followup.csv", "Follow-up"),
+                            ("AE.csv", "Adverse events")):
+            pd.read_csv(MESSY / name, sep=";", dtype=str).to_excel(w, sheet_name=sheet,
+                                                                    index=False)
+    m = mapping.suggest(book)
+    assert m.files == {"patients": "Lupus cohort.xlsx[Baseline]",
+                       "visits": "Lupus cohort.xlsx[Follow-up]",
+                       "adverse_events": "Lupus cohort.xlsx[Adverse events]"}
+    assert m.decimal_comma is True and m.date_format == "DD/MM/YYYY"
+    for c in m.columns:
+        if c.to == "sex":
+            c.values = {"1": "F", "2": "M"}
+    got = ingest.read_cohort(book, mapping=m)
+    want = ingest.read_cohort(CLEAN)
+    assert got.ok, got.problems
+    for t in ("patients", "visits", "adverse_events"):
+        pd.testing.assert_frame_equal(got.tables[t].reset_index(drop=True),
+                                      want.tables[t].reset_index(drop=True), check_exact=True)
