@@ -1,4 +1,5 @@
-"""Command line: `python -m lupus_dash {import,validate,report,build-demo,rederive,dictionary}`."""
+"""Command line: `python -m lupus_dash {import,validate,suggest-mapping,import-omop,report,
+build-demo,rederive,dictionary}`."""
 
 from __future__ import annotations
 
@@ -27,6 +28,31 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check cohort files without writing anything")
     val.add_argument("path")
     _ingest_options(val)
+
+    sug = sub.add_parser("suggest-mapping",
+                         help="write a first MAP.toml matching a file's headers to the contract")
+    sug.add_argument("path", help="folder, .xlsx or .csv (a REDCap export + dictionary folder "
+                                  "or a long-format labs file work too)")
+    sug.add_argument("--output", "-o", default=None, help="write MAP.toml here (else stdout)")
+
+    omop = sub.add_parser("import-omop",
+                          help="extract a belimumab cohort from an OMOP CDM in PostgreSQL")
+    omop.add_argument("--dsn", required=True, help="postgresql://user@host:port/dbname")
+    omop.add_argument("--schema", default="cdm", help="schema holding the CDM tables")
+    omop.add_argument("--vocab-schema", default=None,
+                      help="schema holding concept/concept_ancestor (default: --schema)")
+    omop.add_argument("--cohort", required=True, help="cohort label in the dashboard")
+    omop.add_argument("--concepts", default=None,
+                      help="concept-set file (TOML) to use instead of the built-in one")
+    omop.add_argument("--gap-days", type=int, default=None,
+                      help="days after the last belimumab exposure before it counts as "
+                           "stopped (default 90)")
+    omop.add_argument("--db", default=None, help="DuckDB file to write (omit to only check)")
+    omode = omop.add_mutually_exclusive_group()
+    omode.add_argument("--replace", action="store_true")
+    omode.add_argument("--append", action="store_true")
+    omop.add_argument("--schedule", default=None, help="scheduled weeks, e.g. '0,4,12,24,52'")
+    omop.add_argument("--week-windows", default=None)
 
     rep = sub.add_parser("report", help="the report JSON/CSV for one cohort and filter")
     rep.add_argument("--db", default=DEFAULT_DB)
@@ -83,11 +109,19 @@ def _ingest_options(p: argparse.ArgumentParser) -> None:
                    help="nominal week windows for dated visits, e.g. '0:-14:7,4:15:42'")
     p.add_argument("--schedule", default=None,
                    help="scheduled weeks of the cohort(s), e.g. '0,4,12,24,52'")
+    p.add_argument("--mapping", default=None, metavar="MAP.toml",
+                   help="column mapping (python -m lupus_dash suggest-mapping PATH -o MAP.toml)")
+    p.add_argument("--date-format", default=None,
+                   choices=["auto", "YYYY-MM-DD", "DD/MM/YYYY", "MM/DD/YYYY"],
+                   help="dates that are not ISO: day/month order (default auto: ISO, or the "
+                        "order a day above 12 proves, with a warning)")
 
 
 _COMMANDS = {
     "import": ("lupus_dash.ingest", "cli_import"),
     "validate": ("lupus_dash.ingest", "cli_validate"),
+    "suggest-mapping": ("lupus_dash.mapping", "cli_suggest_mapping"),
+    "import-omop": ("lupus_dash.omop", "cli_import_omop"),
     "report": ("lupus_dash.report", "cli_report"),
     "build-demo": ("lupus_dash.synth", "cli_build_demo"),
     "rederive": ("lupus_dash.store", "cli_rederive"),

@@ -24,14 +24,28 @@ Values
     Empty cell = missing; so are ``NA``, ``N/A``, ``NaN`` and ``NULL`` (any case)
     in number, yes/no and date columns (a warning counts them). Booleans:
     true/false, 1/0, yes/no, y/n in any case (anything else is an error).
-    Dates: ISO ``YYYY-MM-DD`` (a time of day after it is ignored);
-    ``05/03/2024`` is refused as ambiguous (day/month order), ``2024-02-30``
-    as impossible.
+    Dates: ISO ``YYYY-MM-DD`` (a time of day after it is ignored) always;
+    day/month dates (``/``, ``.`` or ``-``) by ``date_format``: ``DD/MM/YYYY``
+    or ``MM/DD/YYYY``; the default ``auto`` reads a file whose dates prove the
+    order (``15/03/2024``: 15 cannot be a month; a warning names the file,
+    column and that example) and refuses one where nothing decides it
+    (``05/03/2024`` only), or that proves both orders; ``YYYY-MM-DD`` accepts ISO
+    only. Two-digit years and ``2024-02-30`` (impossible) are refused.
     Integers (``sledai2k``, ``visit_week``, ``onset_week``,
     ``discontinued_week``) must be whole numbers (``12.0`` is accepted).
     ``sex``, ``biopsy_class``, ``category`` and ``severity`` match their
     choices case-insensitively and are stored in the contract's spelling.
-    Unknown columns are a warning and are dropped. Fully empty rows are
+    Unknown columns are a warning and are dropped, except a column that looks
+    like a contract column under another name (``C3 (g/L)``, ``c3_gl``;
+    mapping.looks_like): that is an error naming the contract column, so no
+    measurement vanishes silently.
+
+Mappings (``mapping=MAP.toml``; mapping.py)
+    Rename a file's columns to the contract's, apply value maps, and convert
+    units per column (mapping.UNITS) before the checks; problems in a mapped
+    column name the header as written and its contract column
+    (``Geschlecht → sex``). A mapping may name the files (``[files]``), a REDCap
+    export (``[redcap]``; redcap.py) or a long-format labs file (labs.py). Fully empty rows are
     skipped. A 0-byte file is an error; a header-only ``adverse_events``
     file means "no events" (header-only ``patients`` / ``visits`` are errors).
 
@@ -90,6 +104,7 @@ Glucocorticoids
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import io
 import itertools
@@ -102,7 +117,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import derive, endpoints, schema
+from . import derive, endpoints, mapping, schema
+from . import mapping as mapping_mod
 
 # Weeks used to build default windows when nothing else says what the schedule is:
 # the seed paper's visits (weeks 0, 4, 12, 24, 52), then every 26 weeks to 10 years.
@@ -143,6 +159,11 @@ _ISO_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+
 # in number, integer, yes/no and date columns only, where they cannot be a real value.
 _NA_MARKERS = {"na", "n/a", "nan", "null"}
 _OTHER_DATE = re.compile(r"^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}$")
+# Day/month dates (either order), optionally with a time of day after them.
+_DM_DATE = re.compile(
+    r"^(\d{1,2})([./-])(\d{1,2})\2(\d{2}|\d{4})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
+)
+DATE_FORMATS = ("auto", "YYYY-MM-DD", "DD/MM/YYYY", "MM/DD/YYYY")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")
 _CENSORED = re.compile(r"^\s*[<>≤≥]=?\s*[\d.,]+\s*$")
 ROWS_NOTE = "rows numbered as in a spreadsheet: header = row 1, first data row = row 2"
@@ -191,6 +212,7 @@ class _Raw:
     rows: np.ndarray  # spreadsheet row number of each frame row
     decimal_comma: bool = False
     header_cols: dict[str, str] = field(default_factory=dict)  # normalised -> as written
+    shown: dict[str, str] = field(default_factory=dict)  # contract column -> 'header → col'
 
 
 class _Sink:
@@ -472,6 +494,186 @@ def _read_sources(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
     return found
 
 
+# --- mapping (MAP.toml) ----------------------------------------------------------------------
+
+
+def _read_named(path: Path, spec: str, sink: _Sink) -> _Raw | None:
+    """A file named in a mapping's [files]: 'name.csv', 'name.parquet' or 'book.xlsx[Sheet]'."""
+    m = re.match(r"^(.*?)\[(.+)\]$", spec.strip())
+    name, sheet = (m.group(1), m.group(2)) if m else (spec.strip(), None)
+    base = path if path.is_dir() else path.parent
+    f = base / name if name else path
+    if path.is_file() and (not name or Path(name).name == path.name):
+        f = path
+    if not f.is_file():
+        sink.error(spec, None, None, None, "the mapping's [files] names this file, which does "
+                   f"not exist in {base}")
+        return None
+    suffix = f.suffix.lower()
+    if suffix == ".csv":
+        return _read_csv(f, f.name, sink)
+    if suffix == ".parquet":
+        return _read_parquet(f, f.name, sink)
+    if suffix == ".xlsx":
+        return _read_sheet(f, sheet, sink)
+    sink.error(spec, None, None, None, "the mapping's [files] entries must be .csv, .parquet "
+               "or book.xlsx[Sheet]")
+    return None
+
+
+def _read_sheet(path: Path, sheet: str | None, sink: _Sink) -> _Raw | None:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - a corrupt workbook is the file's problem
+        sink.error(path.name, None, None, None, f"not a readable .xlsx workbook: {exc}")
+        return None
+    try:
+        name = sheet or wb.sheetnames[0]
+        if name not in wb.sheetnames:
+            sink.error(path.name, None, None, name, "no such sheet (sheets: "
+                       f"{', '.join(wb.sheetnames)})")
+            return None
+        records = ((i, list(r)) for i, r in
+                   enumerate(wb[name].iter_rows(values_only=True), start=1))
+        return _frame_from_rows(f"{path.name}[{name}]", records, sink, decimal_comma=False)
+    finally:
+        wb.close()
+
+
+def _sources_for_mapping(path: Path, m: mapping.Mapping, sink: _Sink) -> dict[str, _Raw | None]:
+    """The contract tables a mapping's [files] names (others found the ordinary way)."""
+    named = {t: f for t, f in m.files.items() if t in schema.INPUT_TABLES}
+    if not named:
+        return _read_sources(path, sink)
+    out: dict[str, _Raw | None] = {t: _read_named(path, f, sink) for t, f in named.items()}
+    if path.is_dir():
+        files = {f.name.lower(): f for f in path.iterdir() if f.is_file()}
+        for table in schema.INPUT_TABLES:
+            if table in out:
+                continue
+            for n in (f"{table}.csv", f"{table}.parquet"):
+                if n in files:
+                    out[table] = (_read_csv if n.endswith(".csv") else _read_parquet)(
+                        files[n], files[n].name, sink)
+    for table in schema.REQUIRED_TABLES:
+        if table not in out and not (table == "visits" and "labs" in m.files):
+            sink.error(m.path, None, None, table, f"[files] names no file for {table}, and "
+                       f"{path} holds no {table}.csv")
+    return out
+
+
+def _value_lookup(values: dict[str, str]) -> dict[str, str]:
+    """Value map keys as written, plus case/space-insensitive spellings of them."""
+    out = {}
+    for k, v in values.items():
+        out.setdefault(k.strip().lower(), v)
+    return out
+
+
+def apply_mapping(raws: dict[str, _Raw | None], m: mapping.Mapping, sink: _Sink,
+                  opts: dict) -> None:
+    """Rename mapped columns to the contract's, apply value maps and record units (in place)."""
+    if m.decimal_comma is not None:
+        for raw in raws.values():
+            if raw is not None:
+                raw.decimal_comma = bool(m.decimal_comma)
+    units: dict[str, dict[str, tuple[str, float]]] = opts.setdefault("units", {})
+    for table, raw in raws.items():
+        cms = m.for_table(table)
+        if raw is None or not cms:
+            continue
+        targets = {c.name for c in schema.columns(table)} | set(
+            mapping.EXTRA_TARGETS.get(table, ()))
+        frame = raw.frame
+        new: dict[str, pd.Series] = {}
+        source_of: dict[str, str] = {}
+        drop: set[str] = set()
+        for cm in cms:
+            key = normalise_name(cm.column)
+            if key not in frame.columns:
+                sink.error(m.path, None, cm.column, cm.to or None,
+                           f"the mapping names column {cm.column!r} of {raw.label} ({table}), "
+                           "which the file does not have (its columns: "
+                           f"{', '.join(raw.header_cols.get(c, c) for c in frame.columns)})")
+                continue
+            drop.add(key)
+            if not cm.to:
+                continue  # ignored on purpose
+            if cm.to not in targets:
+                sink.error(m.path, None, cm.column, cm.to,
+                           f"not a column of {table} in the data contract")
+                continue
+            col = frame[key].astype(object).fillna("").astype(str).str.strip()
+            if cm.values:
+                look = _value_lookup(cm.values)
+                col = col.map(lambda v, look=look: look.get(v.lower(), v) if v else v)
+            if cm.to in new:
+                c = next((x for x in schema.columns(table) if x.name == cm.to), None)
+                if c is not None and c.dtype == schema.TEXT and not c.choices:
+                    # Indicator columns of one regimen ('MMF', 'TAC') combine: 'MMF+TAC'.
+                    a, b = new[cm.to], col
+                    both = (a != "") & (b != "") & (b != "none") & (a != "none")
+                    new[cm.to] = a.where(~both, a + "+" + b).where(a != "", b).where(
+                        ~((a != "") & (b == "")), a)
+                    source_of[cm.to] += f" + {cm.column}"
+                    continue
+                sink.error(m.path, None, cm.column, cm.to,
+                           f"two file columns map to {cm.to}: {source_of[cm.to]!r} and "
+                           f"{cm.column!r}; map one of them to \"\"")
+                continue
+            new[cm.to] = col
+            source_of[cm.to] = cm.column
+            if cm.unit:
+                unit, factor = _mapped_unit(cm, m, sink)
+                if factor is not None:
+                    units.setdefault(table, {})[cm.to] = (unit, factor)
+        keep = [c for c in frame.columns if c not in drop]
+        clash = [c for c in keep if c in new]
+        for c in clash:
+            sink.error(raw.label, 1, raw.header_cols.get(c, c), None,
+                       f"the file has a column {c} and the mapping also maps "
+                       f"{source_of[c]!r} to {c}; map one of them to \"\"")
+        out = frame[keep].copy()
+        for k, v in new.items():
+            out[k] = v.to_numpy()
+        raw.frame = out
+        for k, src in source_of.items():
+            raw.header_cols[k] = src
+            if normalise_name(src) != k:
+                raw.shown[k] = f"{src} → {k}"
+
+
+def _mapped_unit(cm: mapping.ColumnMap, m: mapping.Mapping,
+                 sink: _Sink) -> tuple[str, float | None]:
+    """A mapping's unit for a column → (unit shown in messages, factor to the contract unit)."""
+    unit = str(cm.unit).strip()
+    drug = None
+    words = unit.split()
+    if len(words) > 1 and words[-1].lower() in PREDNISONE_FACTORS:
+        drug, unit = words[-1].lower(), " ".join(words[:-1])
+    if cm.to not in mapping.UNITS:
+        sink.error(m.path, None, cm.column, cm.unit,
+                   f"{cm.to} has no unit to convert; remove 'unit'")
+        return unit, None
+    factor = mapping.unit_factor(cm.to, unit)
+    if factor is None:
+        sink.error(m.path, None, cm.column, cm.unit,
+                   f"unit {cm.unit!r} cannot be converted to {cm.to} "
+                   f"({next(iter(mapping.UNITS[cm.to]))}); convertible units: "
+                   f"{mapping.units_text(cm.to)}")
+        return unit, None
+    canon = mapping.canon_unit(unit) or unit
+    if drug is not None:
+        if cm.to != "prednisone_mg_day":
+            sink.error(m.path, None, cm.column, cm.unit,
+                       "a glucocorticoid name belongs only to prednisone_mg_day's unit")
+            return unit, None
+        return f"{canon} of {drug}", factor * PREDNISONE_FACTORS[drug]
+    return canon, factor
+
+
 # --- options -------------------------------------------------------------------------------
 
 
@@ -593,6 +795,102 @@ def _parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     return val.astype("datetime64[s]"), not_iso, impossible
 
 
+def infer_day_month(values: Iterable[pd.Series]) -> tuple[str | None, str | None]:
+    """Day/month order a file's dates prove: ('DD/MM/YYYY' or 'MM/DD/YYYY', example).
+
+    A first number above 12 cannot be a month, so it is the day (and vice versa).
+    Returns ('mixed', 'a and b') when the file proves both orders, (None, None) when
+    no value decides it.
+    """
+    day_first, month_first = None, None
+    for s in values:
+        parts = s.str.extract(_DM_DATE)
+        ok = parts[0].notna()
+        if not ok.any():
+            continue
+        a = pd.to_numeric(parts[0][ok])
+        b = pd.to_numeric(parts[2][ok])
+        d1 = s[ok][(a > 12) & (b <= 12)]
+        m1 = s[ok][(b > 12) & (a <= 12)]
+        if day_first is None and len(d1):
+            day_first = d1.iloc[0]
+        if month_first is None and len(m1):
+            month_first = m1.iloc[0]
+    if day_first is not None and month_first is not None:
+        return "mixed", f"{day_first} and {month_first}"
+    if day_first is not None:
+        return "DD/MM/YYYY", day_first
+    if month_first is not None:
+        return "MM/DD/YYYY", month_first
+    return None, None
+
+
+def parse_date_series(s: pd.Series, fmt: str | None) -> tuple[pd.Series, pd.Series]:
+    """Dates in ISO or (with fmt DD/MM/YYYY or MM/DD/YYYY) day/month order: (values, reasons).
+
+    `reasons` holds '' for good or empty cells and the problem's text otherwise.
+    """
+    val, not_iso, impossible = _parse_dates(s)
+    reasons = pd.Series("", index=s.index, dtype=object)
+    reasons[impossible] = "not a real calendar date"
+    parts = s.str.extract(_DM_DATE)
+    dm = not_iso & parts[0].notna()
+    short = dm & (parts[3].str.len() == 2)
+    reasons[short] = "two-digit year: write the year in full (e.g. 15/03/2024 or 2024-03-15)"
+    dm &= ~short
+    if fmt in ("DD/MM/YYYY", "MM/DD/YYYY") and dm.any():
+        day, month = (parts[0], parts[2]) if fmt == "DD/MM/YYYY" else (parts[2], parts[0])
+        text = parts[3][dm] + "-" + month[dm].str.zfill(2) + "-" + day[dm].str.zfill(2)
+        got = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce").astype("datetime64[s]")
+        val = val.copy()
+        val[dm] = got
+        reasons[dm & got.reindex(s.index).isna()] = f"not a real calendar date (read as {fmt})"
+    elif dm.any():
+        if fmt == "YYYY-MM-DD":
+            reasons[dm] = ("not an ISO date (--date-format YYYY-MM-DD); write it as YYYY-MM-DD "
+                           "or choose --date-format DD/MM/YYYY or MM/DD/YYYY")
+        elif fmt == "mixed":
+            reasons[dm] = ("ambiguous date: this file has dates that must be day-first and "
+                           "others that must be month-first; give --date-format or write "
+                           "YYYY-MM-DD")
+        else:
+            reasons[dm] = ("ambiguous date (day/month order unknown: no day above 12 in this "
+                           "file decides it); use --date-format DD/MM/YYYY or MM/DD/YYYY, or "
+                           "write it as ISO YYYY-MM-DD")
+    other = not_iso & ~dm & ~short
+    reasons[other] = "not a date; write it as ISO YYYY-MM-DD"
+    return val, reasons
+
+
+def _file_date_format(raw: _Raw, date_cols: list[str], option: str | None,
+                      sink: _Sink) -> str | None:
+    """The day/month order to read this file's dates with (auto: proven by a day > 12)."""
+    if option not in (None, "auto"):
+        return option
+    series = [raw.frame[c].astype(str).str.strip() for c in date_cols if c in raw.frame.columns]
+    order, example = infer_day_month(series)
+    if order in ("DD/MM/YYYY", "MM/DD/YYYY"):
+        where = next(c for c in date_cols if c in raw.frame.columns and
+                     (raw.frame[c].astype(str).str.strip() == example).any())
+        i = int(np.flatnonzero((raw.frame[where].astype(str).str.strip() == example)
+                               .to_numpy())[0])
+        m = _DM_DATE.match(example)
+        which, number = ("first", m.group(1)) if order == "DD/MM/YYYY" else ("second", m.group(3))
+        sink.warn(raw.label, raw.rows[i], raw.shown.get(where, where), example,
+                  f"dates in this file read as {order}: in {example} the {which} number, "
+                  f"{int(number)}, cannot be a month (--date-format chooses the order)")
+        return order
+    return order
+
+
+def convert(num: pd.Series, factor: pd.Series | float) -> pd.Series:
+    """Values × factor; a factor below 1 divides by its (rounded) reciprocal so that
+    70 mg/dL ÷ 100 is 0.7 exactly as a typed 0.7 would be (× 0.01 gives 0.7000000000000001)."""
+    f = pd.Series(factor, index=num.index, dtype="float64") if np.isscalar(factor) else factor
+    inv = (1.0 / f).round(9)
+    return num.where(f >= 1, num / inv).where(f < 1, num * f)
+
+
 def _canon_unit(s: str) -> str | None:
     key = s.strip().lower().replace(" ", "")
     return _UNIT_SPELLINGS.get(key)
@@ -609,9 +907,21 @@ def _validate_table(
     extras_allowed = set(EXTRA_VISIT_COLUMNS) if table == "visits" else set()
     for name in frame.columns:
         if name not in known and name not in extras_allowed:
+            header = raw.header_cols.get(name, name)
+            samples = [v for v in frame[name].astype(str).head(50) if v]
+            like = mapping.looks_like(table, header, samples)
+            if like is not None and like.to not in frame.columns:
+                # A measurement under another name must never vanish (issue 16).
+                unit = f" in {like.unit}" if like.unit else ""
+                sink.error(label, 1, header, header,
+                           f"looks like the contract column {like.to}{unit} but is not named "
+                           f"so, and would be dropped: rename it to {like.to}, or map it "
+                           "(python -m lupus_dash suggest-mapping PATH -o MAP.toml, then "
+                           "import with --mapping MAP.toml)")
+                continue
             close = difflib.get_close_matches(name, list(known | extras_allowed), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            sink.warn(label, 1, name, raw.header_cols.get(name, name),
+            sink.warn(label, 1, name, header,
                       f"unknown column, ignored (not in the data contract){hint}")
     for c in cols:
         if c.required and c.name not in frame.columns:
@@ -632,24 +942,39 @@ def _validate_table(
 
     n = len(frame)
     out: dict[str, pd.Series] = {}
-    unit_used: dict[str, pd.Series] = {}
-    for unit_col, targets in UNIT_COLUMNS.items():
-        for target in targets:
-            if target not in frame.columns:
-                continue
+    unit_used: dict[str, pd.Series] = {}  # contract column -> unit each row was read in
+    unit_mult: dict[str, pd.Series] = {}  # contract column -> factor to the contract unit
+    mapped_units = opts.get("units", {}).get(table, {})  # from a mapping: col -> (unit, factor)
+    unit_col_of = {t: uc for uc, ts in UNIT_COLUMNS.items() for t in ts}
+    for target in [*_UNIT_FACTORS, *mapped_units]:
+        if target not in frame.columns or target in unit_used:
+            continue
+        factors = dict(mapping.UNITS.get(target, {}))
+        base = next(iter(factors), "")
+        default, default_f = base, 1.0
+        if target in mapped_units:
+            default, default_f = mapped_units[target]
+            factors[default] = default_f
+        elif target in _UNIT_FACTORS:
             option = opts.get("complement_unit" if target != "creatinine_umol_l"
                               else "creatinine_unit")
-            base = "µmol/L" if target == "creatinine_umol_l" else "g/L"
-            default = _canon_unit(option) if option else base
-            units = pd.Series(default, index=frame.index, dtype=object)
-            if unit_col in frame.columns:
-                given = frame[unit_col]
-                canon = given.map(lambda u: _canon_unit(u) if u else None)
-                bad = (given != "") & (canon.isna() | ~canon.isin(list(_UNIT_FACTORS[target])))
-                accepted = " or ".join(_UNIT_FACTORS[target])
-                flag(bad, unit_col, f"unknown unit; use {accepted}")
-                units = canon.where(canon.notna() & ~bad, default)
-            unit_used[target] = units
+            if option:
+                default = _canon_unit(option)
+                default_f = _UNIT_FACTORS[target][default]
+        units = pd.Series(default, index=frame.index, dtype=object)
+        unit_col = unit_col_of.get(target)
+        if unit_col and unit_col in frame.columns:
+            given = frame[unit_col]
+            canon = given.map(lambda u: _canon_unit(u) if u else None)
+            bad = (given != "") & (canon.isna() | ~canon.isin(list(_UNIT_FACTORS[target])))
+            accepted = " or ".join(_UNIT_FACTORS[target])
+            flag(bad, unit_col, f"unknown unit; use {accepted}")
+            units = canon.where(canon.notna() & ~bad, default)
+        unit_used[target] = units
+        unit_mult[target] = units.map(factors).astype("float64")
+    date_cols = [c.name for c in cols if c.dtype == schema.DATE]
+    date_fmt = _file_date_format(raw, date_cols, opts.get("date_format"), sink) \
+        if any(c in frame.columns for c in date_cols) else None
 
     for c in cols:
         if c.name not in frame.columns:
@@ -673,16 +998,16 @@ def _validate_table(
                 frac = num.notna() & (num != np.floor(num))
                 flag(frac, c.name, "not a whole number")
                 num = num.where(~frac)
-            if c.name in unit_used:
-                factor = unit_used[c.name].map(_UNIT_FACTORS[c.name]).astype("float64")
-                num = num * factor
+            if c.name in unit_mult:
+                num = convert(num, unit_mult[c.name])
             if c.lo is not None or c.hi is not None:
                 lo = -np.inf if c.lo is None else c.lo
                 hi = np.inf if c.hi is None else c.hi
                 low = num.notna() & (num < lo)
                 high = num.notna() & (num > hi)
                 for mask, word in ((low, "below"), (high, "above")):
-                    flag(mask, c.name, _range_reasons(c, word, num, unit_used.get(c.name)))
+                    flag(mask, c.name, _range_reasons(c, word, num, unit_used.get(c.name),
+                                                      unit_mult.get(c.name)))
                 num = num.where(~(low | high))
             if c.name == "creatinine_umol_l" and c.name in unit_used:
                 assumed = unit_used[c.name] == "µmol/L"
@@ -697,13 +1022,10 @@ def _validate_table(
             flag(bad, c.name, "not a yes/no value; use true/false, yes/no, y/n or 1/0")
             out[c.name] = val
         elif c.dtype == schema.DATE:
-            val, not_iso, impossible = _parse_dates(s)
-            flag(not_iso & s.str.match(_OTHER_DATE), c.name,
-                 "ambiguous date (day/month order unknown); write it as ISO YYYY-MM-DD")
-            flag(not_iso & ~s.str.match(_OTHER_DATE), c.name,
-                 "not a date; write it as ISO YYYY-MM-DD")
-            flag(impossible, c.name, "not a real calendar date")
-            out[c.name] = val
+            val, reasons = parse_date_series(s, date_fmt)
+            bad = (reasons != "").to_numpy()
+            flag(bad, c.name, lambda i, v, r=reasons: r.iloc[i])
+            out[c.name] = val.where(~bad)
         else:
             val = pd.Series([x if x else None for x in s], index=s.index, dtype=object)
             if c.choices:
@@ -722,20 +1044,22 @@ def _validate_table(
     return result.reset_index(drop=True), {k: v.reset_index(drop=True) for k, v in extras.items()}
 
 
-def _range_reasons(col: schema.Column, word: str, num: pd.Series, units: pd.Series | None):
+def _range_reasons(col: schema.Column, word: str, num: pd.Series, units: pd.Series | None,
+                   factors: pd.Series | None = None):
     """Reason builder for range failures: names the range and the unit the value was read in."""
     text = f"{word} the plausible range {_range_text(col)}"
     if units is None:
         return text
-    base = next(iter(_UNIT_FACTORS[col.name]))
-    how = {"c3_g_l": "÷ 100", "c4_g_l": "÷ 100", "creatinine_umol_l": "× 88.4"}[col.name]
+    base = next(iter(mapping.UNITS[col.name]))
 
     def reason(i: int, v) -> str:
         unit = units.iloc[i]
+        f = 1.0 if factors is None else float(factors.iloc[i])
         if unit != base:
+            how = f"÷ {_fmt(1 / f)}" if f < 1 else f"× {_fmt(f)}"
             return f"{text} (read as {unit}, converted {how} to {_fmt(num.iloc[i])} {base})"
         hint = ""
-        if word == "above" and col.name != "creatinine_umol_l":
+        if word == "above" and col.name in ("c3_g_l", "c4_g_l"):
             hint = "; looks like mg/dL: use --complement-unit mg/dL or a c3_unit/c4_unit column"
         return f"{text} (read as {base}){hint}"
 
@@ -996,10 +1320,35 @@ def read_cohort(
     creatinine_unit: str | None = None,
     week_windows: str | Sequence[tuple[int, int, int]] | None = None,
     schedule: str | Sequence[int] | None = None,
+    mapping: str | Path | mapping_mod.Mapping | None = None,
+    date_format: str | None = None,
 ) -> ReadResult:
-    """Read and validate a cohort folder / .xlsx / Parquet folder; never raises on bad input."""
+    """Read and validate a cohort folder / .xlsx / Parquet folder; never raises on bad input.
+
+    `mapping`: a MAP.toml (path or Mapping) naming files, columns, units and value maps;
+    `date_format`: one of DATE_FORMATS (default auto: ISO, or day/month order when a day
+    above 12 proves it).
+    """
     sink = _Sink()
     path = Path(path)
+    m = None
+    if mapping is not None:
+        try:
+            m = mapping if isinstance(mapping, mapping_mod.Mapping) else mapping_mod.load(mapping)
+        except mapping_mod.MappingError as exc:
+            sink.error(str(mapping), None, None, None, str(exc))
+            return ReadResult({}, sink.problems, sink.warnings, None, str(path))
+    return _read_validated(path, sink, m, complement_unit, creatinine_unit, week_windows,
+                           schedule, date_format)
+
+
+def _read_validated(path, sink, m, complement_unit, creatinine_unit, week_windows, schedule,
+                    date_format, raws=None) -> ReadResult:
+    """read_cohort after the mapping is loaded; `raws` given = tables another reader built."""
+    date_format = date_format or (m.date_format if m is not None else None) or "auto"
+    if date_format not in DATE_FORMATS:
+        sink.error("--date-format", None, None, date_format,
+                   f"unknown date format; use one of {', '.join(DATE_FORMATS)}")
     for name, val, ok in (
         ("--complement-unit", complement_unit, ("g/L", "mg/dL")),
         ("--creatinine-unit", creatinine_unit, ("µmol/L", "mg/dL")),
@@ -1011,12 +1360,27 @@ def read_cohort(
         else None,
         "creatinine_unit": creatinine_unit if creatinine_unit and _canon_unit(creatinine_unit)
         else None,
+        "date_format": date_format if date_format in DATE_FORMATS else "auto",
     }
     sched = parse_schedule(schedule, sink)
     n_before = len(sink.problems)
     wins = parse_windows(week_windows, sink)
     windows_ok = len(sink.problems) == n_before  # a bad spec would only add noise below
-    raws = _read_sources(path, sink)
+    if raws is None:
+        if m is not None and m.redcap:
+            from . import redcap
+
+            raws = redcap.read_raws(path, m, sink)
+        else:
+            raws = _sources_for_mapping(path, m, sink) if m is not None else \
+                _read_sources(path, sink)
+        if m is not None:
+            apply_mapping(raws, m, sink, opts)
+        labs_file = _labs_source(path, m)
+        if labs_file is not None:
+            from . import labs
+
+            labs.merge_into(raws, labs_file, m, sink, opts, sched, wins)
     tables: dict[str, pd.DataFrame] = {}
     extras: dict[str, pd.Series] = {}
     for table, raw in raws.items():
@@ -1060,11 +1424,33 @@ def read_cohort(
     tables = {t: derive.coerce(df, t) for t, df in tables.items()}
     order = {t: i for i, t in enumerate(["--complement-unit", "--creatinine-unit",
                                            "--schedule", "--week-windows"])}
+    shown = {(r.label, k): v for r in raws.values() if r is not None for k, v in r.shown.items()}
+    if shown:
+        sink.problems = [_shown(q, shown) for q in sink.problems]
+        sink.warnings = [_shown(q, shown) for q in sink.warnings]
     problems = sorted(sink.problems, key=lambda q: (order.get(q.file, 9), q.file, q.row or 0))
     schedules = None
     if sched is not None and p is not None:
         schedules = {c: list(sched) for c in p["cohort"].dropna().unique()}
     return ReadResult(tables, problems, sink.warnings, schedules, str(path))
+
+
+def _shown(q: Problem, shown: dict[tuple[str, str], str]) -> Problem:
+    """A problem in a mapped column names the file's header and the contract column."""
+    key = (q.file, q.column)
+    return dataclasses.replace(q, column=shown[key]) if key in shown else q
+
+
+def _labs_source(path: Path, m: mapping_mod.Mapping | None) -> Path | None:
+    """A long-format labs file: named in [files] labs, or labs.csv in the folder."""
+    if m is not None and "labs" in m.files:
+        base = path if path.is_dir() else path.parent
+        return base / m.files["labs"]
+    if path.is_dir():
+        for f in path.iterdir():
+            if f.name.lower() in ("labs.csv", "labs.parquet"):
+                return f
+    return None
 
 
 def _read_from_args(args) -> ReadResult:
@@ -1074,6 +1460,8 @@ def _read_from_args(args) -> ReadResult:
         creatinine_unit=_cli_unit(getattr(args, "creatinine_unit", None)),
         week_windows=getattr(args, "week_windows", None),
         schedule=getattr(args, "schedule", None),
+        mapping=getattr(args, "mapping", None),
+        date_format=getattr(args, "date_format", None),
     )
 
 

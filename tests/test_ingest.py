@@ -353,10 +353,17 @@ def test_unknown_column_warns_and_imports(tmp_path, capsys):
     assert "3 patients, 6 visits, 1 adverse events, 1 warning" in out
 
 
-def test_unknown_column_suggests_close_name(tmp_path):
-    visits = VISITS.replace("c3_g_l", "c3_gl", 1)
-    res = ingest.read_cohort(write_cohort(tmp_path / "c", visits=visits))
-    assert any("did you mean 'c3_g_l'" in w.reason for w in res.warnings)
+def test_lookalike_column_stops_the_import(tmp_path):
+    # Issue 16: 'C3 (g/L)' (or a misspelt 'c3_gl') once imported without C3 and a collapsed
+    # warning; a column that looks like a contract column must stop the import, located.
+    for header in ("c3_gl", "C3 (g/L)", "Complement C3"):
+        visits = VISITS.replace("c3_g_l", header, 1)
+        res = ingest.read_cohort(write_cohort(tmp_path / header.replace(" ", ""), visits=visits))
+        assert [(p.file, p.row, p.column, p.value) for p in res.problems] == [
+            ("visits.csv", 1, header, header)
+        ]
+        assert "looks like the contract column c3_g_l" in res.problems[0].reason
+        assert "--mapping" in res.problems[0].reason
 
 
 # --- valid inputs ---------------------------------------------------------------------------
@@ -735,3 +742,75 @@ def test_unreadable_start_date_reported_once(tmp_path):
     assert [(p.file, p.row, p.column) for p in res.problems] == [
         ("patients.csv", 4, "treatment_start_date")
     ]
+
+
+# --- dates: day/month order (issue 16) --------------------------------------------------------
+
+
+def _start_dates(tmp_path, name, p1, p2, p3="2022-03-07"):
+    patients = PATIENTS.replace("2022-01-10", p1).replace("2022-02-07", p2).replace(
+        "2022-03-07", p3)
+    # P3's dated visit moves with its start date (4 weeks later), so only the format is tested.
+    return write_cohort(tmp_path / name, patients=patients,
+                        visits=VISITS.replace("2022-04-04", "2022-04-04"))
+
+
+def test_day_above_12_proves_day_first_and_says_so(tmp_path):
+    res = ingest.read_cohort(_start_dates(tmp_path, "a", "15/01/2022", "07/02/2022"))
+    assert res.ok, res.problems
+    starts = res.tables["patients"]["treatment_start_date"].dt.strftime("%Y-%m-%d").tolist()
+    assert starts == ["2022-01-15", "2022-02-07", "2022-03-07"]
+    w = [x for x in res.warnings if x.column == "treatment_start_date"]
+    assert [(x.file, x.row, x.value) for x in w] == [("patients.csv", 2, "15/01/2022")]
+    assert "read as DD/MM/YYYY: in 15/01/2022 the first number, 15, cannot be a month" in \
+        w[0].reason
+
+
+def test_month_first_proven_by_second_number(tmp_path):
+    res = ingest.read_cohort(_start_dates(tmp_path, "b", "01/15/2022", "02/07/2022"))
+    assert res.ok, res.problems
+    starts = res.tables["patients"]["treatment_start_date"].dt.strftime("%Y-%m-%d").tolist()
+    assert starts[:2] == ["2022-01-15", "2022-02-07"]
+    assert any("read as MM/DD/YYYY" in x.reason for x in res.warnings)
+
+
+def test_truly_ambiguous_file_refused_until_a_format_is_given(tmp_path):
+    folder = _start_dates(tmp_path, "c", "10/01/2022", "07/02/2022")
+    res = ingest.read_cohort(folder)
+    assert [(p.row, p.column, p.value) for p in res.problems] == [
+        (2, "treatment_start_date", "10/01/2022"), (3, "treatment_start_date", "07/02/2022")]
+    assert all("--date-format" in p.reason for p in res.problems)
+    dmy = ingest.read_cohort(folder, date_format="DD/MM/YYYY")
+    assert dmy.ok and dmy.tables["patients"]["treatment_start_date"].iloc[1] == \
+        pd.Timestamp("2022-02-07")
+    mdy = ingest.read_cohort(folder, date_format="MM/DD/YYYY")
+    assert mdy.ok and mdy.tables["patients"]["treatment_start_date"].iloc[1] == \
+        pd.Timestamp("2022-07-02")
+    assert not [w for w in dmy.warnings if w.column == "treatment_start_date"]
+
+
+def test_date_format_problems(tmp_path):
+    iso_only = ingest.read_cohort(_start_dates(tmp_path, "d", "15/01/2022", "2022-02-07"),
+                                  date_format="YYYY-MM-DD")
+    assert [(p.row, p.value) for p in iso_only.problems] == [(2, "15/01/2022")]
+    assert "not an ISO date" in iso_only.problems[0].reason
+    mixed = ingest.read_cohort(_start_dates(tmp_path, "e", "15/01/2022", "01/15/2022"))
+    assert {p.value for p in mixed.problems} == {"15/01/2022", "01/15/2022"}
+    assert all("day-first and others that must be month-first" in p.reason
+               for p in mixed.problems)
+    short = ingest.read_cohort(_start_dates(tmp_path, "f", "15/01/22", "2022-02-07"))
+    assert [(p.row, p.value) for p in short.problems] == [(2, "15/01/22")]
+    assert "two-digit year" in short.problems[0].reason
+    impossible = ingest.read_cohort(_start_dates(tmp_path, "g", "31/02/2022", "15/01/2022"))
+    assert [(p.row, p.value) for p in impossible.problems] == [(2, "31/02/2022")]
+    assert "not a real calendar date (read as DD/MM/YYYY)" in impossible.problems[0].reason
+    bad = ingest.read_cohort(_start_dates(tmp_path, "h", "2022-01-10", "2022-02-07"),
+                             date_format="DMY")
+    assert [(p.file, p.value) for p in bad.problems] == [("--date-format", "DMY")]
+
+
+def test_date_format_on_the_command_line(tmp_path, capsys):
+    folder = _start_dates(tmp_path, "i", "10/01/2022", "07/02/2022")
+    assert cli.main(["validate", str(folder)]) == 2
+    assert "ambiguous date" in capsys.readouterr().err
+    assert cli.main(["validate", str(folder), "--date-format", "DD/MM/YYYY"]) == 0
