@@ -76,11 +76,26 @@ NORMAL_CSS = """
 # --- database -------------------------------------------------------------------
 
 
-def db_path() -> Path:
-    """The database file: one opened on the Data page, $LUPUS_DASH_DB, else data/demo.duckdb."""
-    override = st.session_state.get("db_path_override")
-    p = Path(override or os.environ.get("LUPUS_DASH_DB", DEFAULT_DB))
+def _default_path() -> Path:
+    p = Path(os.environ.get("LUPUS_DASH_DB", DEFAULT_DB))
     return p if p.is_absolute() else ROOT / p
+
+
+def db_path() -> Path:
+    """The database file: one opened on the Data page (or named by the link's `db`), else
+    $LUPUS_DASH_DB, else data/demo.duckdb."""
+    override = st.session_state.get("db_path_override")
+    p = Path(override) if override else _default_path()
+    return p if p.is_absolute() else ROOT / p
+
+
+def database_from_link(name: str | None) -> Path | None:
+    """The file a link's `db=NAME` names: only a `.duckdb` file beside the default database
+    (a bare name, never a path), so a link cannot open anything else on the server."""
+    if not name or Path(name).name != name or not name.endswith(".duckdb"):
+        return None
+    p = _default_path().parent / name
+    return p if p.is_file() else None
 
 
 @st.cache_resource
@@ -197,6 +212,10 @@ def _params_base(flt: Filter, presenter: bool) -> dict[str, list[str]]:
     q = flt.to_query_params()
     if presenter:
         q["present"] = ["1"]
+    override = st.session_state.get("db_path_override")
+    if override and Path(override).parent == _default_path().parent:
+        # A cohort imported on the Data page: the link opens the same file for anyone.
+        q["db"] = [Path(override).name]
     return q
 
 
@@ -315,7 +334,7 @@ def _init_from_url(db: Database, cohorts: list[str]) -> None:
     if flt.get("completer") == (True,):
         st.session_state["f_completer"] = True
     st.session_state["present"] = (snap.get("present") or ["0"])[0].lower() in ("1", "true")
-    st.session_state["_url_notes"] = notes
+    st.session_state["_url_notes"] = [*st.session_state.get("_url_notes", []), *notes]
 
 
 def _age_limits(db: Database, cohort: str) -> tuple[float | None, float | None]:
@@ -452,6 +471,16 @@ class Context:
 def start() -> Context:
     """Open the database, render the filter panel, sync the URL; stop with a plain error."""
     st.session_state["_calls"] = []
+    if not st.session_state.get("_db_link_checked"):
+        st.session_state["_db_link_checked"] = True
+        name = st.query_params.get("db")
+        linked = database_from_link(name)
+        if linked is not None:
+            st.session_state["db_path_override"] = str(linked)
+        elif name:
+            st.session_state.setdefault("_url_notes", []).append(
+                f"The link names a database {name!r} that this server does not have; "
+                "showing the default one.")
     try:
         ensure_demo()
         db = get_db()
@@ -493,9 +522,36 @@ def current() -> Context:
     return ctx
 
 
+WATCH_SECONDS = 20  # how often an open page checks whether its data changed
+
+
+def data_changed(db: Database) -> bool:
+    """Whether the file behind `db` was replaced or rewritten since it was opened."""
+    path = db.path
+    try:
+        st_ = path.stat()
+    except OSError:
+        return True
+    return (str(path.resolve()), st_.st_mtime_ns, st_.st_size) != tuple(db.version)
+
+
+@st.fragment(run_every=WATCH_SECONDS)
+def _watch_data() -> None:
+    """An idle page says so when its data changed (a new import, a refresh) and offers a
+    reload, instead of showing old numbers as if they were current."""
+    ctx = st.session_state.get("_ctx")
+    if ctx is None or not data_changed(ctx.db):
+        return
+    st.info("The data behind this page changed since it was drawn (a new import or "
+            "refresh).")
+    if st.button("Reload with the new data", key="reload_data"):
+        st.rerun(scope="app")
+
+
 def page(title: str, need_patients: bool = True) -> Context:
     """Page header with the filter sentence; stops with a plain message when nobody matches."""
     ctx = current()
+    _watch_data()
     for note in st.session_state.pop("_url_notes", []) or []:
         st.warning(note)
     if ctx.presenter:

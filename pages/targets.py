@@ -70,7 +70,10 @@ if len(weeks) > 1:
     frm = ui.url_widget("selectbox", "Transitions from", weeks[:-1], "t2t_from",
                         default=weeks[0], format_func=lambda w: f"week {w}")
     tt = treat_to_target.transition_table(flow["transitions"], frm)
-    ui.table(tt, f"transitions_week_{frm}", calls=flow.call)
+    nxt = weeks[weeks.index(frm) + 1]
+    tt = tt.rename(columns=lambda c: f"{c} at week {nxt}")
+    tt.insert(0, f"State at week {frm}", tt.index)
+    ui.table(tt.reset_index(drop=True), f"transitions_week_{frm}", calls=flow.call)
 
 # --- time to first target --------------------------------------------------------------
 st.subheader("Time to first target")
@@ -112,7 +115,9 @@ ui.table(med.assign(**{
     "Reached": [layouts.fmt_num(x, 0) for x in med["events"]],
     "Median weeks (95 % CI)": [
         ("not reached" if layouts.is_missing(m) else layouts.fmt_num(m, 0))
-        + (f" ({layouts.fmt_ci(lo, hi, 0)})" if not layouts.is_missing(lo) else "")
+        + (f" ({layouts.fmt_ci(lo, hi, 0)})" if layouts.fmt_ci(lo, hi, 0) else
+           f" ({layouts.fmt_num(lo, 0)} to not reached)" if not layouts.is_missing(lo)
+           else "")
         for m, lo, hi in zip(med["median"], med["ci_low"], med["ci_high"], strict=True)],
 })[["Group", "Patients", "Reached", "Median weeks (95 % CI)"]], f"median_time_to_{definition}",
     calls=ttf.call)

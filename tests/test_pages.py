@@ -358,6 +358,14 @@ def test_data_page_imports_into_a_new_database_and_every_page_renders(tmp_path, 
     assert (tmp_path / "external.duckdb").exists()
     at.run()  # the session now reads the imported file
     assert at.selectbox(key="f_cohort").options == ["LN-adult", "cSLE-QD"]
+    # The link names the imported file, so whoever opens it sees the same cohort.
+    assert at.query_params["db"] == "external.duckdb"
+    other = run("overview", db="external.duckdb", cohort="cSLE-QD")
+    assert_clean(other)
+    assert other.selectbox(key="f_cohort").value == "cSLE-QD"
+    bad = run("overview", db="../etc/passwd")  # never a path: a plain note, the default file
+    assert_clean(bad)
+    assert any("does not have" in w.value for w in bad.warning)
     for label in ("cSLE-QD", "LN-adult"):
         at.selectbox(key="f_cohort").set_value(label).run()
         for page in PAGES:
@@ -522,3 +530,20 @@ def test_screen_and_cli_print_identical_tables_1_2_3(cohort_name, params, demo_p
         assert len(shown) == 1, (page, layout)
         pd.testing.assert_frame_equal(shown[0].reset_index(drop=True), printed,
                                       check_dtype=False)
+
+
+def test_an_idle_page_says_when_its_data_changed(tmp_path, monkeypatch, demo_path):
+    import shutil
+
+    from lupus_dash import ui
+
+    path = shutil.copy(demo_path, tmp_path / "watched.duckdb")
+    db = Database(path)
+    assert not ui.data_changed(db)
+    os.utime(path, ns=(1, 1))  # rewritten by an import: another mtime
+    assert ui.data_changed(db)
+    db.close()
+    monkeypatch.setenv("LUPUS_DASH_DB", str(path))
+    at = run("overview", cohort="csle_belimumab")
+    assert_clean(at)
+    assert not any("changed since" in i.value for i in at.info)
