@@ -234,7 +234,7 @@ def trajectory(
         if len(marks):
             layers.append(
                 alt.Chart(marks)
-                .mark_text(dy=-12, fontSize=16, fontWeight="bold", color="#222222")
+                .mark_text(dy=-12, fontWeight="bold", color="#222222")
                 .encode(
                     x=enc_x,
                     y=alt.Y(f"{hi}:Q", scale=scale),
@@ -812,7 +812,7 @@ def _finalize(chart: alt.TopLevelMixin, presenter: bool = False) -> alt.TopLevel
             legend=alt.LegendConfig(labelFontSize=20, titleFontSize=20, symbolSize=260,
                                     labelLimit=400),
             title=alt.TitleConfig(fontSize=26),
-            text=alt.MarkConfig(fontSize=18),
+            text=alt.MarkConfig(fontSize=20),
             header=alt.HeaderConfig(labelFontSize=20, titleFontSize=20),
             line=alt.LineConfig(strokeWidth=4),
             point=alt.MarkConfig(size=160),
@@ -823,7 +823,7 @@ def _finalize(chart: alt.TopLevelMixin, presenter: bool = False) -> alt.TopLevel
     return chart.configure(
         axis=alt.AxisConfig(labelFontSize=12, titleFontSize=13),
         legend=alt.LegendConfig(labelFontSize=12, titleFontSize=12),
-        text=alt.MarkConfig(fontSize=12),
+        text=alt.MarkConfig(fontSize=14),
         title=alt.TitleConfig(fontSize=15),
         range=alt.RangeConfig(category=list(OKABE_ITO)),
     )

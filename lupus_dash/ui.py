@@ -570,6 +570,14 @@ def page(title: str, need_patients: bool = True) -> Context:
     return ctx
 
 
+def controls(label: str = "View settings"):
+    """Where a page's widgets go: in place normally; folded into an expander in presenter
+    mode, so the first screen shows the result, not a wall of controls."""
+    if current().presenter:
+        return st.expander(label, expanded=False)
+    return st.container()
+
+
 def metric_columns(n: int) -> list:
     """n columns for metrics: one row on screen, rows of three in presenter mode."""
     if not current().presenter or n <= 3:

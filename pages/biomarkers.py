@@ -18,7 +18,7 @@ if missing:
 tab_one, tab_all = ui.url_tabs(["One endpoint", "All endpoints (Figure 1)"], "bio_tab")
 
 with tab_one:
-    c = st.columns([2, 1, 2, 1])
+    c = ui.controls().columns([2, 1, 2, 1])
     with c[0]:
         col = ui.url_widget("selectbox", "Endpoint", cols, "bio_endpoint", default=cols[0],
                             format_func=ui.endpoint_label)

@@ -8,7 +8,7 @@ from lupus_dash.analyses import common, remission
 ctx = ui.page("Remission")
 flt = ctx.flt
 
-c = st.columns([2, 2, 2])
+c = ui.controls().columns([2, 2, 2])
 with c[0]:
     preset = ui.url_widget("selectbox", "Definitions", list(schema.PRESETS), "rem_preset",
                            default="standard",

@@ -11,7 +11,7 @@ labels = {c.name: c.label for c in schema.columns("patient_facts")}
 
 eps = ui.run(common.available_endpoints, flt).table
 cols = [e.column for e in eps]
-c = st.columns([2, 2, 1, 1])
+c = ui.controls().columns([2, 2, 1, 1])
 with c[0]:
     group_by = ui.url_widget("selectbox", "Group by", list(schema.GROUPING_COLUMNS), "sub_group",
                              default="class_group", format_func=lambda g: labels.get(g, g))

@@ -10,7 +10,7 @@ ctx = ui.page("Treat to target")
 flt = ctx.flt
 labels = {c.name: c.label for c in schema.columns("patient_facts")}
 
-c = st.columns([2, 3])
+c = ui.controls().columns([2, 3])
 with c[0]:
     preset = ui.url_widget("selectbox", "Definitions", list(schema.PRESETS), "t2t_preset",
                            default="standard", format_func=lambda p: endpoints.PRESETS[p].label)
