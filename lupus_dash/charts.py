@@ -11,10 +11,13 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import io
 import math
 import pickle
+import textwrap
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import altair as alt
 import pandas as pd
@@ -1319,3 +1322,173 @@ def forest_t2t(
     return alt.layer(left_layer, right_layer).resolve_scale(y="independent").properties(
         title=alt.TitleParams(title, subtitle=sub), width=width,
         height=max(120, 34 * len(d)))
+
+
+# --- export stamps (issue 15) -----------------------------------------------------------
+# An exported figure travels alone (pasted into slides, mailed): it must say which
+# patients, which definitions, which data and whether it was planned. The caption is
+# drawn INTO the image (a text view under the chart, rendered by vl-convert with the
+# chart's own fonts), not only written into the file name.
+
+PROJECTOR = (1920, 1080)
+STATUS_COLOURS = {"pre-specified": "#007A5A", "exploratory": "#C04A00"}  # Okabe–Ito, darkened
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """What an exported figure says about itself: filter, n, definitions, data, date, status."""
+
+    filter_sentence: str
+    n: int
+    preset: str
+    data_version: str
+    date: str
+    status: str = "exploratory"
+    comparisons: int | None = None
+
+    def caption(self, width_chars: int = 110) -> list[tuple[str, bool]]:
+        """Caption lines and whether each is the status (drawn bold, in colour): the status,
+        then the filter sentence, then n, definitions, data version and date."""
+        head = self.status.upper()
+        if self.comparisons is not None:
+            head += (f" · comparisons looked at: {self.comparisons} (about "
+                     f"{self.comparisons * 0.05:.1f} expected p < 0.05 by chance)")
+        tail = (f"n = {self.n} · definitions: {self.preset} · data version "
+                f"{(self.data_version or 'unknown')[:8]} · {self.date}")
+        out = [(t, True) for t in textwrap.wrap(head, width_chars)]
+        for text in (self.filter_sentence, tail):
+            out += [(t, False) for t in textwrap.wrap(text, width_chars) or [""]]
+        return out
+
+    def lines(self, width_chars: int = 110) -> list[str]:
+        """The caption's text lines."""
+        return [t for t, _ in self.caption(width_chars)]
+
+    def line(self) -> str:
+        """The context as one line (slides, Word footers)."""
+        return " · ".join([self.filter_sentence, f"n = {self.n}",
+                           f"definitions: {self.preset}",
+                           f"data version {(self.data_version or 'unknown')[:8]}", self.date,
+                           self.status])
+
+
+_TOP_LEVEL = ("$schema", "config", "datasets", "background", "padding", "usermeta")
+
+
+def stamp(chart: alt.TopLevelMixin, ctx: ExportContext, width: int = 760,
+          height: int | None = None, font_size: int = 13) -> dict:
+    """The chart's Vega-Lite spec with the context caption drawn under it (vconcat).
+
+    `width`/`height` set the plot size of a single (non-facet) chart; a facet chart
+    keeps its cell sizes.
+    """
+    spec = _fixed_width(chart, width)
+    top = {k: spec.pop(k) for k in _TOP_LEVEL if k in spec}
+    spec.pop("autosize", None)  # only the top level may size; a vconcat pads
+    if height is not None and "height" in spec:
+        spec["height"] = height
+    if isinstance(spec.get("width"), (int, float)):
+        spec["width"] = width
+        cap_w = width
+    else:
+        cap_w = 10  # a facet: the caption's text sets its own extent (autosize pad)
+    chars = max(40, int(width / (font_size * 0.55)))
+    lines = ctx.caption(chars)
+    step = round(font_size * 1.45)
+    rows = [{"y": i * step, "t": t, "first": bold} for i, (t, bold) in enumerate(lines)]
+    colour = STATUS_COLOURS.get(ctx.status, "#333333")
+
+    def text_layer(first: bool) -> dict:
+        return {
+            "transform": [{"filter": f"datum.first == {'true' if first else 'false'}"}],
+            "mark": {"type": "text", "align": "left", "baseline": "top",
+                     "fontSize": font_size, "fontWeight": "bold" if first else "normal",
+                     "color": colour if first else "#333333", "limit": 0},
+            "encoding": {"x": {"value": 0},
+                         "y": {"field": "y", "type": "quantitative", "scale": None},
+                         "text": {"field": "t", "type": "nominal"}},
+        }
+
+    caption = {"width": cap_w, "height": step * len(lines), "view": {"stroke": None},
+               "data": {"values": rows}, "layer": [text_layer(True), text_layer(False)]}
+    out = {k: top[k] for k in ("$schema",) if k in top}
+    out.update({"vconcat": [spec, caption], "spacing": max(10, font_size),
+                "autosize": {"type": "pad"}, "background": "white"})
+    for k in ("config", "datasets", "padding", "usermeta"):
+        if k in top:
+            out[k] = top[k]
+    return out
+
+
+def to_png_stamped(chart: alt.TopLevelMixin, ctx: ExportContext, scale: float = 2.0,
+                   width: int = 760) -> bytes:
+    """PNG bytes of a chart with its context caption in the image."""
+    import vl_convert as vlc
+
+    return vlc.vegalite_to_png(stamp(chart, ctx, width), scale=scale)
+
+
+def to_svg_stamped(chart: alt.TopLevelMixin, ctx: ExportContext, width: int = 760) -> str:
+    """SVG text of a chart with its context caption in the image."""
+    import vl_convert as vlc
+
+    return vlc.vegalite_to_svg(stamp(chart, ctx, width))
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height of a PNG, from its IHDR header."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def to_projector_png(chart: alt.TopLevelMixin, ctx: ExportContext,
+                     size: tuple[int, int] = PROJECTOR) -> bytes:
+    """A PNG of exactly `size` (1920×1080) for a projector: presenter type, caption included.
+
+    Rendered at scale 1 so type sizes are pixels (presenter axis labels 20 px, ≥ 18 px
+    at 1080p); the plot is sized to fill the frame, then centred on a white canvas.
+    """
+    import vl_convert as vlc
+    from PIL import Image
+
+    big_w, big_h = size
+    final = chart if _configured(chart) else finalize(chart, presenter=True)
+    facet = _is_facet(final)
+    w0, h0 = 1200, 560
+    spec = stamp(final, ctx, width=w0, height=None if facet else h0, font_size=22)
+    png = vlc.vegalite_to_png(spec, scale=1)
+    w, h = png_size(png)
+    if not facet:
+        # What axes, legend, title and caption add around the plot, measured, then removed
+        # from the frame to give the plot size that fills it.
+        margin = 24
+        pw = max(300, w0 + (big_w - margin) - w)
+        ph = max(200, h0 + (big_h - margin) - h)
+        spec = stamp(final, ctx, width=pw, height=ph, font_size=22)
+        png = vlc.vegalite_to_png(spec, scale=1)
+        w, h = png_size(png)
+    elif isinstance(spec["vconcat"][0].get("spec", {}).get("width"), (int, float)):
+        # A facet keeps its cell sizes: widen the cells to the frame's aspect, then scale.
+        cell = spec["vconcat"][0]["spec"]
+        cell["width"] = int(cell["width"] * (big_w / big_h) / (w / h))
+        png = vlc.vegalite_to_png(spec, scale=1)
+        w, h = png_size(png)
+    if w < big_w and h < big_h:
+        png = vlc.vegalite_to_png(spec, scale=min(big_w / w, big_h / h) * 0.98)
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    if img.width > big_w or img.height > big_h:
+        img.thumbnail((big_w, big_h), Image.LANCZOS)
+    canvas = Image.new("RGB", (big_w, big_h), "white")
+    canvas.paste(img, ((big_w - img.width) // 2, (big_h - img.height) // 2))
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _configured(chart: alt.TopLevelMixin) -> bool:
+    return getattr(chart, "config", alt.Undefined) is not alt.Undefined
+
+
+def _is_facet(chart: alt.TopLevelMixin) -> bool:
+    return isinstance(chart, alt.FacetChart)

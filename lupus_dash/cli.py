@@ -1,5 +1,5 @@
 """Command line: `python -m lupus_dash {import,validate,suggest-mapping,import-omop,report,
-build-demo,rederive,dictionary}`."""
+build-demo,rederive,slides,dictionary}`."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="repeatable; several values as COL=A,B")
     rep.add_argument("--definitions", default="standard",
                      choices=["standard", "seed_paper", "paediatric"])
-    rep.add_argument("--format", default="json", choices=["json", "csv", "markdown", "xlsx"])
+    rep.add_argument("--format", default="json", choices=["json", "csv", "markdown", "xlsx", "docx"],
+                     help="docx: an editable Word table (with --layout and --output)")
     rep.add_argument("--group-by", default=None)
     rep.add_argument("--observed", action="store_true",
                      help="observed-only remission rates instead of non-responder imputation")
@@ -98,7 +99,33 @@ def _parser() -> argparse.ArgumentParser:
     dic.add_argument("--format", default="markdown", choices=["markdown", "csv", "json"])
     dic.add_argument("--analyses", action="store_true",
                      help="the analyses' reference (docs/ANALYSIS_API.md) instead")
+    _slides_parser(sub)
     return p
+
+
+def _slides_parser(sub) -> None:
+    """`slides`: a deck of scenes (or the default key views for a filter) as PowerPoint."""
+    s = sub.add_parser("slides", help="a deck of scenes as a 16:9 PowerPoint (default: the key "
+                                      "views for one filter)")
+    s.add_argument("--db", default=DEFAULT_DB)
+    s.add_argument("--cohort", default=None,
+                   help="required without --deck; with --deck it (and --filter) replaces "
+                        "every scene's filter")
+    s.add_argument("--filter", action="append", default=[], metavar="COL=VAL",
+                   help="repeatable; several values as COL=A,B")
+    s.add_argument("--deck", default=None,
+                   help="a deck file (.toml or .json) or the name of one under decks/")
+    s.add_argument("--definitions", default="standard",
+                   choices=["standard", "seed_paper", "paediatric"])
+    s.add_argument("--pptx", required=True, help="the .pptx file to write")
+    s.add_argument("--png-dir", default=None,
+                   help="also write each chart as a 1920×1080 PNG (caption included) here")
+    s.add_argument("--log", default=None,
+                   help="write the comparison log to this .csv or .json file")
+    s.add_argument("--save-deck", default=None,
+                   help="write the deck used (the default one too) to this .toml or .json")
+    s.add_argument("--prespecified", action="store_true",
+                   help="mark the default deck's scenes pre-specified (they were planned)")
 
 
 def _ingest_options(p: argparse.ArgumentParser) -> None:
@@ -126,6 +153,7 @@ _COMMANDS = {
     "build-demo": ("lupus_dash.synth", "cli_build_demo"),
     "rederive": ("lupus_dash.store", "cli_rederive"),
     "dictionary": ("lupus_dash.docs", "cli_dictionary"),
+    "slides": ("lupus_dash.office", "cli_slides"),
 }
 
 

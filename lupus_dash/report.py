@@ -166,6 +166,9 @@ def layout(db: Database, flt: Filter, name: str, policy: Policy = OPEN,
 
 def cli_report(args) -> int:
     """`python -m lupus_dash report ...`"""
+    if args.format == "docx" and not args.layout:
+        print("error: --format docx needs --layout table1, table2 or table3", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         db = Database(args.db)
         flt = Filter.from_cli(args.cohort, args.filter)
@@ -185,6 +188,10 @@ def cli_report(args) -> int:
         lay = layout(db, flt, args.layout, se=tuple(args.se), **kw)
         if args.format == "xlsx":
             return _write(args, to_xlsx({args.layout: lay.table}))
+        if args.format == "docx":
+            from . import office
+
+            return _write(args, office.layout_docx(db, lay, preset=args.definitions))
         if args.format == "csv":
             return _write(args, lay.to_csv())
         return _write(args, lay.to_markdown())
@@ -210,7 +217,7 @@ def _write(args, content) -> int:
     out = getattr(args, "output", None)
     if isinstance(content, bytes):
         if not out:
-            print("error: .xlsx output needs --output FILE", file=sys.stderr)
+            print("error: .xlsx and .docx output need --output FILE", file=sys.stderr)
             return EXIT_BAD_INPUT
         with open(out, "wb") as fh:
             fh.write(content)
