@@ -23,3 +23,4 @@ PAGES = [
 ]
 # Presenter mode hides the sidebar, so the page links move to the top bar.
 st.navigation(PAGES, position="top" if ctx.presenter else "sidebar").run()
+ui.finish()  # panels that sum up what the page showed (the comparison log)

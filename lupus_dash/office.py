@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import charts, layouts, results, scenes, schema
-from .analyses import biomarkers, cohort, common, remission, safety, subgroups
+from . import charts, layouts, results, scenes, schema, treat_to_target
+from .analyses import biomarkers, cohort, common, remission, safety, subgroups, targets
 from .comparisons import ComparisonLog
 from .db import Database
 from .filters import Filter, FilterError
@@ -271,36 +271,42 @@ def view_disease_states(run: _Run, flt: Filter, w: scenes.Scene, preset: str) ->
                 note="'LLDAS' counts patients in LLDAS but not in remission.", preset=p)
 
 
-def view_time_to_response(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> View:
-    """Remission: Kaplan–Meier time to the first response, log-rank when grouped."""
-    p, _, _ = _remission_widgets(w, preset)
-    definition = w.widget("rem_km_def", "lldas")
-    g = w.widget("rem_km_group", "none")
+def view_time_to_target(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> View:
+    """Treat to target: time to the first LLDAS or remission after baseline (Kaplan–Meier
+    with its risk table), medians, Cox hazard ratio and log-rank when grouped."""
+    p = w.widget("t2t_preset", preset) or preset
+    strategy = w.widget("t2t_strategy", "composite") or "composite"
+    definition = w.widget("t2t_def", "lldas") or "lldas"
+    g = w.widget("t2t_group", "none")
     group_by = None if g in (None, "none") else g
-    tte = run(remission.time_to_event, flt, definition=definition, preset=p,
+    ttf = run(targets.time_to_first, flt, definition=definition, preset=p, strategy=strategy,
               group_by=group_by)
-    km, test = tte["curves"], tte["test"]
-    name = REMISSION_LABELS.get(definition, definition)
-    rows = []
-    for grp, sub in (km.groupby("group", sort=False) if len(km) else []):
-        reached = 1 - float(sub["survival"].iloc[-1])
-        below = sub[sub["survival"] <= 0.5]
-        rows.append({"Group": str(grp), "n": str(int(sub["n_risk"].max())),
-                     "Reached": str(int(sub["n_event"].sum())),
-                     "Reached by last visit (KM)": _pct(reached),
-                     "Median weeks": f"{below['time'].iloc[0]:g}" if len(below) else
-                     "not reached"})
-    v = View(f"Time to first {name} (Kaplan–Meier)",
-             charts.km(km, group="group" if group_by else None, title="") if len(km) else None,
-             pd.DataFrame(rows), preset=p,
-             note="Patients who never reach the target are censored at their last visit.")
-    if group_by and len(test):
-        t = test.iloc[0]
-        v.note += (f" Log-rank p = {_p(t['p_value'])}." if not layouts.is_missing(t["p_value"])
-                   else " Log-rank test not computable.")
-        v.tests.append((test.assign(endpoint=f"time to {definition}", visit_week="all",
-                                    group_by=group_by), {}))
-    return v
+    name = treat_to_target.DEFINITION_LABELS.get(definition, definition)
+    med = ttf["medians"]
+    rows = [{"Group": str(r.group), "n": layouts.fmt_num(r.n, 0),
+             "Reached": layouts.fmt_num(r.events, 0),
+             "Median weeks (95 % CI)": ("not reached" if layouts.is_missing(r.median)
+                                        else layouts.fmt_num(r.median, 0))
+             + (f" ({layouts.fmt_ci(r.ci_low, r.ci_high, 0)})"
+                if layouts.fmt_ci(r.ci_low, r.ci_high, 0) else "")}
+            for r in med.itertuples()]
+    tests = ttf["tests"]
+    test_text = ""
+    if len(tests):
+        t = tests.set_index("method")
+        if "cox" in t.index and not layouts.is_missing(t.at["cox", "estimate"]):
+            test_text += (f"HR {layouts.fmt_num(t.at['cox', 'estimate'], 2)} "
+                          f"({layouts.fmt_ci(t.at['cox', 'ci_low'], t.at['cox', 'ci_high'], 2)})"
+                          "; ")
+        if "logrank" in t.index:
+            test_text += f"log-rank p = {layouts.fmt_p(t.at['logrank', 'p_value'])}"
+    chart = (charts.km_risk(ttf["curves"], ttf["risk"], medians=med, test_text=test_text)
+             if len(ttf["curves"]) else None)
+    cnt = ttf["counts"].iloc[0]
+    return View(f"Time to first {name} (Kaplan–Meier)", chart, pd.DataFrame(rows), preset=p,
+                note=f"{treat_to_target.STRATEGY_LABELS[strategy]}. "
+                     f"{layouts.fmt_num(cnt['n_at_baseline'], 0)} already in {name} at "
+                     "baseline are reported apart.")
 
 
 def _subgroup_widgets(run: _Run, flt: Filter, w: scenes.Scene):
@@ -389,7 +395,7 @@ def view_ae_incidence(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> V
 VIEW_BUILDERS: dict[str, Callable[..., View]] = {
     "patient_flow": view_patient_flow, "table1": view_table1, "trajectory": view_trajectory,
     "figure1": view_figure1, "table2": view_table2, "remission_rates": view_remission_rates,
-    "disease_states": view_disease_states, "time_to_response": view_time_to_response,
+    "disease_states": view_disease_states, "time_to_target": view_time_to_target,
     "subgroup_trajectory": view_subgroup_trajectory, "forest": view_forest,
     "table3": view_table3, "ae_incidence": view_ae_incidence,
 }

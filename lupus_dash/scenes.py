@@ -37,8 +37,9 @@ PAGE_WIDGETS: dict[str, tuple[str, ...]] = {
     "overview": ("ov_group",),
     "biomarkers": ("bio_tab", "bio_endpoint", "bio_cmp", "bio_method", "bio_adjust",
                    "bio_ind"),
-    "remission": ("rem_preset", "rem_missing", "rem_noteval", "rem_defs", "rem_km_def",
-                  "rem_km_group", "rem_week"),
+    "remission": ("rem_preset", "rem_missing", "rem_noteval", "rem_defs", "rem_week"),
+    "targets": ("t2t_preset", "t2t_strategy", "t2t_from", "t2t_def", "t2t_group", "t2t_sort",
+                "t2t_mmrm_ep", "t2t_mmrm_group", "t2t_mmrm"),
     "subgroups": ("sub_group", "sub_endpoint", "sub_outcome", "sub_adjust", "sub_week"),
     "patient": ("patient", "pt_preset"),
     "safety": (),
@@ -52,7 +53,8 @@ PAGES = tuple(PAGE_WIDGETS)
 VIEWS: dict[str, tuple[str, ...]] = {
     "overview": ("patient_flow", "table1"),
     "biomarkers": ("trajectory", "figure1", "table2"),
-    "remission": ("remission_rates", "disease_states", "time_to_response"),
+    "remission": ("remission_rates", "disease_states"),
+    "targets": ("time_to_target",),
     "subgroups": ("subgroup_trajectory", "forest"),
     "safety": ("table3", "ae_incidence"),
 }
@@ -796,7 +798,7 @@ def default_deck(flt: Filter, preset: str = "standard", prespecified: bool = Fal
                   rem_preset=preset, rem_missing="non-responder"),
             scene("Disease states per visit", "remission", "disease_states",
                   rem_preset=preset),
-            scene("Time to first LLDAS", "remission", "time_to_response", rem_preset=preset,
-                  rem_km_def="lldas", rem_km_group="none"),
+            scene("Time to first LLDAS", "targets", "time_to_target", t2t_preset=preset,
+                  t2t_def="lldas", t2t_group="none"),
         ],
     )

@@ -20,7 +20,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from . import charts, layouts, report, results, schema
+from . import charts, comparisons, layouts, report, results, scenes, schema
 from .analyses import cohort as cohort_analyses
 from .db import Database, DatabaseError
 from .filters import MISSING, Filter, FilterError
@@ -298,7 +298,7 @@ def _init_from_url(db: Database, cohorts: list[str]) -> None:
         return
     st.session_state["_url_loaded"] = True
     qp = st.query_params
-    snap = {k: list(qp.get_all(k)) for k in qp}
+    snap = st.session_state.pop("_scene_params", None) or {k: list(qp.get_all(k)) for k in qp}
     st.session_state["_url"] = dict(snap)
     default = PREFERRED_COHORT if PREFERRED_COHORT in cohorts else cohorts[0]
     notes = []
@@ -471,6 +471,7 @@ class Context:
 def start() -> Context:
     """Open the database, render the filter panel, sync the URL; stop with a plain error."""
     st.session_state["_calls"] = []
+    st.session_state.pop("_log_box", None)  # a stopped page's panel is not reused
     if not st.session_state.get("_db_link_checked"):
         st.session_state["_db_link_checked"] = True
         name = st.query_params.get("db")
@@ -481,6 +482,8 @@ def start() -> Context:
             st.session_state.setdefault("_url_notes", []).append(
                 f"The link names a database {name!r} that this server does not have; "
                 "showing the default one.")
+    _deck_from_link()
+    _apply_pending_scene()
     try:
         ensure_demo()
         db = get_db()
@@ -548,10 +551,23 @@ def _watch_data() -> None:
         st.rerun(scope="app")
 
 
+PAGE_SLUGS = {"Overview": "overview", "Biomarkers": "biomarkers", "Remission": "remission",
+              "Treat to target": "targets", "Subgroups": "subgroups", "Patient": "patient",
+              "Safety": "safety", "Data": "data", "Methods": "methods"}
+
+
 def page(title: str, need_patients: bool = True) -> Context:
     """Page header with the filter sentence; stops with a plain message when nobody matches."""
     ctx = current()
+    slug = PAGE_SLUGS.get(title, title.lower())
+    st.session_state["_page_slug"] = slug
+    target = st.session_state.get("_scene_page")
+    if target and target != slug:
+        # A deck's scene lives on another page: go there (its URL state is in _url).
+        st.switch_page(f"pages/{target}.py")
+    st.session_state.pop("_scene_page", None)
     _watch_data()
+    _presenting_panel(ctx, slug)
     for note in st.session_state.pop("_url_notes", []) or []:
         st.warning(note)
     if ctx.presenter:
@@ -563,6 +579,7 @@ def page(title: str, need_patients: bool = True) -> Context:
         st.title(title)
     st.markdown(f'<div class="lupus-sentence">{_html(ctx.flt.sentence(ctx.k, ctx.n))}</div>',
                 unsafe_allow_html=True)
+    _scene_bar(ctx, slug)
     if need_patients and not isinstance(ctx.k, str) and ctx.k == 0:
         st.info("No patient matches this filter. Widen it in the sidebar or press "
                 "**Reset filters**.")
@@ -622,12 +639,24 @@ def chart(ch: alt.TopLevelMixin, name: str, calls=None, then: str | None = None,
                        theme=None if ctx.presenter else "streamlit")
     slug = _slug(name)
     with _actions(slug):
-        row = st.container(horizontal=True, gap="small")
-        row.download_button("PNG", data=lambda: charts.to_png(final), file_name=f"{slug}.png",
-                            mime="image/png", key=f"dl_{slug}_png", on_click="ignore")
-        row.download_button("SVG", data=lambda: charts.to_svg(final), file_name=f"{slug}.svg",
-                            mime="image/svg+xml", key=f"dl_{slug}_svg", on_click="ignore")
+        _chart_downloads(ch, final, slug)
         reproduce(calls, then, cli, sql, key=slug)
+
+
+def _chart_downloads(ch, final, slug: str) -> None:
+    """PNG / SVG with the context stamped in the image (filter, n, definitions, data version,
+    date, pre-specified or exploratory), and a 1920×1080 PNG for a projector."""
+    ectx = export_context()
+    row = st.container(horizontal=True, gap="small")
+    row.download_button("PNG", data=lambda: charts.to_png_stamped(final, ectx),
+                        file_name=f"{slug}.png", mime="image/png", key=f"dl_{slug}_png",
+                        on_click="ignore")
+    row.download_button("SVG", data=lambda: charts.to_svg_stamped(final, ectx),
+                        file_name=f"{slug}.svg", mime="image/svg+xml", key=f"dl_{slug}_svg",
+                        on_click="ignore")
+    row.download_button("Projector PNG", data=lambda: charts.to_projector_png(ch, ectx),
+                        file_name=f"{slug}_1920x1080.png", mime="image/png",
+                        key=f"dl_{slug}_proj", on_click="ignore")
 
 
 def chart_grid(panels: list, whole: alt.TopLevelMixin, name: str, columns: int, calls=None,
@@ -645,11 +674,7 @@ def chart_grid(panels: list, whole: alt.TopLevelMixin, name: str, columns: int, 
     final = charts.finalize(whole, ctx.presenter)
     slug = _slug(name)
     with _actions(slug):
-        row = st.container(horizontal=True, gap="small")
-        row.download_button("PNG", data=lambda: charts.to_png(final), file_name=f"{slug}.png",
-                            mime="image/png", key=f"dl_{slug}_png", on_click="ignore")
-        row.download_button("SVG", data=lambda: charts.to_svg(final), file_name=f"{slug}.svg",
-                            mime="image/svg+xml", key=f"dl_{slug}_svg", on_click="ignore")
+        _chart_downloads(whole, final, slug)
         reproduce(calls, then, None, None, key=slug)
 
 
@@ -662,7 +687,7 @@ def table(df: pd.DataFrame, name: str, calls=None, then: str | None = None,
           cli: list[str] | str | None = None, xlsx: bool = False,
           column_config: dict | None = None, sql: tuple[str, list] | None = None,
           height: int | str = "auto", max_rows: int | None = None,
-          code: str | None = None) -> None:
+          code: str | None = None, docx: layouts.Layout | None = None) -> None:
     """A table with CSV (and .xlsx) downloads and a Reproduce expander.
 
     `max_rows`: a listing shows its first rows only (every row shown is sent to the
@@ -690,6 +715,13 @@ def table(df: pd.DataFrame, name: str, calls=None, then: str | None = None,
                 mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                 key=f"dl_{slug}_xlsx", on_click="ignore",
             )
+        if docx is not None:
+            # An editable Word table (journal conventions), the same cells as the CSV.
+            row.download_button(
+                "Word", data=lambda: _docx(docx), file_name=f"{slug}.docx",
+                mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                key=f"dl_{slug}_docx", on_click="ignore",
+            )
         reproduce(calls, then, cli, sql, key=slug, code=code)
 
 
@@ -703,7 +735,7 @@ def show_layout(name: str, flt: Filter, render_kw: dict | None = None, height="a
     then = (f"lay = layouts.build({name!r}, lambda c: results.run(db, c), flt{args})\n"
             "print(lay.to_markdown())")
     table(lay.table, name, calls=spec.calls(flt, **kwargs), then=then,
-          cli=spec.cli(kwargs), xlsx=True, height=height)
+          cli=spec.cli(kwargs), xlsx=True, height=height, docx=lay)
     for note in lay.footnotes:
         st.caption(note)
     return lay
@@ -770,3 +802,231 @@ def cmd(*parts: str) -> str:
 def buffer(data: bytes) -> io.BytesIO:
     """Bytes as a file object (for uploads saved to disk)."""
     return io.BytesIO(data)
+
+
+# --- presenting: scenes and decks, the comparison log (issue 15) ---------------------------
+
+DECKS_DIR = ROOT / "decks"
+
+
+def _deck() -> scenes.Deck | None:
+    return st.session_state.get("_deck")
+
+
+def comparison_log() -> comparisons.ComparisonLog:
+    """Every test this session has displayed (the log behind "comparisons looked at")."""
+    return st.session_state.setdefault("_comparisons", comparisons.ComparisonLog())
+
+
+def _current_scene_status(slug: str, ctx: Context) -> tuple[str, scenes.Scene | None]:
+    """("pre-specified" | "exploratory", the deck scene this view is, if any)."""
+    deck = _deck()
+    if deck is None:
+        return scenes.STATUS_EXPLORATORY, None
+    match = deck.prespecified_match(slug, ctx.flt, _widget_params(slug))
+    return (scenes.STATUS_PRESPECIFIED if match else scenes.STATUS_EXPLORATORY), match
+
+
+def _widget_params(slug: str) -> dict[str, list[str]]:
+    """The page's widget state in URL form (what url_widget writes), read before or after
+    the widgets are drawn: their session value, else the value waiting in the URL snapshot."""
+    out: dict[str, list[str]] = {}
+    snap = _url_snapshot()
+    for key in scenes.PAGE_WIDGETS.get(slug, ()):
+        if key in st.session_state:
+            v = st.session_state[key]
+            out[key] = (["1" if v else "0"] if isinstance(v, bool) else
+                        [str(x) for x in v] if isinstance(v, list | tuple) else [str(v)])
+        elif key in snap:
+            out[key] = list(snap[key])
+    return out
+
+
+def log_tests(df: pd.DataFrame, **kw) -> None:
+    """Log the tests a page displays (raw p) with the filter and the scene status."""
+    ctx = current()
+    slug = st.session_state.get("_page_slug", "")
+    status, match = _current_scene_status(slug, ctx)
+    comparison_log().add_frame(df, ctx.flt, ctx.flt.sentence(ctx.k, ctx.n), page=slug,
+                               scene=match.name if match else "",
+                               prespecified=status == scenes.STATUS_PRESPECIFIED, **kw)
+
+
+def _deck_from_link() -> None:
+    """`?deck=NAME[&scene=K]` on a session's first run: load the deck and go to scene K."""
+    if st.session_state.get("_deck_link_checked"):
+        return
+    st.session_state["_deck_link_checked"] = True
+    ref = st.query_params.get("deck")
+    if not ref:
+        return
+    try:
+        deck = scenes.load(scenes.resolve(ref, DECKS_DIR,
+                                          allow_paths=_policy() is results.OPEN))
+        index = deck.index_of(st.query_params.get("scene") or 1)
+    except (scenes.DeckError, OSError) as exc:
+        st.session_state.setdefault("_url_notes", []).append(f"The deck could not be opened: "
+                                                            f"{exc}")
+        return
+    st.session_state["_deck"], st.session_state["_deck_ref"] = deck, ref
+    st.session_state["_pending_scene"] = index
+
+
+def _goto_scene(index: int) -> None:
+    st.session_state["_pending_scene"] = index
+
+
+def _apply_pending_scene() -> None:
+    """Put a deck's scene on screen: its filter and widgets, its page, its data version."""
+    index = st.session_state.pop("_pending_scene", None)
+    deck = _deck()
+    if index is None or deck is None:
+        return
+    scene = deck.scenes[index]
+    params = scene.query_params(presenter=True, deck=st.session_state.get("_deck_ref"),
+                                index=index)
+    for key in (*FILTER_KEYS, *scenes.PAGE_WIDGETS.get(scene.page, ())):
+        st.session_state.pop(key, None)  # re-read from the scene, not kept from before
+    st.session_state["_scene_params"] = params
+    st.session_state["_url"] = dict(params)
+    st.session_state["_url_loaded"] = False
+    st.session_state["present"] = True
+    st.session_state["_scene_index"] = index
+    st.session_state["_scene_page"] = scene.page
+    # A scene pinned to another data version shows that version's numbers when its file
+    # is still there (versioned files beside the database), and says so either way.
+    restore = st.session_state.pop("_pin_restore", None)
+    if restore is not None:
+        st.session_state["db_path_override"] = restore or None
+    path = db_path()
+    try:
+        current_version = Database(path).data_version() if path.exists() else ""
+    except DatabaseError:
+        current_version = ""
+    pin = scenes.check_pin(scene, current_version, scenes.version_candidates(path))
+    st.session_state["_pin_message"] = pin.message
+    if pin.old_path is not None:
+        st.session_state["_pin_restore"] = st.session_state.get("db_path_override") or ""
+        st.session_state["db_path_override"] = str(pin.old_path)
+
+
+def _scene_bar(ctx: Context, slug: str) -> None:
+    """Under the filter sentence: the scene's status, and in a deck its position with
+    previous / next (Page Up / Page Down, as presentation clickers send)."""
+    status, _match = _current_scene_status(slug, ctx)
+    deck = _deck()
+    msg = st.session_state.get("_pin_message")
+    if msg:
+        st.warning(msg)
+    if deck is None and not ctx.presenter:
+        return
+    colour = "#009E73" if status == scenes.STATUS_PRESPECIFIED else "#D55E00"
+    m = comparison_log().summary()["m"]
+    left, prev_col, next_col = st.columns([6, 1, 1], vertical_alignment="center")
+    where = ""
+    index = st.session_state.get("_scene_index")
+    if deck is not None and index is not None:
+        where = f"Scene {index + 1} of {len(deck.scenes)}: {deck.scenes[index].name} · "
+    left.markdown(f'<span style="color:{colour};font-weight:700">{status.upper()}</span> '
+                  f'· {_html(where)}comparisons looked at this session: {m}',
+                  unsafe_allow_html=True)
+    if deck is not None and index is not None:
+        pos = scenes.step(deck, index, 0)
+        prev_col.button("◀ Previous", key="scene_prev", disabled=not pos.has_previous,
+                        on_click=_goto_scene, args=(index - 1,), shortcut="PageUp")
+        next_col.button("Next ▶", key="scene_next", disabled=not pos.has_next,
+                        on_click=_goto_scene, args=(index + 1,), shortcut="PageDown")
+
+
+def _save_scene(slug: str, cohort: str, version: str) -> None:
+    name = (st.session_state.get("scene_name") or "").strip()
+    if not name:
+        st.session_state["_scene_error"] = "Give the view a name first."
+        return
+    params = {**{k: list(st.query_params.get_all(k)) for k in st.query_params},
+              **_widget_params(slug)}
+    try:
+        scene = scenes.capture(name, slug, params, cohort, data_version=version,
+                               prespecified=bool(st.session_state.get("scene_pre")))
+    except scenes.DeckError as exc:
+        st.session_state["_scene_error"] = str(exc)
+        return
+    deck = _deck() or scenes.Deck(title="My deck", scenes=[])
+    st.session_state["_deck"] = scenes.Deck(title=deck.title, scenes=[*deck.scenes, scene],
+                                            description=deck.description)
+    st.session_state.pop("_scene_error", None)
+    st.session_state["scene_name"] = ""
+
+
+def _presenting_panel(ctx: Context, slug: str) -> None:
+    """Sidebar: save this view, the deck, the comparison log and its exports."""
+    if ctx.presenter:
+        return
+    with st.sidebar:
+        st.divider()
+        st.markdown("### Presenting")
+        st.text_input("Name this view", key="scene_name", placeholder="e.g. C3 in class IV")
+        st.checkbox("Pre-specified (in the analysis plan)", key="scene_pre")
+        st.button("Save this view", key="scene_save", on_click=_save_scene,
+                  args=(slug, ctx.flt.cohort, ctx.db.data_version()), width="stretch")
+        if st.session_state.get("_scene_error"):
+            st.caption(st.session_state["_scene_error"])
+        deck = _deck()
+        if deck is not None and deck.scenes:
+            st.caption(f"Deck: {deck.title} — {len(deck.scenes)} scene(s)")
+            st.button("Present the deck", key="deck_present", on_click=_goto_scene, args=(0,),
+                      width="stretch")
+            st.download_button("Deck (TOML)", data=scenes.dumps(deck), file_name="deck.toml",
+                               mime="application/toml", key="deck_toml", on_click="ignore")
+            st.download_button(
+                "Slides (PowerPoint)", data=lambda: _pptx(deck), file_name="deck.pptx",
+                mime="application/vnd.openxmlformats-officedocument.presentationml."
+                     "presentation", key="deck_pptx", on_click="ignore")
+        # Filled by finish() after the page ran, so it counts the tests this page showed.
+        st.session_state["_log_box"] = st.container()
+
+
+def finish() -> None:
+    """After the page ran (app.py): the comparison log panel, with this page's tests."""
+    box = st.session_state.pop("_log_box", None)
+    if box is None:
+        return
+    log = comparison_log()
+    with box:
+        st.caption(log.sentence())
+        if log.summary()["logged"]:
+            with st.expander("Comparisons looked at"):
+                tbl = log.table()
+                st.dataframe(tbl, hide_index=True, height=240)
+                row = st.container(horizontal=True, gap="small")
+                row.download_button("CSV", data=log.to_csv(), file_name="comparisons.csv",
+                                    mime="text/csv", key="log_csv", on_click="ignore")
+                row.download_button("JSON", data=log.to_json(), file_name="comparisons.json",
+                                    mime="application/json", key="log_json",
+                                    on_click="ignore")
+
+
+def _docx(lay: layouts.Layout) -> bytes:
+    from . import office
+
+    return office.layout_docx(current().db, lay, export_context().preset)
+
+
+def _pptx(deck: scenes.Deck) -> bytes:
+    from . import office
+
+    return office.build_deck(current().db, deck, policy=_policy()).pptx
+
+
+def export_context() -> charts.ExportContext:
+    """What an exported figure says about itself (filter, n, preset, data, date, status)."""
+    import datetime as dt
+
+    ctx = current()
+    slug = st.session_state.get("_page_slug", "")
+    status, _ = _current_scene_status(slug, ctx)
+    preset = next((str(st.session_state[k]) for k in ("rem_preset", "t2t_preset", "pt_preset")
+                   if k in st.session_state), "standard")
+    return charts.ExportContext(ctx.flt.sentence(ctx.k, ctx.n), ctx.k, preset,
+                                ctx.db.data_version(), dt.date.today().isoformat(), status,
+                                comparison_log().summary()["m"])

@@ -38,8 +38,7 @@ CHARTS: dict[str, dict[str, tuple]] = {
     "Overview": {"patient_flow": ("flow", "stages")},
     "Biomarkers": {"trajectory": ("summ", "table")},
     "Biomarkers Figure 1": {"trajectory": ("summ", "table"), "figure1": ("summ_all", "table")},
-    "Remission": {"rates": ("rates", "table"), "states": ("states", "table"),
-                  "km_lldas": ("km", "curves")},
+    "Remission": {"rates": ("rates", "table"), "states": ("states", "table")},
     "Subgroups": {"group_trajectories": ("group_summary", "table"),
                   "forest": ("forest", "table")},
     "Patient": {"patient_series": ("visits", "table", ["visit_week", "c3_g_l", "sledai2k",
@@ -113,16 +112,14 @@ def biomarkers_page(run: Run, flt: Filter, endpoint: str | None = None,
 
 
 def remission_page(run: Run, flt: Filter, preset: str = PRESET, observed: bool = False,
-                   not_evaluable: str = "exclude", km_definition: str = "lldas",
-                   km_group: str | None = None, week: int | str = "last") -> dict[str, Call]:
+                   not_evaluable: str = "exclude",
+                   week: int | str = "last") -> dict[str, Call]:
     return {
         **_page_head(flt),
         "rates": Call.of(remission.rates, flt, preset=preset, observed=observed,
                          not_evaluable=not_evaluable),
         "info": Call.of(common.cohort_info, None, cohort=flt.cohort),
         "states": Call.of(remission.states, flt, preset=preset),
-        "km": Call.of(remission.time_to_event, flt, definition=km_definition, preset=preset,
-                      group_by=km_group),
         "criteria": Call.of(remission.criteria, flt, preset=preset, week=week),
     }
 

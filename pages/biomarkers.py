@@ -89,6 +89,7 @@ with tab_one:
         st.caption(note)
 
     st.markdown(f"**{layouts.method_words(method)} against the {comparator} visit**")
+    ui.log_tests(rows)  # every p shown counts towards "comparisons looked at"
     tbl = layouts.statistics_table(rows.assign(endpoint=col), summ, display)
     ui.table(tbl, f"{col}_statistics", calls={"summ": summ_call, "lon": lon_call},
              then=f"layouts.statistics_table(lon.table[lon.table['method'] == {method!r}], "
@@ -121,6 +122,7 @@ with tab_all:
             calls = layouts.table2_calls(flt)
             res = {k: ui.run(c) for k, c in calls.items()}
         fig = layouts.figure1_frame(res["summ"].table, res["lon"].table)
+        ui.log_tests(fig.assign(comparator="baseline"))
         ncol = 3 if ctx.presenter else 4
         ui.chart_grid([charts.figure1_panel(fig[fig["endpoint"] == e])
                        for e in dict.fromkeys(fig["endpoint"])],

@@ -55,3 +55,6 @@ split = ui.url_widget("selectbox", "Split by", group_opts, "ov_group", default="
 group_by = None if split == "none" else split
 with st.spinner(f"Describing {ctx.k} patients' baseline characteristics…"):
     ui.show_layout("table1", flt, height=520, group_by=group_by)
+if group_by:
+    ui.log_tests(ui.run(cohort.table1_tests, flt, group_by=group_by).table, visit="baseline",
+                 group_by=group_by)

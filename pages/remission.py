@@ -98,39 +98,9 @@ ui.chart(charts.stacked_states(states.table,
          "disease_states", calls=states.call)
 
 st.subheader("Time to first response")
-labels = {c.name: c.label for c in schema.columns("patient_facts")}
-c = st.columns(2)
-with c[0]:
-    targets = [d for d in ("lldas", "remission", "renal_complete", "renal_partial",
-                           "renal_overall") if d in available]
-    definition = ui.url_widget("selectbox", "Target", targets, "rem_km_def",
-                               default="lldas", format_func=LABELS.get)
-with c[1]:
-    split = ui.url_widget("selectbox", "Compare groups", ["none", *schema.GROUPING_COLUMNS],
-                          "rem_km_group", default="none",
-                          format_func=lambda g: "no grouping" if g == "none"
-                          else labels.get(g, g))
-    group_by = None if split == "none" else split
-tte = ui.run(remission.time_to_event, flt, definition=definition, preset=preset,
-             group_by=group_by)
-km, test = tte["curves"], tte["test"]
-if km.empty:
-    st.info("No follow-up visit to analyse.")
-else:
-    ui.chart(charts.km(km, group="group" if group_by else None,
-                       title=f"Time to first {LABELS[definition]} (Kaplan–Meier)"),
-             f"km_{definition}", calls=tte.call)
-    if group_by:
-        t = test.iloc[0] if len(test) else None
-        if t is None or layouts.is_missing(t["p_value"]):
-            reason = (t["reason"] if t is not None and isinstance(t["reason"], str)
-                      else "only one group has patients")
-            st.warning(f"Log-rank test not computable: {reason}.")
-        else:
-            st.markdown(f"Log-rank: χ² = {layouts.fmt_num(t['statistic'])}, df = "
-                        f"{layouts.fmt_num(t['df'], 0)}, p = {layouts.fmt_p(t['p_value'])} "
-                        f"(n = {layouts.fmt_num(t['n'], 0)})")
-    st.caption("Patients who never reach the target are censored at their last visit.")
+st.page_link("pages/targets.py", label="Time to first LLDAS or remission — with the number at "
+             "risk, the median time, the hazard ratio and a stated strategy for patients who "
+             "stopped — is on the Treat to target page →")
 
 st.subheader("Which criterion failed")
 weeks = [*info["scheduled_weeks"][1:], "last"]

@@ -72,6 +72,7 @@ st.markdown(f"**Between-group tests per visit ({what})**")
 tests = ui.run(subgroups.tests, flt, group_by=group_by, endpoints=[col], outcome=outcome,
                adjust=adjust)
 t = tests.table
+ui.log_tests(t)
 if t.empty:
     st.info("No test could be run.")
 else:

@@ -92,6 +92,7 @@ ttf = ui.run(targets.time_to_first, flt, definition=definition, preset=preset,
              strategy=strategy, group_by=group_by)
 cnt = ttf["counts"].iloc[0]
 tests = ttf["tests"]
+ui.log_tests(tests.assign(endpoint=f"time to {definition}", group_by=group_by or ""))
 test_text = ""
 if len(tests):
     rows = tests.set_index("method")
@@ -164,6 +165,7 @@ if run_mmrm and endpoint:
     with st.spinner("Fitting the mixed model for repeated measures…"):
         mm = ui.run(biomarkers.mmrm_rows, flt, endpoints=[endpoint], strategy=strategy)
     m = mm.table
+    ui.log_tests(m.assign(method="mmrm"))
     ui.table(m.assign(**{
         "Week": m["visit_week"], "n": [layouts.fmt_num(x, 0) for x in m["n"]],
         "LS-mean change": [layouts.fmt_num(x) for x in m["estimate"]],

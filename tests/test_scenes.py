@@ -59,7 +59,7 @@ def test_default_deck_round_trips_and_names_the_key_views(tmp_path):
     deck = scenes.default_deck(COMPLETERS, "paediatric", data_version="v1")
     assert [s.slide_view for s in deck.scenes] == [
         "patient_flow", "table1", "figure1", "remission_rates", "disease_states",
-        "time_to_response"]
+        "time_to_target"]
     assert {s.widget("rem_preset") for s in deck.scenes if s.page == "remission"} == {
         "paediatric"}
     assert scenes.load(scenes.save(deck, tmp_path / "d.toml")) == deck
@@ -310,3 +310,21 @@ def test_validate_against_names_the_scene_whose_filter_does_not_fit(demo_file, t
     assert (p.scene, p.name, p.field) == (3, "By sex", "filter")
     assert p.line == _line_of(path.read_text(), "[scenes.filter]", 3)
     assert "no patient in csle_belimumab has 'VII'" in str(p)
+
+
+def test_page_widgets_list_every_url_widget_of_the_pages():
+    # A deck names widget keys; the list must follow the pages (a new widget, a renamed key).
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for page, keys in scenes.PAGE_WIDGETS.items():
+        tree = ast.parse((root / "pages" / f"{page}.py").read_text(encoding="utf-8"))
+        found = set()
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("url_widget", "url_tabs")):
+                key = node.args[3] if node.func.attr == "url_widget" else node.args[1]
+                if isinstance(key, ast.Constant):
+                    found.add(key.value)
+        assert found == set(keys), page

@@ -1,0 +1,127 @@
+"""Presenting in the app (issue 15) under AppTest: save views into a deck, open a deck from
+a link and step through it, a scene pinned to an older data version, the comparison log."""
+
+import shutil
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_pages import APP, TIMEOUT, _demo_env, assert_clean, db, demo_path, metric, run  # noqa: F401
+
+from lupus_dash import scenes, store
+from lupus_dash.db import Database
+from lupus_dash.filters import Filter
+
+
+def _sidebar_caption(at: AppTest, start: str) -> str:
+    hits = [c.value for c in at.sidebar.caption if c.value.startswith(start)]
+    assert hits, [c.value for c in at.sidebar.caption]
+    return hits[0]
+
+
+def test_save_two_views_then_present_and_step_through_them():
+    at = run("overview", cohort="csle_belimumab", completer="true")
+    at.text_input(key="scene_name").input("Completers overview").run()
+    at.checkbox(key="scene_pre").check().run()
+    at.button(key="scene_save").click().run()
+    assert_clean(at)
+    at.switch_page("pages/biomarkers.py").run()
+    at.selectbox(key="bio_endpoint").set_value("c4_g_l").run()
+    at.text_input(key="scene_name").input("C4").run()
+    at.button(key="scene_save").click().run()
+    assert_clean(at)
+    deck = at.session_state["_deck"]
+    assert [s.name for s in deck.scenes] == ["Completers overview", "C4"]
+    assert deck.scenes[0].prespecified and not deck.scenes[1].prespecified
+    assert deck.scenes[0].filter == Filter.build("csle_belimumab", completer=[True])
+    assert deck.scenes[1].widgets["bio_endpoint"] == ["c4_g_l"]
+    assert deck.scenes[0].data_version  # pinned to the data it was saved on
+    # The deck file is plain TOML that loads back to the same deck.
+    assert scenes.loads(scenes.dumps(deck), "toml") == deck
+
+    at.button(key="deck_present").click().run()
+    assert_clean(at)
+    assert at.session_state["present"] is True
+    assert at.title[0].value == "Overview"
+    assert any("PRE-SPECIFIED" in m.value and "Scene 1 of 2" in m.value for m in at.markdown)
+    at.button(key="scene_next").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Biomarkers"
+    assert at.selectbox(key="bio_endpoint").value == "c4_g_l"
+    assert any("EXPLORATORY" in m.value and "Scene 2 of 2" in m.value for m in at.markdown)
+    at.button(key="scene_prev").click().run()
+    assert at.title[0].value == "Overview"
+    assert at.checkbox(key="f_completer").value is True
+
+
+def test_a_deck_opens_from_a_link_on_its_first_scene():
+    at = run("overview", deck="demo")
+    assert_clean(at)
+    deck = scenes.load(scenes.resolve("demo", scenes_dir()))
+    first = deck.scenes[0]
+    assert at.session_state["_scene_index"] == 0
+    assert at.session_state["present"] is True
+    assert any(f"Scene 1 of {len(deck.scenes)}: {first.name}" in m.value for m in at.markdown)
+    at.button(key="scene_next").click().run()
+    assert_clean(at)
+    second = deck.scenes[1]
+    assert at.title[0].value.lower() == second.page
+    assert at.multiselect(key="rem_defs").value == second.widgets["rem_defs"]
+
+
+def scenes_dir():
+    from lupus_dash import ui
+
+    return ui.DECKS_DIR
+
+
+def test_a_scene_pinned_to_an_older_version_shows_that_version(tmp_path, monkeypatch,
+                                                               demo_path):  # noqa: F811
+    path = shutil.copy(demo_path, tmp_path / "current.duckdb")
+    # An older version of the data: the same cohort before one patient was added.
+    cur = Database(path)
+    tables = {t: cur.query(f'SELECT * FROM "{t}"') for t in ("patients", "visits",
+                                                              "adverse_events")}
+    schedules = {r.cohort: list(r.scheduled_weeks) for r in cur.cohorts().itertuples()}
+    cur.close()
+    drop = "CSLE-026"
+    old_tables = {t: df[df["patient_id"] != drop] for t, df in tables.items()}
+    (tmp_path / "versions").mkdir()
+    old = tmp_path / "versions" / "before.duckdb"
+    store.write_database(old, old_tables, schedules=schedules)
+    old_version = Database(old).data_version()
+    assert old_version != Database(path).data_version()
+    deck = scenes.Deck("Pinned", [scenes.Scene("Flow then", "overview",
+                                               Filter("csle_belimumab"),
+                                               data_version=old_version)])
+    deck_file = tmp_path / "pinned.toml"
+    scenes.save(deck, deck_file)
+    monkeypatch.setenv("LUPUS_DASH_DB", str(path))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["deck"] = str(deck_file)  # a path: allowed in local (open) mode
+    at.run()
+    assert_clean(at)
+    assert any("data changed since this scene was saved" in w.value for w in at.warning)
+    assert metric(at, "Patients") == "25"  # the numbers of the pinned version
+    # A scene without a pin on the current file would show 26: the current data.
+    assert Database(path).scalar("SELECT count(*) FROM patient_facts "
+                                 "WHERE cohort = 'csle_belimumab'") == 26
+
+
+def test_the_comparison_log_counts_every_test_displayed():
+    at = run("biomarkers", cohort="csle_belimumab")
+    assert_clean(at)
+    log = at.session_state["_comparisons"]
+    first = log.summary()["m"]
+    assert first == 4  # C3's pre-specified paired t-test at weeks 4, 12, 24, 52
+    at.run()  # showing the same tests again adds no comparison
+    assert at.session_state["_comparisons"].summary()["m"] == first
+    at.switch_page("pages/subgroups.py").run()
+    at.selectbox(key="sub_group").set_value("sex").run()  # two groups with p-values
+    assert_clean(at)
+    s = at.session_state["_comparisons"].summary()
+    assert s["m"] > first
+    assert s["expected_by_chance"] == pytest.approx(s["m"] * 0.05)
+    text = _sidebar_caption(at, f"{s['m']} comparisons looked at")
+    assert "Holm" in text and "Benjamini" in text
+    t = at.session_state["_comparisons"].table()
+    assert (t["p_holm"].dropna() >= t.loc[t["p_holm"].notna(), "p_value"] - 1e-12).all()
