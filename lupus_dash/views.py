@@ -120,7 +120,7 @@ def remission_page(run: Run, flt: Filter, preset: str = PRESET, observed: bool =
                          not_evaluable=not_evaluable),
         "info": Call.of(common.cohort_info, None, cohort=flt.cohort),
         "states": Call.of(remission.states, flt, preset=preset),
-        "criteria": Call.of(remission.criteria, flt, preset=preset, week=week),
+        "who": Call.of(remission.who, flt, definition="lldas", week=week, preset=preset),
     }
 
 

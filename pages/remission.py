@@ -102,10 +102,33 @@ st.page_link("pages/targets.py", label="Time to first LLDAS or remission — wit
              "risk, the median time, the hazard ratio and a stated strategy for patients who "
              "stopped — is on the Treat to target page →")
 
-st.subheader("Which criterion failed")
+st.subheader("Who are they?")
+if not ui.permitted(remission.who):
+    st.info("The patients behind a rate are patient-level: not shown in the shared dashboard.")
+    st.stop()
 weeks = [*info["scheduled_weeks"][1:], "last"]
-week = ui.url_widget("selectbox", "Visit", weeks, "rem_week", default="last",
-                     format_func=lambda w: "last assessment" if w == "last" else f"week {w}")
-per = ui.run(remission.criteria, flt, preset=preset, week=week)
-ui.table(per.table, f"criteria_week_{week}", calls=per.call, height=420,
-         max_rows=ui.LISTING_CAP)
+c = st.columns(3)
+with c[0]:
+    who_def = ui.url_widget("selectbox", "Definition", available, "rem_who_def",
+                            default="lldas", format_func=LABELS.get)
+with c[1]:
+    week = ui.url_widget("selectbox", "Visit", weeks, "rem_week", default="last",
+                         format_func=lambda w: "last assessment" if w == "last"
+                         else f"week {w}")
+with c[2]:
+    outcome = ui.url_widget("selectbox", "Patients", list(remission.OUTCOMES),
+                            "rem_who_outcome", default="achieved")
+per = ui.run(remission.who, flt, definition=who_def, week=week, preset=preset)
+sel = per.table[per.table["outcome"] == outcome]
+row = rem[(rem["definition"] == who_def) & (rem["week"] == str(week))].iloc[0]
+st.markdown(f"**{LABELS.get(who_def, who_def)} at "
+            f"{'the last assessment' if week == 'last' else f'week {week}'}: "
+            f"{layouts.fmt_count(row['n_achieved'], row['n_denominator'])} achieved** — "
+            f"{len(sel)} patient(s) {outcome}. Open one to see the timeline.")
+links = sel.assign(open=[f"patient?cohort={flt.cohort}&patient={pid}&pt_preset={preset}"
+                         for pid in sel["patient_id"]])
+ui.table(links.rename(columns={"patient_id": "Patient", "visit_week": "Visit week",
+                               "outcome": "Outcome", "why": "Why not"})[
+    ["Patient", "Visit week", "Outcome", "Why not", "open"]],
+    f"who_{who_def}_{week}_{outcome}", calls=per.call, height=360, max_rows=ui.LISTING_CAP,
+    column_config={"open": st.column_config.LinkColumn("Timeline", display_text="open ↗")})

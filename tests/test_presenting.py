@@ -125,3 +125,26 @@ def test_the_comparison_log_counts_every_test_displayed():
     assert "Holm" in text and "Benjamini" in text
     t = at.session_state["_comparisons"].table()
     assert (t["p_holm"].dropna() >= t.loc[t["p_holm"].notna(), "p_value"] - 1e-12).all()
+
+
+def test_drill_down_from_a_rate_to_its_patients_and_a_timeline(db):  # noqa: F811
+    from lupus_dash.analyses import remission
+
+    at = run("remission", cohort="csle_belimumab", rem_preset="seed_paper", rem_week="52")
+    assert_clean(at)
+    rates = remission.rates(db, Filter("csle_belimumab"), preset="seed_paper")
+    r = rates[(rates["visit_week"] == 52) & (rates["definition"] == "lldas")].iloc[0]
+    assert (r["n_achieved"], r["n_denominator"]) == (14, 26)  # the seed paper's 14/26
+    listed = next(d.value for d in at.dataframe if "Timeline" in d.value.columns
+                  or "open" in d.value.columns)
+    assert len(listed) == 14 and set(listed["Outcome"]) == {"achieved"}
+    pid = listed["Patient"].iloc[0]
+    assert listed["open"].iloc[0] == (f"patient?cohort=csle_belimumab&patient={pid}"
+                                      "&pt_preset=seed_paper")
+    # Following the link opens that patient's timeline.
+    pat = run("patient", cohort="csle_belimumab", patient=pid, pt_preset="seed_paper")
+    assert_clean(pat)
+    assert pat.selectbox(key="patient").value == pid
+    at.selectbox(key="rem_who_outcome").set_value("no assessment").run()
+    listed = next(d.value for d in at.dataframe if "open" in d.value.columns)
+    assert len(listed) == r["n_no_assessment"] == 3

@@ -276,3 +276,39 @@ def criteria(
     )
 
 
+
+
+OUTCOMES = ("achieved", "not achieved", "not evaluable", "no assessment")
+
+
+@analysis(patient_level=True, cli=lambda kw: None)
+def who(db: Database, flt: Filter, definition: str = "lldas", week: int | str = "last",
+        preset: str = "standard") -> pd.DataFrame:
+    """The patients behind a rate (drill-down): each eligible patient's outcome at one visit
+    (or the last assessment) — achieved, not achieved, not evaluable (attended, a component
+    missing) or no assessment (missed or stopped) — with the reason it was not met. The
+    counts per outcome equal `rates`' n_achieved, n_not_achieved, n_not_evaluable and
+    n_no_assessment for the same definition and visit. Patient-level."""
+    expr = _outcome_expr(definition, preset)
+    why = (f'v."{definition}_{preset}_why"' if definition in schema.PRESET_DEFINITIONS
+           else f'v."{definition}_why"' if definition in schema.RENAL_DEFINITIONS else "NULL")
+    cond, params = flt.where("p")
+    elig = (f' AND p."{schema.RENAL_ELIGIBLE_COLUMN[definition]}"'
+            if definition in schema.RENAL_DEFINITIONS else "")
+    at = "v.is_last" if week == "last" else "v.visit_week = ?"
+    wparams = [] if week == "last" else [int(week)]
+    df = db.query(
+        f"SELECT p.patient_id, v.visit_week, {expr} AS outcome, {why} AS why, "
+        "v.patient_id IS NOT NULL AS attended "
+        "FROM patient_facts p LEFT JOIN visit_facts v ON v.cohort = p.cohort "
+        f"AND v.patient_id = p.patient_id AND {at} WHERE {cond}{elig} ORDER BY p.patient_id",
+        [*wparams, *params],
+    )
+    state = pd.Series("no assessment", index=df.index, dtype=object)
+    ok = df["attended"].astype(bool)
+    val = df["outcome"].astype("boolean")
+    state[ok & val.isna().to_numpy()] = "not evaluable"
+    state[ok & (val == True).fillna(False).to_numpy()] = "achieved"
+    state[ok & (val == False).fillna(False).to_numpy()] = "not achieved"
+    return pd.DataFrame({"patient_id": df["patient_id"], "visit_week": df["visit_week"],
+                         "outcome": state, "why": df["why"].fillna("")})
