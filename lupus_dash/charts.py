@@ -152,6 +152,8 @@ def trajectory(
     points: pd.DataFrame | None = None,
     min_n: int = 0,
     clip: tuple[float, float] | None = None,
+    y_domain: tuple[float, float] | None = None,
+    color_domain: list | None = None,
     width: int | str = "container",
     height: int = 320,
 ) -> alt.Chart:
@@ -161,7 +163,9 @@ def trajectory(
     Rows with fewer than `min_n` patients get no centre or interval: `points` (x,
     color, value) draws their single values instead, so a group of 2 cannot stretch
     the axis. `clip` (low, high): intervals are cut at the endpoint's plausible range
-    and a triangle marks a cut end. The y scale follows the data (no forced zero).
+    and a triangle marks a cut end. The y scale follows the data (no forced zero), or
+    `y_domain` when given (a stable axis across filter changes; widened, never cut, when
+    the data leave it). `color_domain` fixes each group's colour and the legend order.
     """
     _check(df, x, y, lo, hi, color, n)
     df = df.copy()
@@ -180,9 +184,16 @@ def trajectory(
     allv = pd.concat(vals).dropna()
     scale = alt.Scale(zero=False, nice=True)
     if len(allv):
-        pad = (allv.max() - allv.min()) * 0.05 or abs(allv.max()) * 0.05 or 1.0
-        scale = alt.Scale(zero=False, nice=True,
-                          domain=[float(allv.min() - pad), float(allv.max() + pad)])
+        lo_d, hi_d = float(allv.min()), float(allv.max())
+        if y_domain is not None:
+            # The stable axis: its own padding, widened only by data that leave it.
+            pad = (y_domain[1] - y_domain[0]) * 0.05 or abs(y_domain[1]) * 0.05 or 1.0
+            lo_d = min(lo_d, y_domain[0] - pad)
+            hi_d = max(hi_d, y_domain[1] + pad)
+        else:
+            pad = (hi_d - lo_d) * 0.05 or abs(hi_d) * 0.05 or 1.0
+            lo_d, hi_d = lo_d - pad, hi_d + pad
+        scale = alt.Scale(zero=False, nice=True, domain=[lo_d, hi_d])
     base = alt.Chart(df)
     enc_x = alt.X(f"{x}:O", title="Week", axis=alt.Axis(labelAngle=0))
     tips = [
@@ -195,12 +206,16 @@ def trajectory(
         tips.append(alt.Tooltip(f"{n}:Q", title="n"))
     if color:
         tips.insert(0, alt.Tooltip(f"{color}:N", title=color.replace("_", " ")))
+    cscale = (alt.Scale(domain=list(color_domain), range=list(OKABE_ITO)[:len(color_domain)]
+                        if len(color_domain) <= len(OKABE_ITO) else list(OKABE_ITO))
+              if color_domain else alt.Scale(range=list(OKABE_ITO)))
     col_enc = (
-        alt.Color(f"{color}:N", scale=alt.Scale(range=list(OKABE_ITO)), title=None)
+        alt.Color(f"{color}:N", scale=cscale, title=None)
         if color
         else alt.ColorValue(OKABE_ITO[0])
     )
-    offset = {"xOffset": alt.XOffset(f"{color}:N")} if color else {}
+    offset = ({"xOffset": alt.XOffset(f"{color}:N", scale=alt.Scale(domain=list(color_domain)))
+               if color_domain else alt.XOffset(f"{color}:N")} if color else {})
     bars = base.mark_errorbar(ticks=alt.TickConfig(size=12)).encode(
         x=enc_x, y=alt.Y(f"{lo}:Q", title=y_title, scale=scale), y2=alt.Y2(f"{hi}:Q"),
         color=col_enc, tooltip=tips, **offset,
@@ -220,14 +235,14 @@ def trajectory(
                                                alt.Tooltip(f"{end}:Q", title="interval cut at",
                                                            format=".3g")], **offset))
     if points is not None and len(points):
-        pt_color = (alt.Color(f"{color}:N", scale=alt.Scale(range=list(OKABE_ITO)), title=None)
+        pt_color = (alt.Color(f"{color}:N", scale=cscale, title=None)
                     if color else alt.ColorValue(OKABE_ITO[0]))
         layers.append(alt.Chart(points).mark_point(shape="diamond", size=60, filled=False,
                                                     strokeWidth=2)
                       .encode(x=enc_x, y=alt.Y("value:Q", scale=scale), color=pt_color,
                               tooltip=[alt.Tooltip(f"{x}:O", title="Week"),
                                        alt.Tooltip("value:Q", title="value", format=".3g")],
-                              **({"xOffset": alt.XOffset(f"{color}:N")} if color else {})))
+                              **offset))
     if p_values is not None and len(p_values):
         marks = df[[x, hi]].groupby(x, as_index=False).max()
         pv = p_values[[x, p_col]].copy()

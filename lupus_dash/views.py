@@ -88,7 +88,7 @@ def overview(run: Run, flt: Filter, group_by: str | None = None) -> dict[str, Ca
 def biomarkers_page(run: Run, flt: Filter, endpoint: str | None = None,
                     comparator: str = "baseline", method: str | None = None,
                     adjust: str = "none", individual: bool = False,
-                    figure1: bool = False) -> dict[str, Call]:
+                    figure1: bool = False, fixed: bool = True) -> dict[str, Call]:
     endpoint = endpoint or _first_endpoint(run, flt)
     choice = run(Call.of(biomarkers.test_choice, flt, endpoint=endpoint)).table.iloc[0]
     method = method or choice["method"]
@@ -101,6 +101,9 @@ def biomarkers_page(run: Run, flt: Filter, endpoint: str | None = None,
                        comparators=[comparator], adjust=adjust,
                        include_mixed=method == "mixed_model"),
     }
+    if fixed:  # the whole cohort's range for a stable axis
+        calls["cohort_summ"] = Call.of(biomarkers.summary, Filter(flt.cohort),
+                                       endpoints=[endpoint])
     if individual:
         calls["ind"] = Call.of(biomarkers.individual_trajectories, flt, endpoint=endpoint)
     if choice["display"] != "rate":
@@ -126,7 +129,7 @@ def remission_page(run: Run, flt: Filter, preset: str = PRESET, observed: bool =
 
 def subgroups_page(run: Run, flt: Filter, group_by: str = DEFAULT_GROUP,
                    endpoint: str | None = None, outcome: str = "value",
-                   adjust: str = "holm") -> dict[str, Call]:
+                   adjust: str = "holm", fixed: bool = True) -> dict[str, Call]:
     endpoint = endpoint or _first_endpoint(run, flt)
     calls = {
         **_page_head(flt),
@@ -136,9 +139,15 @@ def subgroups_page(run: Run, flt: Filter, group_by: str = DEFAULT_GROUP,
                                  outcome=outcome),
         "small_groups": Call.of(subgroups.small_group_values, flt, group_by=group_by,
                                 endpoint=endpoint, outcome=outcome),
+        # every group of the cohort: fixed colours and legend order across filter changes
+        "cohort_groups": Call.of(cohort.group_sizes, Filter(flt.cohort), group_by=group_by),
         "tests": Call.of(subgroups.tests, flt, group_by=group_by, endpoints=[endpoint],
                          outcome=outcome, adjust=adjust),
     }
+    if fixed:
+        calls["cohort_group_summary"] = Call.of(subgroups.summary, Filter(flt.cohort),
+                                                group_by=group_by, endpoint=endpoint,
+                                                outcome=outcome)
     kind = run(Call.of(biomarkers.test_choice, flt, endpoint=endpoint)).table.iloc[0]["display"]
     if kind != "rate":
         calls["info"] = Call.of(common.cohort_info, None, cohort=flt.cohort)

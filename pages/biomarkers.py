@@ -4,6 +4,7 @@ import streamlit as st
 
 from lupus_dash import charts, layouts, schema, ui
 from lupus_dash.analyses import biomarkers, common
+from lupus_dash.filters import Filter
 from lupus_dash.results import Call
 
 ctx = ui.page("Biomarkers")
@@ -63,8 +64,17 @@ with tab_one:
         display, y, lo, hi, what = "mean", "mean", "ci_low", "ci_high", "mean (95 % CI)"
     pv = rows[["visit_week", "p_adjusted"]].rename(columns={"p_adjusted": "p_value"})
     shown_summ = summ[summ["n"] > 0]
+    fixed = ui.url_widget("toggle", "Fixed axes", None, "bio_fixed", default=True,
+                          help="Keep the y axis of the whole cohort while filters change, so "
+                               "the picture moves only where the data do")
+    y_domain = None
+    if fixed:
+        whole = ui.run(biomarkers.summary, Filter(flt.cohort), endpoints=[col]).table
+        whole = whole[whole["n"] > 0]
+        ys = [v for c in (y, lo, hi) for v in whole[c].dropna().astype(float)]
+        y_domain = (min(ys), max(ys)) if ys else None
     traj = charts.trajectory(shown_summ, y, lo, hi, y_title=ui.endpoint_label(col),
-                             p_values=pv,
+                             p_values=pv, y_domain=y_domain,
                              title=f"{ep.label}: {what}; * {layouts.method_words(method)} "
                                    f"vs {comparator}"
                                    + (f", {adjust}-adjusted p" if adjust != "none" else ""))

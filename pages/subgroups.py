@@ -4,6 +4,7 @@ import streamlit as st
 
 from lupus_dash import charts, layouts, schema, ui
 from lupus_dash.analyses import cohort, common, subgroups
+from lupus_dash.filters import Filter
 
 ctx = ui.page("Subgroups")
 flt = ctx.flt
@@ -46,6 +47,12 @@ if len(small):
                                                                           strict=True)))
 
 ss = ui.run(subgroups.summary, flt, group_by=group_by, endpoint=col, outcome=outcome)
+# Each group keeps its colour and legend place, and (unless freed) the axis keeps the whole
+# cohort's range, while filters change: the picture changes only where the data do.
+everyone = Filter(flt.cohort)
+all_groups = ui.run(cohort.group_sizes, everyone, group_by=group_by).table["group"].tolist()
+fixed = ui.url_widget("toggle", "Fixed axes", None, "sub_fixed", default=True,
+                      help="Keep the y axis of the whole cohort while filters change")
 # Groups under 5 are drawn as their single values (patient-level: not in shared mode).
 pts = (ui.run(subgroups.small_group_values, flt, group_by=group_by, endpoint=col,
               outcome=outcome).table if ui.permitted(subgroups.small_group_values) else None)
@@ -55,9 +62,18 @@ spec = schema.column("visit_facts", col)
 span = (spec.hi - spec.lo) if spec.lo is not None and spec.hi is not None else None
 clip = ((spec.lo, spec.hi) if outcome == "value" and span is not None
         else (-span, span) if span is not None else None)
+y_domain = None
+if fixed:
+    whole = ui.run(subgroups.summary, everyone, group_by=group_by, endpoint=col,
+                   outcome=outcome).table
+    whole = whole[whole["n"] >= subgroups.SMALL_GROUP]
+    ys = [float(v) for c in ("mean", "ci_low", "ci_high") for v in whole[c].dropna()]
+    if clip is not None:
+        ys = [min(max(v, clip[0]), clip[1]) for v in ys]
+    y_domain = (min(ys), max(ys)) if ys else None
 ui.chart(charts.trajectory(ss.table.dropna(subset=["mean"]), "mean", "ci_low", "ci_high",
                            color="group", points=pts, min_n=subgroups.SMALL_GROUP,
-                           clip=clip, y_title=f"{ui.endpoint_label(col)} — {what}",
+                           clip=clip, y_domain=y_domain, color_domain=all_groups, y_title=f"{ui.endpoint_label(col)} — {what}",
                            title=f"{ep.label} by {labels.get(group_by, group_by).lower()}: mean "
                                  "(95 % CI); ◇ single values of groups under "
                                  f"{subgroups.SMALL_GROUP}"),

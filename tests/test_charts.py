@@ -375,3 +375,22 @@ def test_vectorised_dose_counts_equal_the_dose_schedule():
         [np.nan if sw is None else sw for _, sw in pairs])
     want = [len(dosing.belimumab_dose_weeks(lw, sw)) for lw, sw in pairs]
     assert got.tolist() == want
+
+
+def test_trajectory_axis_is_stable_with_a_domain_and_follows_the_data_without():
+    df = _summary()
+    free = charts.spec(charts.trajectory(df, "mean", "ci_low", "ci_high"))
+    fixed = charts.spec(charts.trajectory(df, "mean", "ci_low", "ci_high", y_domain=(0.0, 3.0)))
+
+    def dom(spec):
+        return next(layer["encoding"]["y"]["scale"]["domain"] for layer in spec["layer"]
+                    if "scale" in layer["encoding"].get("y", {}))
+
+    lo = float(df[["mean", "ci_low"]].min().min())
+    hi = float(df[["mean", "ci_high"]].max().max())
+    pad = (hi - lo) * 0.05
+    assert dom(free) == pytest.approx([lo - pad, hi + pad])  # the data's range, padded
+    assert dom(fixed) == pytest.approx([-0.15, 3.15])  # the given axis, 5 % padding
+    # data beyond the given axis widen it (never cut)
+    wide = charts.spec(charts.trajectory(df, "mean", "ci_low", "ci_high", y_domain=(0.7, 0.8)))
+    assert dom(wide)[0] <= lo and dom(wide)[1] >= hi

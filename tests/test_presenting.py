@@ -148,3 +148,33 @@ def test_drill_down_from_a_rate_to_its_patients_and_a_timeline(db):  # noqa: F81
     at.selectbox(key="rem_who_outcome").set_value("no assessment").run()
     listed = next(d.value for d in at.dataframe if "open" in d.value.columns)
     assert len(listed) == r["n_no_assessment"] == 3
+
+
+def _scales(at: AppTest) -> tuple[list, list]:
+    import json
+
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    y = color = None
+    for layer in spec.get("layer", []):
+        enc = layer.get("encoding", {})
+        y = y or enc.get("y", {}).get("scale", {}).get("domain")
+        color = color or enc.get("color", {}).get("scale", {}).get("domain")
+    return y, color
+
+
+def test_axes_and_colours_stay_put_while_the_filter_changes():
+    at = run("subgroups", cohort="csle_belimumab", sub_group="class_group",
+             sub_endpoint="c3_g_l")
+    assert_clean(at)
+    y0, c0 = _scales(at)
+    assert y0 is not None and len(c0) >= 2
+    at.multiselect(key="f_immunosuppressant").set_value(["MMF"]).run()  # 13 patients
+    assert_clean(at)
+    y1, c1 = _scales(at)
+    assert c1 == c0  # every group keeps its colour and legend place
+    # The whole cohort's axis is kept (widened only where this subgroup's data leave it).
+    assert y1[0] <= y0[0] or y1[1] >= y0[1]
+    assert min(y0[0], y1[0]) <= y1[0] <= max(y0[0], y1[0])
+    at.toggle(key="sub_fixed").set_value(False).run()  # freed: the axis follows the data
+    y2, _ = _scales(at)
+    assert y2 != y1
