@@ -436,11 +436,9 @@ def _write(path, chunks, mode, schedules, source, t0, versioned=False) -> dict:
         con = None
         old.close()
         _fsync(tmp)
-        if versioned:
-            version = publish_version(tmp, path)
-        else:
+        version = publish_version(tmp, path) if versioned else None
+        if not versioned:
             os.replace(tmp, path)
-            version = path
             _fsync(path.parent)
     except BaseException:
         if con is not None:
@@ -463,7 +461,7 @@ def _write(path, chunks, mode, schedules, source, t0, versioned=False) -> dict:
         "new_visits": int(totals[1]),
         "new_adverse_events": int(totals[2]),
         "seconds": time.perf_counter() - t0,
-        "version": str(version),
+        **({"version": str(version)} if versioned else {}),
     }
 
 
