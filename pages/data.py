@@ -19,8 +19,7 @@ with tab_import:
     st.markdown("Upload `patients.csv` and `visits.csv` (and optionally "
                 "`adverse_events.csv`), or one `.xlsx` with one sheet per table, or `.parquet` "
                 "files named after the tables. The format is DATA_CONTRACT.md.")
-    files = st.file_uploader("Cohort files", type=["csv", "xlsx", "parquet"],
-                             accept_multiple_files=True, key="upload")
+    files = ui.upload_files("Cohort files", type=["csv", "xlsx", "parquet"], key="upload")
     o = st.columns(3)
     comp = o[0].selectbox("C3/C4 unit when the file has no unit column",
                           [None, "g/L", "mg/dL"], format_func=lambda u: u or "g/L (contract)")
