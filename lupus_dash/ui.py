@@ -223,6 +223,17 @@ def upload_files(label: str, **kwargs) -> list:
     return st.file_uploader(label, accept_multiple_files=True, **kwargs) or []
 
 
+def _stop() -> None:
+    """End this run showing only what was written; no page of the app is registered.
+
+    Without a navigation call Streamlit would list the pages/ folder in the sidebar
+    (its older multipage mode), e.g. on a deep link that is a fresh server's first
+    request.
+    """
+    st.navigation([st.Page(_stop, title="lupus-dash", default=True)], position="hidden")
+    st.stop()
+
+
 def _sign_in_page(cfg: HostingConfig, message: str) -> None:
     st.title("lupus-dash")
     st.write(message)
@@ -238,7 +249,7 @@ def auth_gate() -> Principal:
         cfg = hosting()
     except access.ConfigError as exc:
         st.error(f"**This dashboard's hosting settings cannot be used.** {exc}")
-        st.stop()
+        _stop()
     st.session_state["_hosting"] = cfg
     if cfg.hosted:
         # Tracebacks and exception texts stay in the server log, not the browser.
@@ -247,13 +258,13 @@ def auth_gate() -> Principal:
     if decision.status == "signed_out":
         st.session_state.pop("_who", None)
         _sign_in_page(cfg, decision.message)
-        st.stop()
+        _stop()
     if decision.status == "expired":
         record("expired", Principal(role=access.Role.VIEWER, subject=str(st.user.get("sub")),
                                     email=st.user.get("email")), reason=decision.message)
         st.session_state.pop("_who", None)
         st.logout()
-        st.stop()
+        _stop()
     if decision.status == "refused":
         if not st.session_state.get("_refused_logged"):
             st.session_state["_refused_logged"] = True
@@ -266,7 +277,7 @@ def auth_gate() -> Principal:
         st.write(decision.message)
         if st.button("Sign out", key="sign_out_refused"):
             st.logout()
-        st.stop()
+        _stop()
     principal = decision.principal
     if st.session_state.get("_who") != principal:
         st.session_state["_who"] = principal
@@ -277,7 +288,7 @@ def auth_gate() -> Principal:
         st.write("Your role is *viewer*: you would see numbers with small counts withheld, "
                  "and that protection is not switched on in this version. Ask this "
                  "dashboard's data manager for access.")
-        st.stop()
+        _stop()
     if cfg.hosted:
         with st.sidebar:
             st.caption(f"Signed in as {principal.email or principal.name or principal.subject}"
