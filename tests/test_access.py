@@ -187,3 +187,21 @@ def test_audit_log_many_threads(tmp_path):
     assert len(lines) == 400
     assert sorted(json.loads(x)["n"] for x in lines) == sorted(
         i * 1000 + j for i in range(8) for j in range(50))
+
+
+def test_example_settings_load():
+    # deploy/secrets.toml.example is what the README tells a new host to copy.
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    c = access.load_config(tomllib.loads(
+        (root / "deploy" / "secrets.toml.example").read_text(encoding="utf-8")), env={})
+    assert c.hosted and c.min_cell == 11 and c.max_session_hours == 12
+    assert [e.role for e in c.allow] == [Role.DATA_MANAGER, Role.ANALYST, Role.VIEWER]
+    env = dict(line.split("=", 1) for line in
+               (root / "deploy" / "env.example").read_text(encoding="utf-8").splitlines()
+               if line and not line.startswith("#"))
+    assert set(env) == {"LUPUS_DASH_DB", "LUPUS_DASH_VERSIONED", "LUPUS_DASH_DUCKDB_MEMORY",
+                        "LUPUS_DASH_DUCKDB_THREADS", "LUPUS_DASH_AUDIT_LOG",
+                        "STREAMLIT_SERVER_COOKIE_SECRET"}

@@ -65,22 +65,8 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """OIDC provider + streamlit with secrets naming it; yields (base URL, audit log path)."""
-    from lupus_dash import synth
-
-    tmp = tmp_path_factory.mktemp("auth")
-    db = tmp / "demo.duckdb"
-    synth.build_demo(db)
-    idp_port, app_port = free_port(), free_port()
-    cmd = [sys.executable, "-m", "oidc_provider_mock", "-p", str(idp_port)]
-    for u in USERS:
-        cmd += ["--user-claims", json.dumps(u)]
-    idp_log = open(tmp / "idp.log", "w")  # noqa: SIM115 - closed below
-    idp = subprocess.Popen(cmd, stdout=idp_log, stderr=subprocess.STDOUT)
-    log = tmp / "audit.jsonl"
-    (tmp / "secrets.toml").write_text(f"""
+def write_secrets(path: Path, app_port: int, idp_port: int, log: Path) -> None:
+    path.write_text(f"""
 [auth]
 redirect_uri = "http://127.0.0.1:{app_port}/oauth2callback"
 cookie_secret = "{secrets.token_hex(32)}"
@@ -93,6 +79,31 @@ audit_log = "{log}"
 max_session_hours = 12
 allow = [ {{ match = "group:lupus-analysts", role = "analyst" }} ]
 """, encoding="utf-8")
+
+
+def start_idp(tmp: Path) -> tuple[subprocess.Popen, int, object]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "oidc_provider_mock", "-p", str(port)]
+    for u in USERS:
+        cmd += ["--user-claims", json.dumps(u)]
+    log = open(tmp / "idp.log", "w")  # noqa: SIM115 - closed by the caller
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    wait_url(f"http://127.0.0.1:{port}/.well-known/openid-configuration", proc, "IdP")
+    return proc, port, log
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """OIDC provider + streamlit with secrets naming it; yields (base URL, audit log path)."""
+    from lupus_dash import synth
+
+    tmp = tmp_path_factory.mktemp("auth")
+    db = tmp / "demo.duckdb"
+    synth.build_demo(db)
+    idp, idp_port, idp_log = start_idp(tmp)
+    app_port = free_port()
+    log = tmp / "audit.jsonl"
+    write_secrets(tmp / "secrets.toml", app_port, idp_port, log)
     app_log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed below
     app = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -102,7 +113,6 @@ allow = [ {{ match = "group:lupus-analysts", role = "analyst" }} ]
         stdout=app_log, stderr=subprocess.STDOUT,
     )
     try:
-        wait_url(f"http://127.0.0.1:{idp_port}/.well-known/openid-configuration", idp, "IdP")
         wait_url(f"http://127.0.0.1:{app_port}/_stcore/health", app, "streamlit")
         yield f"http://127.0.0.1:{app_port}", log
     finally:
@@ -189,3 +199,54 @@ def test_user_outside_the_allow_list_is_refused(browser, stack):
     assert refused and refused[0]["email"] == "oscar@elsewhere.org"
     assert not any(r["event"] == "view" and r["email"] == "oscar@elsewhere.org"
                    for r in audit.read(log))
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory):
+    """The README's hosted setup on loopback: IdP, deploy/run_local.sh 2 with secrets."""
+    import shutil
+
+    if shutil.which("caddy") is None:
+        pytest.skip("caddy is not installed")
+    from benchmarks import bench_hosted
+    from lupus_dash import synth
+
+    tmp = tmp_path_factory.mktemp("proxied")
+    db = tmp / "team.duckdb"
+    synth.build_demo(db)
+    idp, idp_port, idp_log = start_idp(tmp)
+    port = bench_hosted.free_port_block(2)
+    log = tmp / "audit.jsonl"
+    write_secrets(tmp / "secrets.toml", port, idp_port, log)
+    stack_proc = None
+    try:
+        stack_proc = subprocess.Popen(
+            ["bash", str(ROOT / "deploy" / "run_local.sh"), "2", "--port", str(port), "--db",
+             str(db), "--run-dir", str(tmp), "--secrets", str(tmp / "secrets.toml")],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        wait_url(f"http://127.0.0.1:{port}/_stcore/health", stack_proc, "Caddy", 120)
+        for replica in (port + 1, port + 2):
+            wait_url(f"http://127.0.0.1:{replica}/_stcore/health", stack_proc, "replica", 120)
+        yield f"http://127.0.0.1:{port}", log
+    finally:
+        if stack_proc is not None:
+            bench_hosted.stop_stack(stack_proc)
+        stop(idp)
+        idp_log.close()
+
+
+def test_sign_in_through_caddy_with_two_replicas(browser, proxied):
+    base, log = proxied
+    pg = sign_in(browser, base, "ann")
+    pg.locator('[data-testid="stSidebar"]').get_by_text(
+        "Signed in as ann@partner.org · analyst").wait_for()
+    cookies = {c["name"] for c in pg.context.cookies()}
+    assert "lupus_replica" in cookies  # Caddy's stickiness
+    assert any(c.startswith("_streamlit_user") for c in cookies)  # Streamlit's identity cookie
+    pg.context.close()
+    pg = sign_in(browser, base, "oscar")
+    pg.get_by_text("No access", exact=True).wait_for()
+    pg.context.close()
+    events = {(r["event"], r["email"]) for r in audit.read(log)}
+    assert ("sign_in", "ann@partner.org") in events and ("refused", "oscar@elsewhere.org") in events
