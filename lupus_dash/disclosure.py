@@ -121,6 +121,20 @@ def gate(matching: int, total: int, k: int = DEFAULT_K) -> Gate:
     return Gate(True)
 
 
+def split_gate(group_ns: Iterable[int], total: int, k: int = DEFAULT_K) -> Gate:
+    """Results split by a grouping only when every group passes the denominator gate.
+
+    A group of 1…k−1 patients, or one leaving 1…k−1 outside it, would print its
+    counts directly or as the difference from the unsplit column.
+    """
+    for n in group_ns:
+        if n and not gate(int(n), int(total), k).ok:
+            return Gate(False, f"Split this way, a group has fewer than {k} patients (or "
+                               f"leaves fewer than {k} outside it); choose another grouping "
+                               "or widen the filter.")
+    return Gate(True)
+
+
 def percent_allowed(numerator: Any, denominator: Any, k: int = DEFAULT_K) -> bool:
     """A proportion may be shown: denominator ≥ k, numerator and d − numerator not 1…k−1."""
     if numerator is None or denominator is None or _isnan(numerator) or _isnan(denominator):
@@ -174,6 +188,17 @@ class CountProblem:
         self.pinned.append(bool(pinned))
         return len(self.values) - 1
 
+    def by_cell(self) -> dict[int, list[int]]:
+        """Lines each cell is in (cached until a line is added)."""
+        cache = getattr(self, "_by_cell", None)
+        if cache is None or cache[0] != len(self.lines):
+            idx: dict[int, list[int]] = {}
+            for li, (members, total) in enumerate(self.lines):
+                for c in {*members, total}:
+                    idx.setdefault(c, []).append(li)
+            cache = self._by_cell = (len(self.lines), idx)
+        return cache[1]
+
     def line(self, members: Sequence[int], total: int) -> None:
         """Declare values[total] == sum(values[members])."""
         members = tuple(int(m) for m in members)
@@ -184,28 +209,32 @@ class CountProblem:
         self.lines.append((members, int(total)))
 
 
-def _bounds(p: CountProblem, status: list[Status], k: int) -> list[tuple[float, float | None]]:
-    out: list[tuple[float, float | None]] = []
-    for v, s in zip(p.values, status, strict=True):
+class _Bounds:
+    """What a reader knows about each cell from the marks (computed per cell on demand)."""
+
+    def __init__(self, p: CountProblem, status: Sequence[Status], k: int):
+        self.values, self.status, self.k = p.values, status, k
+
+    def __getitem__(self, i: int) -> tuple[float, float | None]:
+        v, s, k = self.values[i], self.status[i], self.k
         if s == Status.SHOWN:
-            out.append((v, v))
-        elif s == Status.SMALL:
-            out.append((1, k - 1))
-        elif s == Status.SUPPRESSED:
-            out.append((k, None))  # complements are chosen only among cells >= k
-        elif 1 <= v < k:
-            out.append((1, k - 1))  # conservative: assume the reader knows it is small
-        else:
-            out.append((0, None))
-    return out
+            return (v, v)
+        if s == Status.SMALL:
+            return (1, k - 1)
+        if s == Status.SUPPRESSED:
+            return (k, None)  # complements are chosen only among cells >= k
+        if 1 <= v < k:
+            return (1, k - 1)  # conservative: assume the reader knows it is small
+        return (0, None)
+
+
+def _bounds(p: CountProblem, status: Sequence[Status], k: int) -> _Bounds:
+    return _Bounds(p, status, k)
 
 
 def _component(p: CountProblem, status: list[Status], start: int) -> tuple[list[int], list[int]]:
     """Cells and lines linked to `start` through lines holding an unprinted cell."""
-    by_cell: dict[int, list[int]] = {}
-    for li, (members, total) in enumerate(p.lines):
-        for c in (*members, total):
-            by_cell.setdefault(c, []).append(li)
+    by_cell = p.by_cell()
     cells, lines, todo = {start}, set(), [start]
     while todo:
         c = todo.pop()
@@ -221,46 +250,113 @@ def _component(p: CountProblem, status: list[Status], start: int) -> tuple[list[
     return sorted(cells), sorted(lines)
 
 
+class _Cycle(Exception):
+    """The unprinted cells around a target form a cycle: interval propagation is not exact."""
+
+
+def _tree_range(p: CountProblem, status: list[Status], bounds: list, target: int,
+                by_cell: dict[int, list[int]]) -> tuple[float, float]:
+    """Exact interval of `target` when its unprinted cells and lines form a tree.
+
+    Rooted at the target, every line's other unprinted cells lead into disjoint
+    subtrees, so the values a line allows are a sum of independent intervals
+    (exact), intersected over the target's lines and its own bounds. Raises
+    _Cycle when a cell is reached twice (then the LP decides).
+    """
+    seen = {target}
+
+    def coef(c: int, li: int) -> float:
+        return -1.0 if c == p.lines[li][1] else 1.0
+
+    def interval(v: int, parent: int | None) -> tuple[float, float]:
+        lo, hi = bounds[v]
+        hi = math.inf if hi is None else hi
+        for li in by_cell.get(v, ()):
+            if li == parent:
+                continue
+            members, total = p.lines[li]
+            s_lo = s_hi = 0.0
+            for u in (*members, total):
+                if u == v:
+                    continue
+                cu = coef(u, li)
+                if status[u] == Status.SHOWN:
+                    s_lo += cu * p.values[u]
+                    s_hi += cu * p.values[u]
+                    continue
+                if u in seen:
+                    raise _Cycle
+                seen.add(u)
+                u_lo, u_hi = interval(u, li)
+                if cu > 0:
+                    s_lo, s_hi = s_lo + u_lo, s_hi + u_hi
+                else:
+                    s_lo, s_hi = s_lo - u_hi, s_hi - u_lo
+            # coef(v) * v + S = 0
+            c_lo, c_hi = (-s_hi, -s_lo) if coef(v, li) > 0 else (s_lo, s_hi)
+            lo, hi = max(lo, c_lo), min(hi, c_hi)
+        return lo, hi
+
+    return interval(target, None)
+
+
+def _lp_range(p: CountProblem, status: list[Status], bounds: list,
+              t: int) -> tuple[float, float]:
+    """Interval of cell t by two linear programmes over its component (min and max)."""
+    comp, lines = _component(p, status, t)
+    var = {c: j for j, c in enumerate(comp)}
+    rows, rhs = [], []
+    for li in lines:
+        members, total = p.lines[li]
+        coef = np.zeros(len(comp))
+        b = 0.0
+        for c, sign in [*((m, 1.0) for m in members), (total, -1.0)]:
+            if c in var:
+                coef[var[c]] += sign
+            else:
+                b -= sign * p.values[c]
+        if np.any(coef):
+            rows.append(coef)
+            rhs.append(b)
+    lo_hi = []
+    for sense in (1.0, -1.0):
+        c = np.zeros(len(comp))
+        c[var[t]] = sense
+        res = _optimize.linprog(
+            c, A_eq=np.array(rows) if rows else None, b_eq=np.array(rhs) if rows else None,
+            bounds=[bounds[x] for x in comp], method="highs",
+        )
+        if res.status == 3:  # unbounded: the reader cannot bound it at all
+            lo_hi.append(math.inf * -sense)
+        elif res.status != 0:
+            raise RuntimeError(f"disclosure LP failed ({res.message}); the true values "
+                               "always satisfy it, so the declared lines are inconsistent")
+        else:
+            lo_hi.append(sense * res.fun)
+    return lo_hi[0], lo_hi[1]
+
+
 def ranges(p: CountProblem, status: Sequence[Status], k: int,
            cells: Iterable[int] | None = None) -> dict[int, tuple[float, float]]:
-    """The interval a reader can narrow each unprinted cell to (LP over the declared lines)."""
+    """The interval a reader can narrow each unprinted cell to, given the declared lines.
+
+    Exact interval propagation where the unprinted cells around a target form a
+    tree (most tables: a numerator and its complement, one partition); a linear
+    programme (HiGHS) where they form cycles (a two-way table with margins).
+    """
     status = list(status)
     targets = [i for i in (range(len(p.values)) if cells is None else cells)
                if status[i] != Status.SHOWN]
     bounds = _bounds(p, status, k)
+    by_cell = p.by_cell()
     out: dict[int, tuple[float, float]] = {}
     for t in targets:
-        comp, lines = _component(p, status, t)
-        var = {c: j for j, c in enumerate(comp)}
-        rows, rhs = [], []
-        for li in lines:
-            members, total = p.lines[li]
-            coef = np.zeros(len(comp))
-            b = 0.0
-            for c, sign in [*((m, 1.0) for m in members), (total, -1.0)]:
-                if c in var:
-                    coef[var[c]] += sign
-                else:
-                    b -= sign * p.values[c]
-            if np.any(coef):
-                rows.append(coef)
-                rhs.append(b)
-        lo_hi = []
-        for sense in (1.0, -1.0):
-            c = np.zeros(len(comp))
-            c[var[t]] = sense
-            res = _optimize.linprog(
-                c, A_eq=np.array(rows) if rows else None, b_eq=np.array(rhs) if rows else None,
-                bounds=[bounds[x] for x in comp], method="highs",
-            )
-            if res.status == 3:  # unbounded: the reader cannot bound it at all
-                lo_hi.append(math.inf * -sense)
-            elif res.status != 0:
-                raise RuntimeError(f"disclosure LP failed ({res.message}); the true values "
-                                   "always satisfy it, so the declared lines are inconsistent")
-            else:
-                lo_hi.append(sense * res.fun)
-        out[t] = (lo_hi[0], lo_hi[1])
+        try:
+            out[t] = _tree_range(p, status, bounds, t, by_cell)
+            continue
+        except _Cycle:
+            pass
+        out[t] = _lp_range(p, status, bounds, t)
     return out
 
 
@@ -276,6 +372,7 @@ def _candidates(p: CountProblem, status: list[Status], k: int, cell: int,
     Depth 2 reaches the cell that closes a rectangle in a two-way table (the
     fourth corner), which protects better than a margin in the first line.
     """
+    by_cell = p.by_cell()
     seen_lines: set[int] = set()
     frontier = {cell}
     visited = {cell}
@@ -284,19 +381,21 @@ def _candidates(p: CountProblem, status: list[Status], k: int, cell: int,
     while frontier and (level < depth or not found):
         level += 1
         nxt: set[int] = set()
-        for li, (members, total) in enumerate(p.lines):
-            if li in seen_lines or not frontier & {*members, total}:
-                continue
-            seen_lines.add(li)
-            for c in (*members, total):
-                if status[c] == Status.SHOWN:
-                    if p.values[c] >= k and not p.pinned[c] and c not in visited:
+        for f in frontier:
+            for li in by_cell.get(f, ()):
+                if li in seen_lines:
+                    continue
+                seen_lines.add(li)
+                members, total = p.lines[li]
+                for c in (*members, total):
+                    if status[c] == Status.SHOWN:
+                        if p.values[c] >= k and not p.pinned[c] and c not in visited:
+                            visited.add(c)
+                            found.append(c)
+                            nxt.add(c)
+                    elif c not in visited:
                         visited.add(c)
-                        found.append(c)
                         nxt.add(c)
-                elif c not in visited:
-                    visited.add(c)
-                    nxt.add(c)
         frontier = nxt
     return found
 
@@ -352,9 +451,9 @@ def protect(p: CountProblem, k: int = DEFAULT_K, width: int | None = None) -> li
             if not cand:
                 raise Unprotectable(f"cell {cell} (value {p.values[cell]}) cannot be protected")
             need = 2 * k - 1 - p.values[cell]
-            unprinted = {c for c, s in enumerate(status) if s != Status.SHOWN} - {cell}
-            near = {c for members, total in p.lines if unprinted & {*members, total}
-                    for c in (*members, total)}
+            by_cell = p.by_cell()
+            near = {c for u, st_u in enumerate(status) if st_u != Status.SHOWN and u != cell
+                    for li in by_cell.get(u, ()) for c in (*p.lines[li][0], p.lines[li][1])}
             cand.sort(key=lambda c: (c in totals, c not in near, p.values[c] < need,
                                      p.values[c] if p.values[c] >= need else -p.values[c], c))
             best, best_width = cand[0], -1.0
@@ -496,10 +595,6 @@ class _UnionFind:
             self.parent[rb] = ra
 
 
-def _key(row: pd.Series, cols: Sequence[str]) -> tuple:
-    return tuple(None if _isnan(row[c]) else row[c] for c in cols)
-
-
 def _count_columns(spec: TableSpec) -> list[str]:
     cols = list(spec.counts)
     for d in spec.counts.values():
@@ -524,6 +619,8 @@ def protect_frame(df: pd.DataFrame, spec: TableSpec, k: int = DEFAULT_K,
     df = df.drop(columns=[c for c in spec.extremes if c in df.columns]).reset_index(drop=True)
     status = pd.DataFrame(Status.SHOWN.value, index=df.index, columns=df.columns, dtype=object)
     notes: list[str] = []
+    # Plain lists: cell-by-cell pandas access was most of this function's time.
+    vals = {c: df[c].tolist() for c in df.columns}
     count_cols = [c for c in _count_columns(spec) if c in df.columns]
     missing = [c for c in _count_columns(spec) if c not in df.columns]
     if missing:
@@ -533,14 +630,14 @@ def protect_frame(df: pd.DataFrame, spec: TableSpec, k: int = DEFAULT_K,
     uf = _UnionFind()
     for c in count_cols:
         for i in df.index:
-            if not _isnan(df.at[i, c]):
+            if not _isnan(vals[c][i]):
                 uf.find((c, i))
         if c in spec.same:
             first: dict[tuple, tuple] = {}
             for i in df.index:
-                if _isnan(df.at[i, c]):
+                if _isnan(vals[c][i]):
                     continue
-                key = _key(df.loc[i], spec.same[c])
+                key = tuple(None if _isnan(vals[x][i]) else vals[x][i] for x in spec.same[c])
                 if key in first:
                     uf.union(first[key], (c, i))
                 else:
@@ -553,7 +650,7 @@ def protect_frame(df: pd.DataFrame, spec: TableSpec, k: int = DEFAULT_K,
             rows = [int(r) for r in rows]
             groups.append((part, rows))
             if part.total is not None:
-                live = [r for r in rows if not _isnan(df.at[r, part.total])]
+                live = [r for r in rows if not _isnan(vals[part.total][r])]
                 for r in live[1:]:
                     uf.union((part.total, live[0]), (part.total, r))
 
@@ -562,7 +659,7 @@ def protect_frame(df: pd.DataFrame, spec: TableSpec, k: int = DEFAULT_K,
     where: dict[int, list[tuple[int, str]]] = {}
     for c in count_cols:
         for i in df.index:
-            v = df.at[i, c]
+            v = vals[c][i]
             if _isnan(v):
                 continue
             if float(v) != int(v):
@@ -576,48 +673,53 @@ def protect_frame(df: pd.DataFrame, spec: TableSpec, k: int = DEFAULT_K,
             where.setdefault(index[root], []).append((i, c))
 
     def cell_of(c: str, i: int) -> int | None:
-        if _isnan(df.at[i, c]):
+        if _isnan(vals[c][i]):
             return None
         return index[uf.find((c, i))]
 
-    # 2. Relations: numerator + complement = denominator; partitions.
-    seen_pairs: set[tuple[int, int]] = set()
-    for c, d in spec.counts.items():
-        if d is None:
-            continue
-        for i in df.index:
-            x, t = cell_of(c, i), cell_of(d, i)
-            if x is None or t is None or (x, t) in seen_pairs:
-                continue
-            seen_pairs.add((x, t))
-            rest = prob.values[t] - prob.values[x]
-            if rest < 0:
-                raise ValueError(f"{c!r} row {i} ({prob.values[x]}) exceeds its denominator "
-                                 f"{d!r} ({prob.values[t]})")
-            prob.line([x, prob.cell(rest, shown=False)], t)
+    # 2. Relations: partitions; numerator + complement = denominator where no partition
+    # already links the two (the complement would only repeat the partition's other cells
+    # and add cycles the LP then has to solve).
+    covered: set[tuple[int, int]] = set()
     for part, rows in groups:
         if part.total_row is not None:
-            col, val = part.total_row
-            tot_rows = [r for r in rows if df.at[r, col] == val]
-            mem_rows = [r for r in rows if df.at[r, col] != val]
+            tcol, val = part.total_row
+            tot_rows = [r for r in rows if vals[tcol][r] == val]
+            mem_rows = [r for r in rows if vals[tcol][r] != val]
             if not tot_rows:
                 continue
             total = cell_of(part.count, tot_rows[0])
         else:
             mem_rows = rows
-            live = [r for r in rows if not _isnan(df.at[r, part.total])]
+            live = [r for r in rows if not _isnan(vals[part.total][r])]
             total = cell_of(part.total, live[0]) if live else None
         if total is None:
             continue
         members = sorted({m for r in mem_rows if (m := cell_of(part.count, r)) is not None})
+        if not members:  # e.g. a numeric variable's rows: no counts to split the total
+            continue
         gap = prob.values[total] - sum(prob.values[m] for m in members)
         if gap < 0 or (part.complete and gap != 0):
             raise ValueError(f"partition of {part.count!r} by {part.by}: members add up to "
                              f"{sum(prob.values[m] for m in members)}, total is "
                              f"{prob.values[total]}")
+        covered |= {(m, total) for m in members}
         if not part.complete:
             members.append(prob.cell(gap, shown=False))
         prob.line(members, total)
+    for c, d in spec.counts.items():
+        if d is None:
+            continue
+        for i in df.index:
+            x, t = cell_of(c, i), cell_of(d, i)
+            if x is None or t is None or (x, t) in covered:
+                continue
+            covered.add((x, t))
+            rest = prob.values[t] - prob.values[x]
+            if rest < 0:
+                raise ValueError(f"{c!r} row {i} ({prob.values[x]}) exceeds its denominator "
+                                 f"{d!r} ({prob.values[t]})")
+            prob.line([x, prob.cell(rest, shown=False)], t)
 
     # 3. Small counts and their complements.
     try:
@@ -651,7 +753,7 @@ def protect_frame(df: pd.DataFrame, spec: TableSpec, k: int = DEFAULT_K,
         bad = status[num] != Status.SHOWN
         if den is not None:
             bad |= status[den] != Status.SHOWN
-            bad |= ~pd.Series([percent_allowed(df.at[i, num], df.at[i, den], k)
+            bad |= ~pd.Series([percent_allowed(vals[num][i], vals[den][i], k)
                                for i in df.index], index=df.index)
         else:
             bad |= df[num].map(lambda n: is_small(n, k))

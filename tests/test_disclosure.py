@@ -475,3 +475,70 @@ def test_display_marks():
     assert list(shown["pct"]) == ["—", "—"]
     assert list(shown["n"]) == [26, 26]
     assert not math.isnan(float(shown["n"].iloc[0]))
+
+
+def random_hierarchy(rng, k: int) -> d.CountProblem:
+    """A total split into parts, some parts split again (a tree of lines), plus complements."""
+    p = d.CountProblem()
+    root = p.cell(int(rng.integers(20, 120)))
+    todo = [root]
+    while todo and len(p.values) < 30:
+        t = todo.pop()
+        n = int(rng.integers(2, 4))
+        cuts = np.sort(rng.integers(0, p.values[t] + 1, size=n - 1))
+        parts = np.diff(np.concatenate([[0], cuts, [p.values[t]]]))
+        members = [p.cell(int(v), shown=bool(rng.random() < 0.85)) for v in parts]
+        p.line(members, t)
+        todo += [m for m in members if p.values[m] >= 4 and rng.random() < 0.5]
+    return p
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_interval_propagation_equals_the_lp_on_trees(seed):
+    rng = np.random.default_rng(100 + seed)
+    k = 11
+    p = random_hierarchy(rng, k)
+    status = [Status.SHOWN if s else Status.HIDDEN for s in p.shown]
+    for i, v in enumerate(p.values):
+        if status[i] == Status.SHOWN and rng.random() < 0.5 and i != 0:
+            status[i] = Status.SMALL if 1 <= v < k else (
+                Status.SUPPRESSED if v >= k else Status.SHOWN)
+    bounds = d._bounds(p, status, k)
+    by_cell = {}
+    for li, (members, total) in enumerate(p.lines):
+        for c in {*members, total}:
+            by_cell.setdefault(c, []).append(li)
+    checked = 0
+    for t in range(len(p.values)):
+        if status[t] == Status.SHOWN:
+            continue
+        tree = d._tree_range(p, status, bounds, t, by_cell)  # a hierarchy has no cycle
+        lp = d._lp_range(p, status, bounds, t)
+        assert tree == pytest.approx(lp), (t, tree, lp)
+        checked += 1
+    assert checked
+
+
+def test_cycles_go_to_the_lp():
+    p, at = d.crosstab_problem([[3, 40], [50, 60]], pin_grand_total=True)
+    s = d.protect(p, 11)
+    bounds = d._bounds(p, s, 11)
+    by_cell = {}
+    for li, (members, total) in enumerate(p.lines):
+        for c in {*members, total}:
+            by_cell.setdefault(c, []).append(li)
+    with pytest.raises(d._Cycle):
+        d._tree_range(p, s, bounds, at[(0, 0)], by_cell)
+
+
+@pytest.mark.parametrize(("groups", "total", "ok"), [
+    ([20, 6], 26, False),     # a group of 6
+    ([15, 11], 26, True),     # both at least k, and each leaves at least k outside
+    ([11, 10, 5], 26, False),
+    ([26], 26, True),         # one group: everybody
+    ([0, 26], 26, True),      # an empty group prints 0
+    ([12, 12, 2], 26, False), # 2 patients missing the grouping value: 24 + 2
+    ([40, 30, 30], 100, True),
+])
+def test_split_gate(groups, total, ok):
+    assert d.split_gate(groups, total, 11).ok is ok
