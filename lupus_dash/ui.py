@@ -260,8 +260,10 @@ def auth_gate() -> Principal:
         _sign_in_page(cfg, decision.message)
         _stop()
     if decision.status == "expired":
-        record("expired", Principal(role=access.Role.VIEWER, subject=str(st.user.get("sub")),
-                                    email=st.user.get("email")), reason=decision.message)
+        log = _audit_log(cfg)
+        if log is not None:
+            log.record("expired", {"subject": st.user.get("sub"), "email": st.user.get("email"),
+                                   "role": None}, reason=decision.message)
         st.session_state.pop("_who", None)
         st.logout()
         _stop()
@@ -288,6 +290,8 @@ def auth_gate() -> Principal:
         st.write("Your role is *viewer*: you would see numbers with small counts withheld, "
                  "and that protection is not switched on in this version. Ask this "
                  "dashboard's data manager for access.")
+        if st.button("Sign out", key="sign_out_viewer"):
+            st.logout()
         _stop()
     if cfg.hosted:
         with st.sidebar:

@@ -129,7 +129,8 @@ def test_too_old_a_session_is_signed_out(log_path):
     at = session(log_path, {**VIEWER, "iat": NOW - 12.5 * 3600})
     assert at.user == {"is_logged_in": False}  # st.logout() ran
     nothing_computed(at)
-    assert [r["event"] for r in audit.read(log_path)] == ["expired"]
+    assert [(r["event"], r["email"], r["role"]) for r in audit.read(log_path)] == [
+        ("expired", "vera@example.org", None)]
     at.run()
     assert titles(at) == ["lupus-dash"]  # the next run is the sign-in page
 
