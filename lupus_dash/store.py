@@ -41,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import definitions, derive, schema
+from .db import is_versioned, publish_version, read_config
 
 MODES = ("create", "replace", "append")
 CHUNK_PATIENTS = 20_000  # patients per build_facts call; bounds peak memory
@@ -151,7 +152,9 @@ class _Old:
         if not path.exists() or path.stat().st_size == 0:
             return
         try:
-            self.con = duckdb.connect(str(path), read_only=True)
+            # The readers' settings: DuckDB refuses a second connection to a file this
+            # process already has open (the app's DataStore) with other settings.
+            self.con = duckdb.connect(str(path), read_only=True, config=read_config())
             tables = {r[0] for r in self.con.execute("SHOW TABLES").fetchall()}
         except duckdb.Error as exc:
             self.close()
@@ -312,14 +315,22 @@ def write_database(
     mode: str = "create",
     schedules: Mapping[str, list[int]] | None = None,
     source: str = "",
+    versioned: bool | None = None,
 ) -> dict:
-    """Write validated tables (patients, visits, optional adverse_events) atomically."""
+    """Write validated tables (patients, visits, optional adverse_events) atomically.
+
+    `versioned`: write a new version file behind the pointer `path` (a symlink)
+    instead of replacing `path` (db.publish_version), so a running dashboard's
+    sessions never lose their connection. None: versioned when `path` already is
+    a pointer or LUPUS_DASH_VERSIONED=1.
+    """
     if "patients" not in tables or "visits" not in tables:
         raise ValueError("tables need 'patients' and 'visits'")
     if schedules is None:
         schedules = derive.infer_schedule(_with_cohort(tables["visits"], tables["patients"]))
     return write_database_chunks(
-        path, _split(tables, CHUNK_PATIENTS), mode=mode, schedules=schedules, source=source
+        path, _split(tables, CHUNK_PATIENTS), mode=mode, schedules=schedules, source=source,
+        versioned=versioned,
     )
 
 
@@ -330,6 +341,7 @@ def write_database_chunks(
     mode: str = "create",
     schedules: Mapping[str, list[int]] | None = None,
     source: str = "",
+    versioned: bool | None = None,
 ) -> dict:
     """Stream tables in patient chunks (every patient's visits and AEs in the same chunk)."""
     if mode not in MODES:
@@ -338,11 +350,14 @@ def write_database_chunks(
     path = Path(path)
     if not path.parent.is_dir():
         raise StoreError(f"folder {path.parent} does not exist")
+    if versioned is None:
+        versioned = is_versioned(path) or os.environ.get("LUPUS_DASH_VERSIONED", "").lower() in (
+            "1", "true", "yes")
     with _writer_lock(path):
-        return _write(path, chunks, mode, schedules, source, t0)
+        return _write(path, chunks, mode, schedules, source, t0, versioned)
 
 
-def _write(path, chunks, mode, schedules, source, t0) -> dict:
+def _write(path, chunks, mode, schedules, source, t0, versioned=False) -> dict:
     """write_database_chunks under the writer lock."""
     _clean_stale_temps(path)
     old = _Old(path)
@@ -427,8 +442,10 @@ def _write(path, chunks, mode, schedules, source, t0) -> dict:
         con = None
         old.close()
         _fsync(tmp)
-        os.replace(tmp, path)
-        _fsync(path.parent)
+        version = publish_version(tmp, path) if versioned else None
+        if not versioned:
+            os.replace(tmp, path)
+            _fsync(path.parent)
     except BaseException:
         if con is not None:
             with contextlib.suppress(duckdb.Error):
@@ -450,6 +467,7 @@ def _write(path, chunks, mode, schedules, source, t0) -> dict:
         "new_visits": int(totals[1]),
         "new_adverse_events": int(totals[2]),
         "seconds": time.perf_counter() - t0,
+        **({"version": str(version)} if versioned else {}),
     }
 
 

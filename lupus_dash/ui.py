@@ -10,19 +10,23 @@ and a "Reproduce" expander written from the calls that ran.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shlex
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
+from streamlit import config as st_config
 
-from . import charts, comparisons, layouts, report, results, scenes, schema
+from . import access, audit, charts, comparisons, layouts, report, results, scenes, schema
+from .access import HostingConfig, Permission, Principal
 from .analyses import cohort as cohort_analyses
-from .db import Database, DatabaseError
+from .db import Database, DatabaseError, DataStore, Snapshot
 from .filters import MISSING, Filter, FilterError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,14 +104,14 @@ def database_from_link(name: str | None) -> Path | None:
 
 @st.cache_resource
 def _registry() -> dict:
-    # One open Database per path, shared by every session; replaced when the
-    # file changes (mtime/size), closing the old one first because DuckDB
-    # reuses an open instance per path and would serve the old file.
-    return {"lock": threading.Lock(), "dbs": {}}
+    # One DataStore per path, shared by every session of this process. A refresh
+    # never closes a connection under a running query: each script run reads the
+    # snapshot it started with (db.DataStore; versioned files in hosted mode).
+    return {"lock": threading.Lock(), "stores": {}}
 
 
-def get_db() -> Database:
-    """The shared read-only Database for db_path(), reopened when the file changes."""
+def get_db() -> Snapshot:
+    """This run's snapshot of db_path(): one data version for every query of the run."""
     path = db_path()
     if not path.exists():
         raise DatabaseError(
@@ -115,28 +119,16 @@ def get_db() -> Database:
             f"--db {path}` or import a cohort with `python -m lupus_dash import FOLDER --db "
             f"{path}`, then reload this page."
         )
-    stat = path.stat()
-    key = (stat.st_mtime_ns, stat.st_size)
     reg = _registry()
     with reg["lock"]:
-        cur = reg["dbs"].get(str(path))
-        if cur is not None and cur[0] == key:
-            return cur[1]
-        if cur is not None:
-            cur[1].close()
-            reg["dbs"].pop(str(path), None)
-        db = Database(path)
-        reg["dbs"][str(path)] = (key, db)
-        return db
+        store = reg["stores"].get(str(path))
+        if store is None:
+            store = reg["stores"][str(path)] = DataStore(path)
+    return store.snapshot()
 
 
 def forget_db(path: Path) -> None:
-    """Close the shared connection to `path` (before the file is replaced)."""
-    reg = _registry()
-    with reg["lock"]:
-        cur = reg["dbs"].pop(str(path), None)
-        if cur is not None:
-            cur[1].close()
+    """Kept for callers written before DataStore: a rewritten file is picked up by itself."""
 
 
 def ensure_demo() -> None:
@@ -150,6 +142,182 @@ def ensure_demo() -> None:
     with st.spinner("First start: building the demo cohorts (a few seconds)…"):
         path.parent.mkdir(parents=True, exist_ok=True)
         synth.build_demo(path)
+
+
+# --- hosting: sign-in, roles, audit (issue 12) -------------------------------------------
+#
+# No [auth] section in the secrets: local mode, one person, no login. With one:
+# every session signs in (OIDC, st.login), must match the allow-list, and is
+# signed out after max_session_hours (Streamlit never checks token expiry).
+# A refused person gets a plain page and nothing is computed for them.
+
+# Shared mode's numbers pass lupus_dash.disclosure at the output seam (issue 11).
+# Until that seam applies it, viewers are stopped instead of shown unsuppressed
+# numbers; the seam sets this True.
+SHARED_MODE_READY = False
+# Pages a role must hold a permission to open (never run for anyone else).
+PAGE_PERMISSIONS = {"pages/patient.py": Permission.PATIENT_LEVEL}
+
+
+def _secrets() -> dict:
+    try:
+        return st.secrets.to_dict() if st.secrets.load_if_toml_exists() else {}
+    except FileNotFoundError:
+        return {}
+
+
+def hosting() -> HostingConfig:
+    """The hosting settings of this run (secrets.toml and LUPUS_DASH_* variables)."""
+    return access.load_config(_secrets())
+
+
+@st.cache_resource
+def _audit_logs() -> dict:
+    return {}
+
+
+def _audit_log(cfg: HostingConfig) -> audit.AuditLog | None:
+    path = cfg.audit_log or (str(ROOT / "logs" / "audit.jsonl") if cfg.hosted else None)
+    if path is None:
+        return None
+    logs = _audit_logs()
+    return logs.setdefault(path, audit.AuditLog(path))
+
+
+def record(event: str, who: Principal | None = None, **fields) -> None:
+    """Append an audit record for this session (no-op when no log is configured)."""
+    cfg = st.session_state.get("_hosting") or hosting()
+    log = _audit_log(cfg)
+    if log is None:
+        return
+    who = who or st.session_state.get("_who")
+    ident = who.audit_fields() if who else {"subject": None, "email": None, "role": None}
+    log.record(event, ident, **fields)
+
+
+def who() -> Principal:
+    """The person this session belongs to (set by the sign-in gate)."""
+    return st.session_state["_who"]
+
+
+def may(permission: Permission) -> bool:
+    """Whether this session's role may have `permission` computed."""
+    p = st.session_state.get("_who")
+    return p is not None and p.may(permission)
+
+
+def may_open(page_file: str) -> bool:
+    """Whether this session's role may open the page file (app.py's navigation)."""
+    need = PAGE_PERMISSIONS.get(page_file)
+    return need is None or may(need)
+
+
+def audited(file_name: str, fmt: str, data):
+    """A download's data callable that records the download when it is fetched."""
+    def fetch():
+        ctx = st.session_state.get("_ctx")
+        record("download", file=file_name, format=fmt,
+               filter=json.loads(ctx.flt.to_json()) if ctx else None)
+        return data() if callable(data) else data
+    return fetch
+
+
+def audit_view(page_title: str) -> None:
+    """Record a page view when the page or the filter changed since the last record."""
+    ctx = st.session_state.get("_ctx")
+    flt = ctx.flt.to_json() if ctx else None
+    if st.session_state.get("_last_view") == (page_title, flt):
+        return
+    st.session_state["_last_view"] = (page_title, flt)
+    record("view", page=page_title, filter=json.loads(flt) if flt else None)
+
+
+def upload_files(label: str, **kwargs) -> list:
+    """The import uploader for data managers; for anyone else a note and no uploader."""
+    if not may(Permission.IMPORT):
+        st.info("Imports and refreshes are done by this dashboard's data managers.")
+        return []
+    return st.file_uploader(label, accept_multiple_files=True, **kwargs) or []
+
+
+def _stop() -> None:
+    """End this run showing only what was written; no page of the app is registered.
+
+    Without a navigation call Streamlit would list the pages/ folder in the sidebar
+    (its older multipage mode), e.g. on a deep link that is a fresh server's first
+    request.
+    """
+    st.navigation([st.Page(_stop, title="lupus-dash", default=True)], position="hidden")
+    st.stop()
+
+
+def _sign_in_page(cfg: HostingConfig, message: str) -> None:
+    st.title("lupus-dash")
+    st.write(message)
+    for provider in cfg.providers or (None,):
+        label = "Sign in" if provider is None else f"Sign in with {provider}"
+        if st.button(label, type="primary", key=f"sign_in_{provider}"):
+            st.login(provider) if provider else st.login()
+
+
+def auth_gate() -> Principal:
+    """Admit this session or stop: sign-in page, "no access" page, or sign-out when too old."""
+    try:
+        cfg = hosting()
+    except access.ConfigError as exc:
+        st.error(f"**This dashboard's hosting settings cannot be used.** {exc}")
+        _stop()
+    st.session_state["_hosting"] = cfg
+    if cfg.hosted:
+        # Tracebacks and exception texts stay in the server log, not the browser.
+        st_config.set_option("client.showErrorDetails", "none")
+    decision = access.decide(dict(st.user) if cfg.hosted else None, cfg, time.time())
+    if decision.status == "signed_out":
+        st.session_state.pop("_who", None)
+        _sign_in_page(cfg, decision.message)
+        _stop()
+    if decision.status == "expired":
+        log = _audit_log(cfg)
+        if log is not None:
+            log.record("expired", {"subject": st.user.get("sub"), "email": st.user.get("email"),
+                                   "role": None}, reason=decision.message)
+        st.session_state.pop("_who", None)
+        st.logout()
+        _stop()
+    if decision.status == "refused":
+        if not st.session_state.get("_refused_logged"):
+            st.session_state["_refused_logged"] = True
+            log = _audit_log(cfg)
+            if log is not None:
+                log.record("refused", {"subject": st.user.get("sub"),
+                                       "email": st.user.get("email"), "role": None},
+                           reason=decision.message)
+        st.title("No access")
+        st.write(decision.message)
+        if st.button("Sign out", key="sign_out_refused"):
+            st.logout()
+        _stop()
+    principal = decision.principal
+    if st.session_state.get("_who") != principal:
+        st.session_state["_who"] = principal
+        if cfg.hosted:
+            record("sign_in", principal)
+    if principal.shared and not SHARED_MODE_READY:
+        st.title("Shared mode is not available yet")
+        st.write("Your role is *viewer*: you would see numbers with small counts withheld, "
+                 "and that protection is not switched on in this version. Ask this "
+                 "dashboard's data manager for access.")
+        if st.button("Sign out", key="sign_out_viewer"):
+            st.logout()
+        _stop()
+    if cfg.hosted:
+        with st.sidebar:
+            st.caption(f"Signed in as {principal.email or principal.name or principal.subject}"
+                       f" · {principal.role.value.replace('_', ' ')}")
+            if st.button("Sign out", key="sign_out"):
+                record("sign_out", principal)
+                st.logout()
+    return principal
 
 
 # --- the seam: every number a page shows ---------------------------------------------
@@ -469,7 +637,11 @@ class Context:
 
 
 def start() -> Context:
-    """Open the database, render the filter panel, sync the URL; stop with a plain error."""
+    """Sign-in gate, open the database, render the filter panel, sync the URL.
+
+    Stops with the sign-in page, a "no access" page or a plain error.
+    """
+    auth_gate()
     st.session_state["_calls"] = []
     st.session_state.pop("_log_box", None)  # a stopped page's panel is not reused
     if not st.session_state.get("_db_link_checked"):

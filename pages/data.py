@@ -133,8 +133,8 @@ with tab_import:
                 "their own column names (a clinic's spreadsheet, a REDCap export with its data "
                 "dictionary, a long `labs.csv`) get a column mapping below; add a saved "
                 "`MAP.toml` to reuse one.")
-    files = st.file_uploader("Cohort files", type=["csv", "xlsx", "parquet", "toml"],
-                             accept_multiple_files=True, key="upload")
+    files = ui.upload_files("Cohort files", type=["csv", "xlsx", "parquet", "toml"],
+                            key="upload")
     o = st.columns(4)
     comp = o[0].selectbox("C3/C4 unit when the file has no unit column",
                           [None, "g/L", "mg/dL"], format_func=lambda u: u or "g/L (contract)")
