@@ -123,6 +123,20 @@ def clear_memo() -> None:
         _MEMO.clear()
 
 
+def _numeric(df: pd.DataFrame) -> pd.DataFrame:
+    """Text in a numeric column (a value shared mode withheld: "<11", "—") as missing, so a
+    chart draws nothing there — the seam already decided the value may not be shown."""
+    obj = [c for c in df.columns if df[c].dtype == object
+           and df[c].map(lambda v: isinstance(v, str)).any()
+           and df[c].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).any()]
+    if not obj:
+        return df
+    out = df.copy()
+    for c in obj:
+        out[c] = pd.to_numeric(out[c], errors="coerce")
+    return out
+
+
 def _check(df: pd.DataFrame, *cols: str | None) -> None:
     missing = [c for c in cols if c and c not in df.columns]
     if missing:
@@ -167,6 +181,7 @@ def trajectory(
     `y_domain` when given (a stable axis across filter changes; widened, never cut, when
     the data leave it). `color_domain` fixes each group's colour and the legend order.
     """
+    df = _numeric(df)
     _check(df, x, y, lo, hi, color, n)
     df = df.copy()
     if min_n and n:
@@ -279,6 +294,7 @@ def spaghetti(
     height: int = 320,
 ) -> alt.Chart:
     """One thin line per patient (the caller caps the number of patients)."""
+    df = _numeric(df)
     _check(df, x, y, detail)
     return (
         alt.Chart(df)
@@ -312,6 +328,7 @@ def small_multiples(
     height: int = 150,
 ) -> alt.FacetChart:
     """All endpoints side by side, each with its own y scale (the paper's Figure 1)."""
+    df = _numeric(df)
     _check(df, "visit_week", facet, y, lo, hi)
     enc_x = alt.X("visit_week:O", title="Week", axis=alt.Axis(labelAngle=0))
     tips = [
@@ -368,6 +385,7 @@ def figure1_panel(
 
     The title's first line names the endpoint, the second its test.
     """
+    df = _numeric(df)
     _check(df, "visit_week", "label", y, lo, hi)
     title = str(df["label"].iloc[0]).split("\n") if len(df) else ""
     enc_x = alt.X("visit_week:O", title="Week", axis=alt.Axis(labelAngle=0))
@@ -410,6 +428,7 @@ def rates(
     height: int = 320,
 ) -> alt.Chart:
     """Proportions per visit with 95 % CIs, one colour per definition."""
+    df = _numeric(df)
     _check(df, x, y, lo, hi, color)
     tips = [
         alt.Tooltip(f"{color}:N", title="Definition"),
@@ -450,6 +469,7 @@ def stacked_states(
     height: int = 320,
 ) -> alt.Chart:
     """Share of patients per state at each visit, stacked to 100 % (the paper's Figure 2)."""
+    df = _numeric(df)
     _check(df, x, state, pct, n)
     order = {s: i for i, s in enumerate(STATE_ORDER)}
     data = df.assign(_order=[order.get(s, 99) for s in df[state]])
@@ -493,6 +513,7 @@ def km(
     height: int = 320,
 ) -> alt.Chart:
     """Kaplan–Meier step curves drawn as cumulative incidence, 1 − S(t), with CI band."""
+    df = _numeric(df)
     _check(df, time, survival, lo, hi, group)
     # Every curve starts at time 0 with nobody reached, so the first step is drawn.
     keys = list(df[group].unique()) if group else [None]
@@ -570,6 +591,7 @@ def forest(
     height: int | None = None,
 ) -> alt.Chart:
     """Estimate with CI per subgroup, a reference line at zero."""
+    df = _numeric(df)
     _check(df, y, est, lo, hi, n)
     h = height or max(120, 38 * max(1, len(df)))
     tips = [
@@ -604,6 +626,7 @@ def flow(
     width: int | str = "container",
 ) -> alt.Chart:
     """Patient flow as horizontal bars in the given stage order, labelled with n."""
+    df = _numeric(df)
     _check(df, stage, n)
     enc_y = alt.Y(f"{stage}:N", sort=list(df[stage]), title=None,
                   axis=alt.Axis(labelLimit=320, labelOverlap=False))
@@ -637,6 +660,7 @@ def bars(
     width: int | str = "container",
 ) -> alt.Chart:
     """Horizontal bars of a value per category, with optional CI whiskers."""
+    df = _numeric(df)
     _check(df, x, y, lo, hi)
     fmt = ".1%" if pct else ".3g"
     tips = [alt.Tooltip(f"{y}:N", title=y_title or y),
@@ -676,6 +700,7 @@ def heatmap(
     width: int | str = "container",
 ) -> alt.Chart:
     """Share missing per visit × variable."""
+    df = _numeric(df)
     _check(df, x, y, value)
     tips = [
         alt.Tooltip(f"{y}:N", title="Variable"),
@@ -722,6 +747,7 @@ def patient_series(
 
     `thresholds` is [(value, label)]: dashed lines labelled at the right end.
     """
+    df = _numeric(df)
     _check(df, x, y)
     right = float(x_max if x_max is not None else (df[x].max() if len(df) else 0))
     enc_x = alt.X(f"{x}:Q", title="Week", scale=alt.Scale(domain=[0, max(right, 1)]),
@@ -1031,7 +1057,9 @@ def sankey(
     counts: visit_week, state, n (treat_to_target.state_counts); trans: from_week,
     to_week, from_state, to_state, n (treat_to_target.transitions).
     """
+    counts = _numeric(counts)
     _check(counts, "visit_week", "state", "n")
+    trans = _numeric(trans)
     _check(trans, "from_week", "to_week", "from_state", "to_state", "n")
     nodes, ribbons, flows = sankey_layout(counts, trans, height=height)
     weeks = sorted(int(w) for w in counts["visit_week"].unique())
@@ -1106,7 +1134,9 @@ def swimmer(
     stop_reason and `label` (patient id, or a code in shared mode); markers: lane, week,
     kind (a state, "adverse event" or "stop"), detail (treat_to_target.swimmer_data).
     """
+    lanes = _numeric(lanes)
     _check(lanes, "lane", "start", "end", "status", "stop_reason", label)
+    markers = _numeric(markers)
     _check(markers, "lane", "week", "kind", "detail")
     order = lanes.sort_values("lane")[label].astype(str).tolist()
     names = dict(zip(lanes["lane"], lanes[label].astype(str)))
@@ -1167,7 +1197,9 @@ def km_risk(
     curves: group, time, survival, ci_low, ci_high, n_risk (survival.km_summary);
     risk: group, time, n_risk.
     """
+    curves = _numeric(curves)
     _check(curves, "group", "time", "survival", "ci_low", "ci_high")
+    risk = _numeric(risk)
     _check(risk, "group", "time", "n_risk")
     groups = list(dict.fromkeys(risk["group"].tolist() or curves["group"].tolist()))
     rows = []
@@ -1280,6 +1312,7 @@ def forest_t2t(
 
     df: one row per subgroup plus the overall row (label == overall_label).
     """
+    df = _numeric(df)
     _check(df, label, est, lo, hi, n, events)
     if not (df[label] == overall_label).any():
         raise ValueError(f"forest data lacks the {overall_label!r} row")

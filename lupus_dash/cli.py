@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
                           "missing) out of the denominator (default) or count them as not "
                           "achieved (sensitivity analysis)")
     rep.add_argument("--adjust", default="none", choices=["none", "bonferroni", "holm", "bh"])
+    rep.add_argument("--shared", action="store_true",
+                     help="print exactly what a viewer of the shared dashboard sees (the "
+                          "disclosure rules applied)")
+    rep.add_argument("--min-cell", type=int, default=None, metavar="K",
+                     help="with --shared: the minimum cell size (default 11; 5 at OHDSI-style "
+                          "sites)")
     rep.add_argument("--mmrm", action="append", default=[], metavar="ENDPOINT",
                      help="add `mmrm` rows: LS-mean change per visit of this continuous "
                           "endpoint (MMRM, unstructured covariance, REML); repeatable")

@@ -65,6 +65,15 @@ def is_missing(x) -> bool:
         return False
 
 
+def _largest(values: pd.Series):
+    """The largest number of a column that may hold withheld text; the text if no number."""
+    nums = pd.to_numeric(values, errors="coerce")
+    if nums.notna().any():
+        return nums.max()
+    texts = [v for v in values if isinstance(v, str)]
+    return texts[0] if texts else None
+
+
 def fmt_num(x, decimals: int | None = None, missing: str = MISSING_TEXT) -> str:
     """A number as a table prints it: `decimals` places, else 3 significant digits
     (whole numbers from 1,000 up); text (a suppressed cell) passes through."""
@@ -118,6 +127,27 @@ def fmt_pct(rate, decimals: int = 1) -> str:
     if isinstance(rate, str) or is_missing(rate):
         return fmt_num(rate)
     return f"{rate * 100:.{decimals}f} %"
+
+
+def num(x) -> float:
+    """A value as a number for arithmetic: withheld text ("<11", "—") and missing as NaN."""
+    if isinstance(x, str) or is_missing(x):
+        return math.nan
+    return float(x)
+
+
+def has_value(values: pd.Series) -> pd.Series:
+    """Rows with something to show: a positive number, or text the output policy put in
+    place of one (a withheld "<11" still means someone is there)."""
+    return values.map(lambda v: isinstance(v, str) or (not is_missing(v) and float(v) > 0))
+
+
+def fmt_pct_ci(lo, hi, decimals: int = 1) -> str:
+    """A proportion's CI in percent, `12.0 to 30.5`; withheld text passes through."""
+    for v in (lo, hi):
+        if isinstance(v, str):
+            return v
+    return fmt_ci(num(lo) * 100, num(hi) * 100, decimals)
 
 
 def fmt_ci(lo, hi, decimals: int | None = None) -> str:
@@ -214,8 +244,9 @@ def table1(t1: Result, tests: Result | None = None) -> Layout:
         return Layout("Table 1. Baseline characteristics", pd.DataFrame(
             columns=["Characteristic", "Level"]))
     groups = list(dict.fromkeys(df["group"]))
-    # n per group column: the number of patients (the largest n of any row in it).
-    group_n = df.groupby("group", sort=False)["n"].max()
+    # n per group column: the number of patients (the largest n of any row in it); in
+    # shared mode a withheld n is text ("<11") and stays text.
+    group_n = {g: _largest(sub["n"]) for g, sub in df.groupby("group", sort=False)}
     headers = {g: f"{g} (n = {fmt_num(group_n[g], 0)})" for g in groups}
     rows: dict[tuple, dict] = {}
     skewed_used, partial = False, False
@@ -231,7 +262,8 @@ def table1(t1: Result, tests: Result | None = None) -> Layout:
                 cell = f"{fmt_num(r.median, d)} ({fmt_num(r.p25, d)}, {fmt_num(r.p75, d)})"
             else:
                 cell = f"{fmt_num(r.mean, d)} ± {fmt_num(r.sd, d)}"
-            if not isinstance(r.n, str) and r.n and r.n < group_n[r.group]:
+            if (not isinstance(r.n, str) and not isinstance(group_n[r.group], str) and r.n
+                    and r.n < group_n[r.group]):
                 partial = True
                 cell += f" [n = {int(r.n)}]"
         else:
@@ -435,7 +467,8 @@ def statistics_table(rows: pd.DataFrame, summ: pd.DataFrame, display: str) -> pd
             shown = (f"{fmt_num(cur['median'], d)} ({fmt_num(cur['p25'], d)}, "
                      f"{fmt_num(cur['p75'], d)})")
         else:
-            shown = (f"{fmt_num(cur['mean'], d)} ± {fmt_num(cur['sd'], d)}" if cur["n"] > 1
+            shown = (f"{fmt_num(cur['mean'], d)} ± {fmt_num(cur['sd'], d)}"
+                     if isinstance(cur["n"], str) or cur["n"] > 1
                      else fmt_num(cur["mean"], d))
         estimate = getattr(r, "estimate", r.mean_diff)
         note = getattr(r, "note", None)
@@ -479,7 +512,8 @@ def figure1_frame(summ: pd.DataFrame, lon: pd.DataFrame) -> pd.DataFrame:
             continue
         ep = schema.ENDPOINTS_BY_COLUMN[r.endpoint]
         if ep.kind == "binary":
-            c, lo, hi, what, method = r.rate * 100, r.ci_low * 100, r.ci_high * 100, \
+            c, lo, hi, what, method = num(r.rate) * 100, num(r.ci_low) * 100, \
+                num(r.ci_high) * 100, \
                 "% positive (95 % CI)", "fisher"
         elif ep.skewed:
             c, lo, hi, what, method = r.median, r.p25, r.p75, "median (IQR)", "wilcoxon"

@@ -59,7 +59,13 @@ def build_report(
     def run(fn, **kw) -> results.Result:
         return results.run(db, Call.of(fn, flt, **kw), policy=policy)
 
-    cnt = run(cohort.patient_count).table.iloc[0]
+    counted = run(cohort.patient_count)
+    if counted.table.empty:
+        # Shared mode's denominator gate: a viewer sees this sentence and nothing else.
+        return {"cohort": flt.cohort, "filters": flt.to_dict(),
+                "filter_sentence": flt.sentence(), "output_policy": policy.name,
+                "gate": counted.notes[0] if counted.notes else "not shown"}
+    cnt = counted.table.iloc[0]
     k, n_cohort = _clean(cnt["n_match"]), _clean(cnt["n_cohort"])
     info = results.run(db, Call.of(common.cohort_info, None, cohort=flt.cohort),
                        policy=policy).table
@@ -179,13 +185,22 @@ def cli_report(args) -> int:
     except (FilterError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    policy = OPEN
+    if getattr(args, "shared", False):
+        from .shared import report_policy
+
+        policy = report_policy(args.min_cell)
     if args.layout:
         unknown = [e for e in args.se if e not in schema.ENDPOINTS_BY_COLUMN]
         if unknown:
             print(f"error: --se {', '.join(unknown)}: not an endpoint", file=sys.stderr)
             return EXIT_BAD_INPUT
         kw = {"group_by": args.group_by} if args.layout == "table1" else {}
-        lay = layout(db, flt, args.layout, se=tuple(args.se), **kw)
+        if policy is not OPEN:
+            gate = policy.gate(db, flt)
+            if not gate.ok:
+                return _write(args, gate.message)
+        lay = layout(db, flt, args.layout, policy=policy, se=tuple(args.se), **kw)
         if args.format == "xlsx":
             return _write(args, to_xlsx({args.layout: lay.table}))
         if args.format == "docx":
@@ -196,20 +211,23 @@ def cli_report(args) -> int:
             return _write(args, lay.to_csv())
         return _write(args, lay.to_markdown())
     try:
-        rep = build_report(db, flt, preset=args.definitions, group_by=args.group_by,
+            rep = build_report(db, flt, preset=args.definitions, group_by=args.group_by,
                            observed=args.observed, adjust=args.adjust,
                            include_mixed=not args.no_mixed_model,
                            not_evaluable=args.not_evaluable, mmrm=args.mmrm,
-                           time_in_target=args.time_in_target, strategy=args.strategy)
+                           time_in_target=args.time_in_target, strategy=args.strategy,
+                           policy=policy)
     except ValueError as exc:  # an endpoint the MMRM cannot take, an unknown strategy
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if "gate" in rep:
+        return _write(args, to_json(rep) if args.format == "json" else rep["gate"])
     if args.format == "csv":
         return _write(args, to_csv(rep))
     if args.format == "xlsx":
         return _write(args, to_xlsx({s: pd.DataFrame(rep[s]) for s in SECTIONS if s in rep}))
     if args.format == "markdown":
-        return _write(args, layout(db, flt, "table2").to_markdown())
+        return _write(args, layout(db, flt, "table2", policy=policy).to_markdown())
     return _write(args, to_json(rep))
 
 

@@ -234,7 +234,8 @@ class Policy:
         """None when `spec` may run, else the reason it may not."""
         return None
 
-    def apply(self, result: Result) -> Result:
+    def apply(self, result: Result, db=None) -> Result:
+        """The result as it may leave the system (`db`: for the policy's own checks)."""
         return result
 
 
@@ -260,7 +261,7 @@ def run(db, fn_or_call: Callable | Call, flt: Filter | None = None, *,
         raise NotPermitted(why)
     value = call.invoke(db)
     res = Result(call, _as_parts(value, call.spec), data_version(db))
-    return policy.apply(res)
+    return policy.apply(res, db)
 
 
 def data_version(db) -> str:

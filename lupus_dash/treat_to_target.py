@@ -362,10 +362,12 @@ def transition_table(trans: pd.DataFrame, from_week: int) -> pd.DataFrame:
     """One visit pair as a from-state × to-state table of counts (rows and columns in
     STATES order, absent states left out)."""
     sub = trans[trans["from_week"] == from_week]
-    tab = sub.pivot_table(index="from_state", columns="to_state", values="n", aggfunc="sum",
-                          fill_value=0)
-    return tab.reindex(index=[s for s in STATES if s in tab.index],
-                       columns=[s for s in STATES if s in tab.columns]).astype(int)
+    text = sub["n"].map(lambda v: isinstance(v, str)).any()  # shared mode's "<11", "—"
+    tab = sub.pivot_table(index="from_state", columns="to_state", values="n",
+                          aggfunc="first" if text else "sum", fill_value=0)
+    tab = tab.reindex(index=[s for s in STATES if s in tab.index],
+                      columns=[s for s in STATES if s in tab.columns])
+    return tab if text else tab.astype(int)
 
 
 # --- swimmer -------------------------------------------------------------------------

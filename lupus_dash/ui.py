@@ -151,10 +151,9 @@ def ensure_demo() -> None:
 # signed out after max_session_hours (Streamlit never checks token expiry).
 # A refused person gets a plain page and nothing is computed for them.
 
-# Shared mode's numbers pass lupus_dash.disclosure at the output seam (issue 11).
-# Until that seam applies it, viewers are stopped instead of shown unsuppressed
-# numbers; the seam sets this True.
-SHARED_MODE_READY = False
+# Shared mode's numbers pass lupus_dash.disclosure at the output seam (results.run with
+# shared.SharedPolicy, set per session by the sign-in gate).
+SHARED_MODE_READY = True
 # Pages a role must hold a permission to open (never run for anyone else).
 PAGE_PERMISSIONS = {"pages/patient.py": Permission.PATIENT_LEVEL}
 
@@ -298,6 +297,11 @@ def auth_gate() -> Principal:
             st.logout()
         _stop()
     principal = decision.principal
+    # The output policy of this session: a viewer's numbers pass the disclosure rules.
+    from .shared import SharedPolicy
+
+    st.session_state["_policy"] = (SharedPolicy(cfg.min_cell) if principal.shared
+                                   else results.OPEN)
     if st.session_state.get("_who") != principal:
         st.session_state["_who"] = principal
         if cfg.hosted:
@@ -610,9 +614,14 @@ def filter_panel(db: Database) -> tuple[Filter, object, object]:
         st.checkbox("Completers only", key="f_completer",
                     help="Patients with the cohort's final scheduled visit")
         flt = _filter_from_state(db)
-        cnt = run_on(db, cohort_analyses.patient_count, flt).table.iloc[0]
-        k, n = cnt["n_match"], cnt["n_cohort"]
-        st.markdown(f"**{layouts.fmt_num(k, 0)} of {layouts.fmt_num(n, 0)} patients**")
+        counted = run_on(db, cohort_analyses.patient_count, flt)
+        if counted.table.empty:  # shared mode's denominator gate: no count leaves
+            k = n = None
+            st.markdown(f"**{counted.notes[0] if counted.notes else 'Not shown.'}**")
+        else:
+            cnt = counted.table.iloc[0]
+            k, n = cnt["n_match"], cnt["n_cohort"]
+            st.markdown(f"**{layouts.fmt_num(k, 0)} of {layouts.fmt_num(n, 0)} patients**")
         st.button("Reset filters", on_click=_reset_filters, width="stretch")
         st.divider()
         st.toggle("Presenter mode", key="present",
@@ -752,6 +761,12 @@ def page(title: str, need_patients: bool = True) -> Context:
     st.markdown(f'<div class="lupus-sentence">{_html(ctx.flt.sentence(ctx.k, ctx.n))}</div>',
                 unsafe_allow_html=True)
     _scene_bar(ctx, slug)
+    if ctx.k is None and need_patients:
+        # Shared mode: a filter matching (or leaving out) fewer than k patients shows
+        # nothing but that sentence — no number of it is computed for the page.
+        gate = _policy().gate(ctx.db, ctx.flt)
+        st.info(gate.message)
+        st.stop()
     if need_patients and not isinstance(ctx.k, str) and ctx.k == 0:
         st.info("No patient matches this filter. Widen it in the sidebar or press "
                 "**Reset filters**.")

@@ -198,12 +198,12 @@ def patient_page(run: Run, flt: Filter, patient_id: str | None = None) -> dict[s
 
 
 def safety_page(run: Run, flt: Filter) -> dict[str, Call]:
-    calls = {**_page_head(flt), "t3": Call.of(safety.table3, flt),
-             "listing": Call.of(safety.listing, flt)}
-    if run(calls["listing"]).table.empty:
+    calls = {**_page_head(flt), "t3": Call.of(safety.table3, flt)}
+    if run(calls["t3"]).table["n_events"].iloc[0] == 0:
         return calls
     calls.update({"incidence": Call.of(safety.incidence, flt),
-                  "km": Call.of(safety.time_to_first, flt)})
+                  "km": Call.of(safety.time_to_first, flt),
+                  "listing": Call.of(safety.listing, flt)})
     return calls
 
 

@@ -1,5 +1,6 @@
 """Biomarkers: one endpoint's trajectory and statistics, and all endpoints side by side."""
 
+import pandas as pd
 import streamlit as st
 
 from lupus_dash import charts, layouts, schema, ui
@@ -63,15 +64,15 @@ with tab_one:
     else:
         display, y, lo, hi, what = "mean", "mean", "ci_low", "ci_high", "mean (95 % CI)"
     pv = rows[["visit_week", "p_adjusted"]].rename(columns={"p_adjusted": "p_value"})
-    shown_summ = summ[summ["n"] > 0]
+    shown_summ = summ[layouts.has_value(summ["n"])]
     fixed = ui.url_widget("toggle", "Fixed axes", None, "bio_fixed", default=True,
                           help="Keep the y axis of the whole cohort while filters change, so "
                                "the picture moves only where the data do")
     y_domain = None
     if fixed:
         whole = ui.run(biomarkers.summary, Filter(flt.cohort), endpoints=[col]).table
-        whole = whole[whole["n"] > 0]
-        ys = [v for c in (y, lo, hi) for v in whole[c].dropna().astype(float)]
+        whole = whole[layouts.has_value(whole["n"])]
+        ys = [v for c in (y, lo, hi) for v in pd.to_numeric(whole[c], errors="coerce").dropna()]
         y_domain = (min(ys), max(ys)) if ys else None
     traj = charts.trajectory(shown_summ, y, lo, hi, y_title=ui.endpoint_label(col),
                              p_values=pv, y_domain=y_domain,

@@ -54,7 +54,7 @@ for i, (d, wk) in enumerate((("lldas", final), ("remission", final), ("lldas", "
     ui.metric(m[i], f"{LABELS[d]} at {'week ' + wk if wk != 'last' else 'last assessment'}",
               layouts.fmt_pct(r["rate"]),
               help=f"{layouts.fmt_count(r['n_achieved'], r['n_denominator'])}; 95 % CI "
-                   f"{layouts.fmt_ci(r['ci_low'] * 100, r['ci_high'] * 100, 1)} %; "
+                   f"{layouts.fmt_pct_ci(r['ci_low'], r['ci_high'])} %; "
                    f"{r['denominator_rule']}"
               if not isinstance(r["rate"], str) and r["n_denominator"] else
               r["denominator_rule"])
@@ -80,8 +80,7 @@ table = rem.assign(
     Achieved=[layouts.fmt_count(a, n) for a, n in zip(rem["n_achieved"], rem["n_denominator"],
                                                       strict=True)],
     **{"Rate (%)": [layouts.fmt_pct(x) for x in rem["rate"]],
-       "95 % CI (%)": [layouts.fmt_ci(lo * 100 if not isinstance(lo, str) else lo,
-                                      hi * 100 if not isinstance(hi, str) else hi, 1)
+       "95 % CI (%)": [layouts.fmt_pct_ci(lo, hi)
                        for lo, hi in zip(rem["ci_low"], rem["ci_high"], strict=True)],
        "Not achieved": [layouts.fmt_num(x, 0) for x in rem["n_not_achieved"]],
        "Not evaluable": [layouts.fmt_num(x, 0) for x in rem["n_not_evaluable"]],

@@ -16,8 +16,7 @@ ui.metric(st, "Patients with adverse events", layouts.fmt_count(top["n_patients"
 st.subheader("Table 3 — adverse events")
 ui.show_layout("table3", flt, height=560)
 
-listing = ui.run(safety.listing, flt)
-if listing.table.empty:
+if not isinstance(top["n_events"], str) and top["n_events"] == 0:
     st.info("No adverse event is recorded for these patients.")
     st.stop()
 
@@ -32,7 +31,7 @@ ui.table(it.assign(**{
     "Patients": [layouts.fmt_count(k, n) for k, n in zip(it["n_patients"], it["n"],
                                                          strict=True)],
     "Rate (%)": [layouts.fmt_pct(r) for r in it["rate"]],
-    "95 % CI (%)": [layouts.fmt_ci(lo * 100, hi * 100, 1) for lo, hi in
+    "95 % CI (%)": [layouts.fmt_pct_ci(lo, hi) for lo, hi in
                     zip(it["ci_low"], it["ci_high"], strict=True)],
     "Events": [layouts.fmt_num(e, 0) for e in it["n_events"]],
     "Events per 100 patient-years": [layouts.fmt_num(x, 1) for x in it["per_100_py"]],
@@ -46,4 +45,9 @@ ui.chart(charts.km(km.table, group=None, y_title="With ≥ 1 event (cumulative %
          "ae_time_to_first", calls=km.call)
 
 st.subheader("Listing")
-ui.table(listing.table, "ae_listing", calls=listing.call, max_rows=ui.LISTING_CAP)
+if ui.permitted(safety.listing):
+    listing = ui.run(safety.listing, flt)
+    ui.table(listing.table, "ae_listing", calls=listing.call, max_rows=ui.LISTING_CAP)
+else:
+    st.info("The listing of single events is patient-level: not shown in the shared "
+            "dashboard.")

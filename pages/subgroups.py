@@ -1,5 +1,6 @@
 """Subgroups: trajectories side by side, between-group tests, forest plot of change."""
 
+import pandas as pd
 import streamlit as st
 
 from lupus_dash import charts, layouts, schema, ui
@@ -66,8 +67,9 @@ y_domain = None
 if fixed:
     whole = ui.run(subgroups.summary, everyone, group_by=group_by, endpoint=col,
                    outcome=outcome).table
-    whole = whole[whole["n"] >= subgroups.SMALL_GROUP]
-    ys = [float(v) for c in ("mean", "ci_low", "ci_high") for v in whole[c].dropna()]
+    whole = whole[pd.to_numeric(whole["n"], errors="coerce") >= subgroups.SMALL_GROUP]
+    ys = [float(v) for c in ("mean", "ci_low", "ci_high")
+          for v in pd.to_numeric(whole[c], errors="coerce").dropna()]
     if clip is not None:
         ys = [min(max(v, clip[0]), clip[1]) for v in ys]
     y_domain = (min(ys), max(ys)) if ys else None

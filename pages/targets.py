@@ -37,12 +37,12 @@ ui.table(t.assign(**{
         for m, a, b in zip(t["median"], t["p25"], t["p75"], strict=True)],
     "≥ 50 % of observed time": [
         f"{layouts.fmt_count(k, n)} ({layouts.fmt_pct(r)}; 95 % CI "
-        f"{layouts.fmt_ci(lo * 100, hi * 100, 0)} %)" if not isinstance(r, str) else r
+        f"{layouts.fmt_pct_ci(lo, hi, 0)} %)" if not isinstance(r, str) else r
         for k, n, r, lo, hi in zip(t["n_ge_50pct"], t["n"], t["share_ge_50pct"], t["ci_low"],
                                    t["ci_high"], strict=True)],
     "Sustained": [
         f"{layouts.fmt_count(k, n)} ({layouts.fmt_pct(r)}; 95 % CI "
-        f"{layouts.fmt_ci(lo * 100, hi * 100, 0)} %)" if not isinstance(r, str) else r
+        f"{layouts.fmt_pct_ci(lo, hi, 0)} %)" if not isinstance(r, str) else r
         for k, n, r, lo, hi in zip(t["n_sustained"], t["n"], t["share_sustained"],
                                    t["sustained_ci_low"], t["sustained_ci_high"], strict=True)],
     "Reached": [layouts.fmt_num(x, 0) for x in t["n_reached"]],
@@ -61,10 +61,19 @@ st.caption("Time weighted between assessed visits: the state at a visit holds un
 # --- disease-state flow -----------------------------------------------------------------
 st.subheader("Disease state at each visit")
 flow = ui.run(targets.state_flow, flt, preset=preset, strategy=strategy)
-ui.chart(charts.sankey(flow["counts"], flow["transitions"],
-                       title="Remission, LLDAS (not remission), active, not assessed, stopped",
-                       subtitle=treat_to_target.STRATEGY_LABELS[strategy]),
-         "state_flow", calls=flow.call)
+if flow.suppressed:
+    # Shared mode withheld some counts: ribbons cannot be drawn without them, so the states
+    # per visit are shown as bars (withheld counts not drawn) and the flow as its table.
+    ui.chart(charts.stacked_states(flow["counts"], title="Disease state per visit"),
+             "state_flow", calls=flow.call)
+    st.caption("The flow between visits is not drawn here: some of its counts concern fewer "
+               "patients than the shared dashboard shows. " + " ".join(flow.notes))
+else:
+    ui.chart(charts.sankey(flow["counts"], flow["transitions"],
+                           title="Remission, LLDAS (not remission), active, not assessed, "
+                                 "stopped",
+                           subtitle=treat_to_target.STRATEGY_LABELS[strategy]),
+             "state_flow", calls=flow.call)
 weeks = sorted(int(w) for w in flow["counts"]["visit_week"].unique())
 if len(weeks) > 1:
     frm = ui.url_widget("selectbox", "Transitions from", weeks[:-1], "t2t_from",

@@ -92,9 +92,9 @@ def assert_clean(at: AppTest) -> None:
 
 
 @pytest.fixture
-def shared_ready(monkeypatch):
-    # The disclosure seam (issue 11) sets this; until then viewers are stopped.
-    monkeypatch.setattr(ui, "SHARED_MODE_READY", True)
+def shared_ready():
+    # Shared mode is wired at the seam (results.run with shared.SharedPolicy).
+    assert ui.SHARED_MODE_READY
 
 
 def test_local_mode_needs_no_login(log_path):
@@ -135,10 +135,45 @@ def test_too_old_a_session_is_signed_out(log_path):
     assert titles(at) == ["lupus-dash"]  # the next run is the sign-in page
 
 
-def test_viewer_is_stopped_until_shared_mode_is_wired(log_path):
+SHARED_PAGES = ("overview", "biomarkers", "remission", "targets", "subgroups", "safety",
+                "data", "methods")
+
+
+@pytest.mark.parametrize("page", SHARED_PAGES)
+def test_viewer_sees_every_page_in_shared_mode_without_an_error(log_path, page):
     at = session(log_path, VIEWER)
-    assert titles(at) == ["Shared mode is not available yet"]
-    nothing_computed(at)
+    if page != "overview":
+        at.switch_page(f"pages/{page}.py").run()
+    assert_clean(at)
+    assert at.session_state["_policy"].name == "shared-k11"
+    assert all(c.key() != "patient_ids" for c in at.session_state["_calls"])
+    # Nothing patient-level was computed for the viewer.
+    assert not [c for c in at.session_state["_calls"] if c.spec.patient_level]
+
+
+def test_viewer_on_a_small_filter_sees_only_the_gate_sentence(log_path):
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.secrets["auth"] = AUTH
+    at.secrets["lupus_dash"] = {"allow": ALLOW, "audit_log": str(log_path)}
+    at.user = VIEWER
+    at.query_params["cohort"] = "csle_belimumab"
+    at.query_params["sex"] = "M"  # 5 of 26 patients
+    at.run()
+    assert_clean(at)
+    assert [i.value for i in at.info] == ["Fewer than 11 patients match this filter."]
+    assert not at.metric and not at.dataframe and not at.get("vega_lite_chart")
+    assert any("Fewer than 11 patients match" in m.value for m in at.sidebar.markdown)
+    # and its complement (21 of 26: 5 left out) is refused the same way
+    at2 = AppTest.from_file(APP, default_timeout=180)
+    at2.secrets["auth"] = AUTH
+    at2.secrets["lupus_dash"] = {"allow": ALLOW, "audit_log": str(log_path)}
+    at2.user = VIEWER
+    at2.query_params["cohort"] = "csle_belimumab"
+    at2.query_params["sex"] = "F"
+    at2.run()
+    assert_clean(at2)
+    assert "complement" in at2.info[0].value
+    assert not at2.metric
 
 
 def test_viewer_pages_and_no_uploads(log_path, shared_ready):

@@ -361,7 +361,7 @@ def _var_kind(var: str) -> str:
     return "numeric"
 
 
-@analysis(p_columns=("p_value",), cli=_group_cli)
+@analysis(p_columns=("p_value",), groups_n=("n_smallest_group",), cli=_group_cli)
 @memoize
 def table1_tests(db: Database, flt: Filter, group_by: str) -> pd.DataFrame:
     """p-values across groups, chosen as gtsummary does.
@@ -386,8 +386,12 @@ def table1_tests(db: Database, flt: Filter, group_by: str) -> pd.DataFrame:
         else:
             text = df[var].astype("string").to_numpy(dtype=object, na_value=None)[mask]
             res = categorical_test(crosstab(groups, text))
+        sizes = pd.Series(groups).value_counts()
         rows.append({"variable": var, "method": res.method, "statistic": res.statistic,
-                     "p_value": res.p_value, "reason": res.reason})
-    return pd.DataFrame(rows, columns=["variable", "method", "statistic", "p_value", "reason"])
+                     "p_value": res.p_value,
+                     "n_smallest_group": int(sizes.min()) if len(sizes) else 0,
+                     "reason": res.reason})
+    return pd.DataFrame(rows, columns=["variable", "method", "statistic", "p_value",
+                                       "n_smallest_group", "reason"])
 
 

@@ -59,7 +59,8 @@ def _tests_cli(kw: dict) -> list[str]:
 @analysis(counts={"n": None},
           n_of={c: "n" for c in ("statistic", "mean_diff", "ci_low", "ci_high", "estimate",
                                  "odds_ratio", "or_ci_low", "or_ci_high")},
-          p_columns=("p_value", "p_adjusted", "p_asymptotic"), groups_n=("n",), cli=_tests_cli)
+          p_columns=("p_value", "p_adjusted", "p_asymptotic"), groups_n=("n_smallest_group",),
+          cli=_tests_cli)
 @memoize
 def tests(
     db: Database,
@@ -123,16 +124,26 @@ def tests(
                              "or_ci_low": res.extra.get("or_ci_low"),
                              "or_ci_high": res.extra.get("or_ci_high"),
                              "note": res.extra.get("note"),
+                             # the smallest compared group: shared mode shows no test
+                             # comparing a group under its minimum cell size
+                             "n_smallest_group": _smallest_group(grps),
                              "reason": res.reason})
     out = pd.DataFrame(rows, columns=["endpoint", "visit_week", "group_by", "outcome", "method",
                                       "n", "statistic", "p_value", "p_adjusted", "mean_diff",
                                       "ci_low", "ci_high", "estimate", "estimate_name",
                                       "p_method", "p_asymptotic", "odds_ratio", "or_ci_low",
-                                      "or_ci_high", "note", "reason"])
+                                      "or_ci_high", "note", "n_smallest_group", "reason"])
     if adjust != "none" and not out.empty:
         for idx in out.groupby(["endpoint", "method"]).groups.values():
             out.loc[idx, "p_adjusted"] = adjusted(out.loc[idx, "p_value"], adjust)
     return out
+
+
+def _smallest_group(groups: np.ndarray) -> int:
+    """Patients in the smallest group compared (0 when nobody has a value)."""
+    if not len(groups):
+        return 0
+    return int(pd.Series(groups).value_counts().min())
 
 
 SMALL_GROUP = 5  # below this many patients a group is drawn as its values, not a mean ± CI

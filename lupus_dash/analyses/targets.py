@@ -107,7 +107,8 @@ def time_in_target(db: Database, flt: Filter, preset: str = "standard",
     "risk": Part(counts={"n_risk": None}, group="group"),
     "medians": Part(counts={"n": None, "events": "n"},
                     n_of={"median": "n", "ci_low": "n", "ci_high": "n"}, group="group"),
-    "tests": Part(p_columns=("p_value",), groups_n=("n",)),
+    "tests": Part(p_columns=("p_value", "estimate", "ci_low", "ci_high", "p_score", "p_lr"),
+                  groups_n=("n_smallest_group",)),
     "counts": Part(counts={c: "n_patients" for c in (
         "n_at_risk", "n_events", "n_at_baseline", "n_baseline_not_assessed", "n_no_follow_up",
         "n_stopped_censored_at_end")} | {"n_patients": None})},
@@ -144,6 +145,8 @@ def time_to_first(db: Database, flt: Filter, definition: str = "lldas",
     }
     out["counts"] = pd.DataFrame([out["counts"]])
     out["tests"] = _tests_frame(out.pop("logrank"), out.pop("cox"))
+    med = out["medians"]
+    out["tests"]["n_smallest_group"] = int(med["n"].min()) if len(med) else 0
     out.pop("strategy", None)
     return out
 

@@ -1,0 +1,198 @@
+"""Shared mode: the output policy a viewer's session (and `report --shared`) runs under.
+
+`SharedPolicy` plugs into the seam (`results.run`): it refuses patient-level
+analyses before they are computed, applies the denominator gate of the filter,
+and passes every declared table of every result through `disclosure`
+(small counts "<k", complementary suppression, rates, statistics and tests on
+fewer than k patients withheld, no minima or maxima, Kaplan–Meier cut where
+fewer than k are at risk). The screen, every download and the command line get
+the same protected values because they all leave through the seam.
+
+Each table's `disclosure.TableSpec` comes from its analysis declaration
+(`results.Part`: counts with their denominators, statistics with their n,
+p-values, extremes); the tables whose rows are linked by sums (a total and its
+parts) have their partitions spelt out in `SPECS`, so a suppressed cell cannot
+be recovered from a visible total.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import disclosure
+from .disclosure import Partition, TableSpec
+from .results import Part, Policy, Result, Spec
+
+N_FILTER = "n_filter"  # the filter's patient count, published in the sidebar: pinned
+
+
+def _derived(part: Part, df: pd.DataFrame) -> TableSpec:
+    """A TableSpec from an analysis's declaration of one table."""
+    counts = {c: (d if d in df.columns else None) for c, d in part.counts.items()
+              if c in df.columns}
+    stats = {c: n for c, n in part.n_of.items() if c in df.columns and n in df.columns}
+    tests = tuple(c for c in part.p_columns if c in df.columns)
+    if tests and "statistic" in df.columns:
+        tests += ("statistic",)
+    compared = tuple(c for c in (part.groups_n or (("n",) if tests else ())) if c in df.columns)
+    return TableSpec(counts=counts, stats=stats, tests=tests, compared_n=compared,
+                     extremes=tuple(c for c in part.extremes if c in df.columns))
+
+
+# Tables whose counts add up (a partition) or repeat one quantity on several rows (same):
+# spelt out, so complementary suppression sees the sums a reader could do.
+SPECS: dict[tuple[str, str], TableSpec] = {
+    ("cohort.table1", "table"): TableSpec(
+        counts={"count": "n", "n": None},
+        same={"n": ("variable", "group")},
+        partitions=(
+            Partition("count", by=("variable", "group"), total="n", complete=True),
+            Partition("count", by=("variable", "level"), total_row=("group", "Overall")),
+            Partition("n", by=("variable",), total_row=("group", "Overall")),
+        ),
+        rates={"pct": "count"},
+        stats={c: "n" for c in ("mean", "sd", "median", "p25", "p75")},
+    ),
+    ("remission.rates", "table"): TableSpec(
+        counts={"n_achieved": "n_denominator", "n_not_achieved": "n_denominator",
+                "n_not_evaluable": "n_eligible", "n_no_assessment": "n_eligible",
+                "n_denominator": "n_eligible", "n_eligible": None},
+        rates={"rate": "n_achieved", "ci_low": "n_achieved", "ci_high": "n_achieved"},
+    ),
+    ("remission.states", "table"): TableSpec(
+        counts={"n": "n_total", "n_total": None},
+        same={"n_total": ("visit_week",)},
+        partitions=(Partition("n", by=("visit_week",), total="n_total", complete=True),),
+        rates={"pct": "n"},
+    ),
+    ("cohort.group_sizes", "table"): TableSpec(
+        counts={"n": N_FILTER, N_FILTER: None}, same={N_FILTER: ()}, pinned=(N_FILTER,),
+        partitions=(Partition("n", total=N_FILTER, complete=True),),
+    ),
+    ("cohort.patient_flow", "stages"): TableSpec(
+        counts={"n": "n_enrolled", "n_enrolled": None}, same={"n_enrolled": ()},
+        pinned=("n_enrolled",),
+    ),
+    ("cohort.patient_flow", "reasons"): TableSpec(
+        counts={"n": "n_stopped", "n_stopped": None}, same={"n_stopped": ()},
+        partitions=(Partition("n", total="n_stopped", complete=True),),
+    ),
+    ("safety.table3", "table"): TableSpec(
+        counts={"n_patients": "n", "n": None, "n_events": None, "n_serious": None},
+        same={"n": ()}, pinned=("n",), rates={"pct": "n_patients"},
+    ),
+    ("biomarkers.summary", "table"): TableSpec(
+        counts={"n": N_FILTER, "n_positive": "n", N_FILTER: None}, same={N_FILTER: ()},
+        pinned=(N_FILTER,), rates={"rate": "n_positive"},
+        stats={c: "n" for c in ("mean", "sd", "se", "median", "p25", "p75")}
+        | {"ci_low": "n", "ci_high": "n"},
+    ),
+}
+# Kaplan–Meier tables: groups under k hidden, curves cut where fewer than k are at risk.
+KM_PARTS = {("remission.time_to_event", "curves"), ("safety.time_to_first", "table"),
+            ("targets.time_to_first", "curves")}
+# Tables only about the filter's own patients' count (already gated) or about no patient.
+OPEN_PARTS = {("common.cohort_info", "table"), ("common.available_endpoints", "table"),
+              ("cohort.filter_options", "table"), ("biomarkers.test_choice", "table")}
+
+
+# Minima and maxima a page needs (the age slider's ends) are coarsened to this step rather
+# than shown: the youngest and oldest patient's exact ages never leave.
+COARSEN = {("cohort.age_limits", "table"): {"lo": ("floor", 5), "hi": ("ceil", 5)}}
+
+
+def _coarsen(df: pd.DataFrame, rule: dict) -> pd.DataFrame:
+    import math
+
+    out = df.copy()
+    for col, (how, step) in rule.items():
+        fn = math.floor if how == "floor" else math.ceil
+        out[col] = [None if pd.isna(v) else float(fn(float(v) / step) * step) for v in out[col]]
+    return out
+
+
+class SharedPolicy(Policy):
+    """Disclosure control for a viewer (threshold k)."""
+
+    name = "shared"
+
+    def __init__(self, k: int = disclosure.DEFAULT_K):
+        if int(k) < 2:
+            raise ValueError(f"the minimum cell size must be at least 2 (got {k})")
+        self.k = int(k)
+        self.name = f"shared-k{self.k}"
+
+    def permits(self, spec: Spec) -> str | None:
+        if spec.patient_level:
+            return ("patient-level view: not shown in the shared dashboard (a viewer sees "
+                    "aggregates only)")
+        return None
+
+    def gate(self, db, flt) -> disclosure.Gate:
+        """The denominator gate of a filter (also for its complement)."""
+        from .analyses.common import count_patients
+
+        k, n = count_patients(db, flt)
+        return disclosure.gate(k, n, self.k)
+
+    def apply(self, result: Result, db=None) -> Result:
+        call = result.call
+        n_filter = None
+        if call.flt is not None and db is not None:
+            g = self.gate(db, call.flt)
+            if not g.ok:
+                # Nothing of a gated filter leaves: every table is replaced by the message.
+                return Result(call, {name: _gated(val) for name, val in result.parts.items()},
+                              result.data_version, [g.message], suppressed=True)
+            from .analyses.common import count_patients
+
+            n_filter = count_patients(db, call.flt)[0]
+        parts, notes, changed = {}, [], False
+        for name, value in result.parts.items():
+            key = (result.spec.name, name)
+            if not isinstance(value, pd.DataFrame) or key in OPEN_PARTS or value.empty:
+                parts[name] = value
+                continue
+            if key in COARSEN:
+                parts[name] = _coarsen(value, COARSEN[key])
+                changed = True
+                continue
+            if key in KM_PARTS:
+                kept, km_notes = disclosure.km(value, self.k,
+                                               group="group" if "group" in value else None)
+                parts[name] = kept
+                notes += km_notes
+                changed |= len(kept) != len(value)
+                continue
+            spec = SPECS.get(key) or _derived(result.part_spec(name), value)
+            df = value
+            if N_FILTER in disclosure._count_columns(spec) and n_filter is not None:
+                df = df.assign(**{N_FILTER: n_filter})
+            try:
+                prot = disclosure.protect_frame(df, spec, self.k)
+            except ValueError as exc:
+                # A table whose declared relations do not hold cannot be protected: withhold.
+                parts[name] = _gated(value)
+                notes.append(f"Not shown in the shared dashboard ({exc}).")
+                changed = True
+                continue
+            shown = prot.display().drop(columns=[N_FILTER], errors="ignore")
+            parts[name] = shown
+            notes += prot.notes
+            changed |= prot.withheld
+        return Result(call, parts, result.data_version, list(dict.fromkeys(notes)),
+                      suppressed=changed)
+
+
+def _gated(value):
+    if isinstance(value, pd.DataFrame):
+        return value.iloc[0:0]
+    return value
+
+
+def report_policy(min_cell: int | None) -> SharedPolicy:
+    """`report --shared [--min-cell K]`."""
+    return SharedPolicy(min_cell or disclosure.DEFAULT_K)
+
+
+__all__ = ["SPECS", "SharedPolicy", "report_policy"]
