@@ -540,6 +540,9 @@ class TableSpec:
     extremes    minimum / maximum columns: never shown
     tests       p-value, statistic and model columns
     compared_n  per-row n columns of the groups a test compares
+    row_sums    within one row, a total column and the sets of its parts: the first set
+                whose counts add up to the total in that row is declared (a rate's
+                denominator is achieved + not achieved + no assessment, say)
     kind        "aggregate" or "patient_level" (never shown in shared mode)
     """
 
@@ -552,6 +555,7 @@ class TableSpec:
     extremes: tuple[str, ...] = ()
     tests: tuple[str, ...] = ()
     compared_n: tuple[str, ...] = ()
+    row_sums: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = ()
     kind: str = "aggregate"
 
 
@@ -597,6 +601,10 @@ class _UnionFind:
 
 def _count_columns(spec: TableSpec) -> list[str]:
     cols = list(spec.counts)
+    for total, member_sets in spec.row_sums:
+        for c in (total, *(m for ms in member_sets for m in ms)):
+            if c not in cols:
+                cols.append(c)
     for d in spec.counts.values():
         if d is not None and d not in cols:
             cols.append(d)
@@ -707,6 +715,19 @@ def protect_frame(df: pd.DataFrame, spec: TableSpec, k: int = DEFAULT_K,
         if not part.complete:
             members.append(prob.cell(gap, shown=False))
         prob.line(members, total)
+    for total, member_sets in spec.row_sums:
+        for i in df.index:
+            t = cell_of(total, i)
+            if t is None:
+                continue
+            for members in member_sets:
+                cells = [cell_of(m, i) for m in members]
+                if any(x is None for x in cells):
+                    continue
+                if sum(prob.values[x] for x in cells) == prob.values[t]:
+                    covered |= {(x, t) for x in cells}
+                    prob.line(cells, t)
+                    break
     for c, d in spec.counts.items():
         if d is None:
             continue

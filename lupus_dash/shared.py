@@ -54,9 +54,19 @@ SPECS: dict[tuple[str, str], TableSpec] = {
         stats={c: "n" for c in ("mean", "sd", "median", "p25", "p75")},
     ),
     ("remission.rates", "table"): TableSpec(
-        counts={"n_achieved": "n_denominator", "n_not_achieved": "n_denominator",
-                "n_not_evaluable": "n_eligible", "n_no_assessment": "n_eligible",
-                "n_denominator": "n_eligible", "n_eligible": None},
+        counts={"n_achieved": "n_denominator", "n_eligible": None},
+        same={"n_eligible": ("definition",)},
+        # Every eligible patient is in exactly one outcome; the denominator is a sum of
+        # some of them (non-responder imputation, observed only, not evaluable counted).
+        row_sums=(
+            ("n_eligible", (("n_achieved", "n_not_achieved", "n_not_evaluable",
+                             "n_no_assessment"),)),
+            ("n_denominator", (("n_achieved", "n_not_achieved", "n_no_assessment"),
+                               ("n_achieved", "n_not_achieved"),
+                               ("n_achieved", "n_not_achieved", "n_not_evaluable",
+                                "n_no_assessment"),
+                               ("n_achieved", "n_not_achieved", "n_not_evaluable"))),
+        ),
         rates={"rate": "n_achieved", "ci_low": "n_achieved", "ci_high": "n_achieved"},
     ),
     ("remission.states", "table"): TableSpec(
@@ -69,17 +79,24 @@ SPECS: dict[tuple[str, str], TableSpec] = {
         counts={"n": N_FILTER, N_FILTER: None}, same={N_FILTER: ()}, pinned=(N_FILTER,),
         partitions=(Partition("n", total=N_FILTER, complete=True),),
     ),
-    ("cohort.patient_flow", "stages"): TableSpec(
-        counts={"n": "n_enrolled", "n_enrolled": None}, same={"n_enrolled": ()},
-        pinned=("n_enrolled",),
+    ("cohort.patient_flow", "stages"): TableSpec(  # protected wide: see _flow_wide
+        counts={"induction": "enrolled", "enrolled": None}, pinned=("enrolled",),
+        row_sums=(("enrolled", (("completed", "stopped", "ongoing"),)),),
     ),
     ("cohort.patient_flow", "reasons"): TableSpec(
         counts={"n": "n_stopped", "n_stopped": None}, same={"n_stopped": ()},
         partitions=(Partition("n", total="n_stopped", complete=True),),
     ),
-    ("safety.table3", "table"): TableSpec(
+    ("safety.table3", "table"): TableSpec(  # helper columns: see _ae_marks
         counts={"n_patients": "n", "n": None, "n_events": None, "n_serious": None},
         same={"n": ()}, pinned=("n",), rates={"pct": "n_patients"},
+        partitions=(
+            # a category's events are its terms' events; all events are the categories'
+            Partition("n_events", by=("_cat",), total_row=("level", 0)),
+            Partition("n_events", by=("_all",), total_row=("_total", True)),
+            Partition("n_serious", by=("_cat",), total_row=("level", 0)),
+            Partition("n_serious", by=("_all",), total_row=("_total", True)),
+        ),
     ),
     ("biomarkers.summary", "table"): TableSpec(
         counts={"n": N_FILTER, "n_positive": "n", N_FILTER: None}, same={N_FILTER: ()},
@@ -88,6 +105,53 @@ SPECS: dict[tuple[str, str], TableSpec] = {
         | {"ci_low": "n", "ci_high": "n"},
     ),
 }
+FLOW_KEYS = {"Enrolled": "enrolled", "Received induction (3 doses)": "induction",
+             "Completed follow-up": "completed", "Stopped belimumab": "stopped",
+             "Ongoing": "ongoing"}
+
+
+def _flow_wide(df: pd.DataFrame) -> pd.DataFrame:
+    """The flow's stages as one row (its outcome boxes add up to the enrolled)."""
+    return pd.DataFrame([{FLOW_KEYS[s]: int(n) for s, n in zip(df["stage"], df["n"],
+                                                                  strict=True)}])
+
+
+def _flow_back(df: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
+    row = shown.iloc[0]
+    out = df.copy()
+    out["n"] = [row[FLOW_KEYS[s]] for s in df["stage"]]
+    out["n_enrolled"] = row["enrolled"]
+    # the derived dose totals and medians describe the same patients: not shown
+    out["detail"] = ["" if isinstance(row[FLOW_KEYS[s]], str) or s.startswith("Received")
+                     else d for s, d in zip(df["stage"], df["detail"], strict=True)]
+    return out
+
+
+def _ae_marks(df: pd.DataFrame) -> pd.DataFrame:
+    """Table 3 with the columns its partitions group by: a category with its terms (_cat),
+    the categories with the all-events row (_all, _total)."""
+    top = df["row"] == "Patients with adverse events"
+    is_cat = (df["level"] == 0) & df["row"].isin(
+        [*(r for r in df["row"] if r not in ("Patients with adverse events",
+                                            "Serious adverse events",
+                                            "Severe adverse events"))])
+    return df.assign(
+        _cat=[c if (lv == 1 or ic) else None
+              for c, lv, ic in zip(df["category"].fillna("(none)"), df["level"], is_cat,
+                                   strict=True)],
+        _all=["all" if (t or c) else None for t, c in zip(top, is_cat, strict=True)],
+        _total=top)
+
+
+def _ae_back(df: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
+    return shown.drop(columns=["_cat", "_all", "_total"])
+
+
+# Tables protected in another shape (their sums run across rows and columns).
+WIDE = {("cohort.patient_flow", "stages"): (_flow_wide, _flow_back),
+        ("safety.table3", "table"): (_ae_marks, _ae_back)}
+# Analyses a viewer gets in their shared form (re-run by the policy with these arguments).
+SHARED_ARGS = {"safety.table3": lambda k: {"fold_below": k}}
 # Kaplan–Meier tables: groups under k hidden, curves cut where fewer than k are at risk.
 KM_PARTS = {("remission.time_to_event", "curves"), ("safety.time_to_first", "table"),
             ("targets.time_to_first", "curves")}
@@ -147,6 +211,13 @@ class SharedPolicy(Policy):
             from .analyses.common import count_patients
 
             n_filter = count_patients(db, call.flt)[0]
+        shared_args = SHARED_ARGS.get(result.spec.name)
+        if shared_args is not None and db is not None:
+            # Computed again in the shape a viewer may see (rare terms folded, say).
+            kw = {**call.arguments, **shared_args(self.k)}
+            value = call.fn(db, call.flt, **kw) if call.flt is not None else call.fn(db, **kw)
+            result = Result(call, {"table": value} if not isinstance(value, dict) else value,
+                            result.data_version, result.notes)
         parts, notes, changed = {}, [], False
         for name, value in result.parts.items():
             key = (result.spec.name, name)
@@ -165,6 +236,19 @@ class SharedPolicy(Policy):
                 changed |= len(kept) != len(value)
                 continue
             spec = SPECS.get(key) or _derived(result.part_spec(name), value)
+            if key in WIDE:
+                to_wide, from_wide = WIDE[key]
+                try:
+                    prot = disclosure.protect_frame(to_wide(value), spec, self.k)
+                except ValueError as exc:
+                    parts[name] = _gated(value)
+                    notes.append(f"Not shown in the shared dashboard ({exc}).")
+                    changed = True
+                    continue
+                parts[name] = from_wide(value, prot.display())
+                notes += prot.notes
+                changed |= prot.withheld
+                continue
             df = value
             if N_FILTER in disclosure._count_columns(spec) and n_filter is not None:
                 df = df.assign(**{N_FILTER: n_filter})

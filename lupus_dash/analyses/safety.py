@@ -87,7 +87,7 @@ def _term_label(t: str) -> str:
 
 @analysis(counts={"n_patients": "n", "n": None, "n_events": None, "n_serious": None},
           n_of={"pct": "n"}, cli=lambda kw: ["--layout", "table3"])
-def table3(db: Database, flt: Filter) -> pd.DataFrame:
+def table3(db: Database, flt: Filter, fold_below: int | None = None) -> pd.DataFrame:
     """Adverse events as the seed paper's Table 3: patients with ≥ 1 event per row.
 
     Summary rows (any, serious, severe adverse events), then for each category in
@@ -96,8 +96,17 @@ def table3(db: Database, flt: Filter) -> pd.DataFrame:
     recorded event is counted in exactly one term row (a missing term or category
     gets its own "(not recorded)" row), so the term rows' events add up to the
     total. n_patients counts distinct patients; pct is of the n filtered patients.
+    `fold_below=k` (shared mode): a term fewer than k patients had is counted as its
+    category's "other terms" row instead of by name.
     """
     ae, k = _ae_rows(db, flt)
+    if fold_below is not None and len(ae):
+        from ..disclosure import fold_rare
+
+        ae = ae.assign(term=ae["term"].astype(object).where(ae["term"].notna(), None))
+        folded = fold_rare(ae.dropna(subset=["term"]), "term", "patient_id", fold_below,
+                           other="other terms")
+        ae.loc[folded.index, "term"] = folded["term"]
     pid = ae["patient_id"].to_numpy(dtype=object)
 
     def col(name):
@@ -129,7 +138,7 @@ def table3(db: Database, flt: Filter) -> pd.DataFrame:
         is_c = np.array([x == c for x in cat], dtype=bool)
         rows.append(row(AE_LABELS[c] if c else "Category not recorded", is_c, 0, c))
         seen = {t for t in term[is_c] if t is not None}
-        listed = TABLE3_INFECTION_TERMS if c == "infection" else ()
+        listed = (TABLE3_INFECTION_TERMS if c == "infection" and fold_below is None else ())
         for t in (*listed, *sorted(seen - set(listed))):
             rows.append(row(_term_label(t), is_c & (term == t), 1, c, t))
         if (is_c & (term == None)).any():
