@@ -1,13 +1,13 @@
-"""What shared mode's disclosure rules cost next to the computations they protect.
+"""What shared mode costs: every page's calls through the seam, open vs. a viewer's policy.
 
-    python -m benchmarks.bench_disclosure [--db data/demo.duckdb] [--repeat 5]
+    python -m benchmarks.bench_disclosure [--db FILE] [--cohort C] [--k 11] [--repeat 3]
 
-For each filter and each table a viewer would see (Table 1 overall and split by
-sex, remission rates, biomarker summary, adverse events), times the computation
-itself (uncached: the analysis functions' real queries) and
-`disclosure.protect_frame` with the TableSpec the output seam would declare,
-and prints both and the ratio. The specs below are the integration plan's
-(docs/HOSTING.md) in executable form.
+For each page view (`lupus_dash.views.PAGES`) and a few filters, times the page's calls
+uncached (memos cleared) with the open policy and with `shared.SharedPolicy(k)` (the
+patient-level calls a viewer never gets are left out of both), and prints both and the
+ratio. The target (issue 12): shared mode ≤ 10 % over the unsuppressed page. With
+`--db` unset the demo database is used; `--patients N` builds (once) and uses the scale
+cohort of `python -m benchmarks`.
 """
 
 from __future__ import annotations
@@ -17,116 +17,66 @@ import sys
 import time
 from pathlib import Path
 
-from lupus_dash import disclosure
-from lupus_dash.analyses import biomarkers, cohort, common, remission, safety
+from lupus_dash import cache, disclosure, results, views
+from lupus_dash.analyses import common
 from lupus_dash.db import Database
-from lupus_dash.disclosure import Partition, TableSpec
 from lupus_dash.filters import Filter
+from lupus_dash.shared import SharedPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
-STATS = ("mean", "sd", "se", "ci_low", "ci_high", "median", "p25", "p75")
-
-# Table 1, long format: levels of a variable add up to its n within a group; the groups
-# add up to the Overall row (with an unseen remainder: a missing group value); n is one
-# quantity per (variable, group).
-TABLE1 = TableSpec(
-    counts={"count": "n", "n": None},
-    same={"n": ("variable", "group")},
-    partitions=(
-        Partition("count", by=("variable", "group"), total="n", complete=True),
-        Partition("count", by=("variable", "level"), total_row=("group", "Overall")),
-        Partition("n", by=("variable",), total_row=("group", "Overall")),
-    ),
-    rates={"pct": "count"},
-    stats={c: "n" for c in ("mean", "sd", "median", "p25", "p75")},
-)
-REMISSION = TableSpec(
-    counts={"n_achieved": "n_evaluable", "n_evaluable": "n_filter", "n_filter": None},
-    same={"n_filter": ()},
-    pinned=("n_filter",),
-    rates={"rate": "n_achieved", "ci_low": "n_achieved", "ci_high": "n_achieved"},
-)
-SUMMARY = TableSpec(
-    counts={"n": "n_filter", "n_positive": "n", "n_filter": None},
-    same={"n_filter": ()},
-    pinned=("n_filter",),
-    rates={"rate": "n_positive"},
-    stats=dict.fromkeys(STATS, "n"),
-)
-AE = TableSpec(
-    counts={"n_patients": "n_filter", "n_filter": None, "n_events": None},
-    same={"n_filter": ()},
-    pinned=("n_filter",),
-    rates={"pct": "n_patients"},
-)
 
 
-def tables(db: Database, flt: Filter, k_match: int) -> dict:
-    """name -> (compute callable, spec, extra columns to add)."""
-    def with_n(df):
-        return df.assign(n_filter=k_match)
-
-    return {
-        "table1": (lambda: cohort.table1.__wrapped__(db, flt), TABLE1),
-        "table1 by sex": (lambda: cohort.table1.__wrapped__(db, flt, "sex"), TABLE1),
-        "remission": (lambda: with_n(remission.rates.__wrapped__(db, flt)), REMISSION),
-        "biomarker summary": (lambda: with_n(biomarkers.summary.__wrapped__(db, flt)), SUMMARY),
-        "adverse events": (lambda: with_n(safety.table3(db, flt)), AE),
-    }
-
-
-def best_of(fn, repeat: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+def page_time(db, flt, view: str, policy: results.Policy, viewer: SharedPolicy) -> float:
+    """Seconds to run one page's calls (those a viewer may have) under `policy`, uncached."""
+    calls = views.PAGES[view](lambda c: results.run(db, c), flt)
+    cache.clear_all()
+    t = time.perf_counter()
+    for call in calls.values():
+        if viewer.permits(call.spec) is None:
+            results.run(db, call, policy=policy)
+    return time.perf_counter() - t
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--db", default=str(ROOT / "data" / "demo.duckdb"))
-    p.add_argument("--cohort", default="csle_belimumab")
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--db", default=None)
+    p.add_argument("--patients", type=int, default=None)
+    p.add_argument("--cohort", default=None)
+    p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--k", type=int, default=disclosure.DEFAULT_K)
     a = p.parse_args(argv)
-    db = Database(a.db)
-    filters = [
-        Filter.build(a.cohort),
-        Filter.build(a.cohort, completer=[True]),
-        Filter.build(a.cohort, sex=["F"]),
-        Filter.build(a.cohort, sex=["F"], completer=[True]),
-    ]
-    disclosure.ranges(*disclosure.crosstab_problem([[3, 20], [20, 20]])[:1],
-                      [disclosure.Status.SMALL] * 9, 11, [0])  # import SciPy's LP once
-    print(f"{'filter':<44} {'table':<18} {'compute ms':>10} {'rules ms':>9} {'ratio':>6}"
-          f"  small/withheld")
-    tot_c = tot_r = 0.0
+    if a.patients:
+        from .bench import ensure_cohort
+
+        path, _ = ensure_cohort(a.patients)
+    else:
+        path = Path(a.db or ROOT / "data" / "demo.duckdb")
+    db = Database(path)
+    cohort_name = a.cohort or str(db.cohorts()["cohort"].iloc[0])
+    top = db.query("SELECT sex, count(*) AS n FROM patient_facts WHERE cohort = ? "
+                   "GROUP BY 1 ORDER BY n DESC", [cohort_name])["sex"].tolist()
+    filters = [Filter(cohort_name), Filter.build(cohort_name, completer=[True]),
+               Filter.build(cohort_name, sex=top[:1])]
+    viewer = SharedPolicy(a.k)
+    print(f"{'filter':<46} {'page':<22} {'open ms':>8} {'shared ms':>10} {'extra':>7}")
+    tot_o = tot_s = 0.0
     for flt in filters:
-        k_match, n = common.count_patients(db, flt)
-        gate = disclosure.gate(k_match, n, a.k)
-        label = flt.sentence(k_match, n)[:44]
-        if not gate.ok:
-            print(f"{label:<44} gate: {gate.message}")
+        k, n = common.count_patients(db, flt)
+        label = flt.sentence(k, n)[:46]
+        if not viewer.gate(db, flt).ok:
+            print(f"{label:<46} gated for a viewer (k = {a.k})")
             continue
-        for name, (fn, spec) in tables(db, flt, k_match).items():
-            if name == "table1 by sex":
-                sizes = cohort.group_sizes(db, flt, "sex")["n"]
-                split = disclosure.split_gate(sizes, k_match, a.k)
-                if not split.ok:
-                    print(f"{label:<44} {name:<18} split gate: groups {list(sizes)}")
-                    continue
-            t_c, df = best_of(fn, a.repeat)
-            t_r, res = best_of(lambda df=df, spec=spec: disclosure.protect_frame(df, spec, a.k),
-                               a.repeat)
-            st = res.status.to_numpy()
-            small = int((st == "small").sum())
-            gone = int(((st == "suppressed") | (st == "withheld")).sum())
-            tot_c, tot_r = tot_c + t_c, tot_r + t_r
-            print(f"{label:<44} {name:<18} {t_c * 1e3:>10.1f} {t_r * 1e3:>9.1f} "
-                  f"{t_r / t_c:>6.0%}  {small}/{gone}")
-    print(f"{'all tables':<63} {tot_c * 1e3:>10.1f} {tot_r * 1e3:>9.1f} {tot_r / tot_c:>6.0%}")
+        for view in views.PAGES:
+            if view == "Patient":
+                continue
+            t_o = min(page_time(db, flt, view, results.OPEN, viewer) for _ in range(a.repeat))
+            t_s = min(page_time(db, flt, view, viewer, viewer) for _ in range(a.repeat))
+            tot_o, tot_s = tot_o + t_o, tot_s + t_s
+            print(f"{label:<46} {view:<22} {t_o * 1e3:>8.1f} {t_s * 1e3:>10.1f} "
+                  f"{(t_s - t_o) / t_o:>7.0%}")
+    if tot_o:
+        print(f"{'every page and filter':<69} {tot_o * 1e3:>8.1f} {tot_s * 1e3:>10.1f} "
+              f"{(tot_s - tot_o) / tot_o:>7.0%}")
     db.close()
     return 0
 

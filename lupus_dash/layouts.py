@@ -492,6 +492,41 @@ def statistics_table(rows: pd.DataFrame, summ: pd.DataFrame, display: str) -> pd
                                       "95 % CI", "Statistic", "p", "p adjusted", "Note"])
 
 
+def km_tests_text(tests: pd.DataFrame) -> str:
+    """'HR 0.62 (0.31 to 1.25; M vs F), Cox; log-rank p = 0.18' from a KM's test rows."""
+    if tests is None or tests.empty:
+        return ""
+    t = tests.set_index("method")
+    text = ""
+    if "cox" in t.index and not is_missing(t.at["cox", "estimate"]):
+        groups = t.at["cox", "groups"] if "groups" in t.columns else None
+        text += (f"HR {fmt_num(t.at['cox', 'estimate'], 2)} "
+                 f"({fmt_ci(t.at['cox', 'ci_low'], t.at['cox', 'ci_high'], 2)}"
+                 + (f"; {groups}" if isinstance(groups, str) else "") + "), Cox; ")
+    if "logrank" in t.index:
+        text += f"log-rank p = {fmt_p(t.at['logrank', 'p_value'])}"
+    return text
+
+
+def km_medians(med: pd.DataFrame) -> pd.DataFrame:
+    """Median time to the event per group with its 95 % CI, as a table."""
+    def median_text(m, lo, hi) -> str:
+        text = "not reached" if is_missing(m) else fmt_num(m, 0)
+        ci = fmt_ci(lo, hi, 0)
+        if ci:
+            return f"{text} ({ci})"
+        return f"{text} ({fmt_num(lo, 0)} to not reached)" if not is_missing(lo) else text
+
+    return pd.DataFrame({
+        "Group": med["group"].astype(str),
+        "Patients": [fmt_num(x, 0) for x in med["n"]],
+        "Reached": [fmt_num(x, 0) for x in med["events"]],
+        "Median weeks (95 % CI)": [median_text(m, lo, hi) for m, lo, hi in
+                                   zip(med["median"], med["ci_low"], med["ci_high"],
+                                       strict=True)],
+    })
+
+
 def stars(p) -> str:
     """*, ** or *** for p < 0.05, 0.01, 0.001 ('' otherwise or when missing)."""
     if isinstance(p, str) or is_missing(p):

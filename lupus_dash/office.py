@@ -34,14 +34,7 @@ EXIT_BAD_INPUT = 2
 ROOT = Path(__file__).resolve().parents[1]
 DECKS_DIR = ROOT / "decks"
 
-REMISSION_LABELS = {"lldas": "LLDAS", "remission": "Remission",
-                    "renal_complete": "Complete renal response",
-                    "renal_partial": "Partial renal response (not complete)",
-                    "renal_overall": "Overall renal response (complete or partial)",
-                    "renal_crr": "Complete renal response (BLISS-LN)",
-                    "renal_perr": "Primary efficacy renal response (BLISS-LN)",
-                    "glucocorticoid_off": "Off glucocorticoids",
-                    "glucocorticoid_le_5": "Prednisone ≤ 5 mg/day"}
+REMISSION_LABELS = remission.LABELS
 REMISSION_DEFAULT = ["lldas", "remission", "renal_complete", "renal_partial"]
 
 
@@ -283,27 +276,12 @@ def view_time_to_target(run: _Run, flt: Filter, w: scenes.Scene, preset: str) ->
               group_by=group_by)
     name = treat_to_target.DEFINITION_LABELS.get(definition, definition)
     med = ttf["medians"]
-    rows = [{"Group": str(r.group), "n": layouts.fmt_num(r.n, 0),
-             "Reached": layouts.fmt_num(r.events, 0),
-             "Median weeks (95 % CI)": ("not reached" if layouts.is_missing(r.median)
-                                        else layouts.fmt_num(r.median, 0))
-             + (f" ({layouts.fmt_ci(r.ci_low, r.ci_high, 0)})"
-                if layouts.fmt_ci(r.ci_low, r.ci_high, 0) else "")}
-            for r in med.itertuples()]
-    tests = ttf["tests"]
-    test_text = ""
-    if len(tests):
-        t = tests.set_index("method")
-        if "cox" in t.index and not layouts.is_missing(t.at["cox", "estimate"]):
-            test_text += (f"HR {layouts.fmt_num(t.at['cox', 'estimate'], 2)} "
-                          f"({layouts.fmt_ci(t.at['cox', 'ci_low'], t.at['cox', 'ci_high'], 2)})"
-                          "; ")
-        if "logrank" in t.index:
-            test_text += f"log-rank p = {layouts.fmt_p(t.at['logrank', 'p_value'])}"
+    test_text = layouts.km_tests_text(ttf["tests"])
     chart = (charts.km_risk(ttf["curves"], ttf["risk"], medians=med, test_text=test_text)
              if len(ttf["curves"]) else None)
     cnt = ttf["counts"].iloc[0]
-    return View(f"Time to first {name} (Kaplan–Meier)", chart, pd.DataFrame(rows), preset=p,
+    return View(f"Time to first {name} (Kaplan–Meier)", chart, layouts.km_medians(med),
+                preset=p,
                 note=f"{treat_to_target.STRATEGY_LABELS[strategy]}. "
                      f"{layouts.fmt_num(cnt['n_at_baseline'], 0)} already in {name} at "
                      "baseline are reported apart.")

@@ -37,13 +37,7 @@ res = ui.run(remission.rates, flt, preset=preset, observed=observed, not_evaluab
 rem = res.table
 info = ui.run(common.cohort_info, cohort=flt.cohort).table
 final = str(info["final_week"])
-LABELS = {"lldas": "LLDAS", "remission": "Remission", "renal_complete": "Complete renal response",
-          "renal_partial": "Partial renal response (not complete)",
-          "renal_overall": "Overall renal response (complete or partial)",
-          "renal_crr": "Complete renal response (BLISS-LN)",
-          "renal_perr": "Primary efficacy renal response (BLISS-LN)",
-          "glucocorticoid_off": "Off glucocorticoids",
-          "glucocorticoid_le_5": "Prednisone ≤ 5 mg/day"}
+LABELS = remission.LABELS
 rem = rem.assign(week=rem["visit_week"].astype(str),
                  label=rem["definition"].map(LABELS).fillna(rem["definition"]))
 

@@ -102,15 +102,7 @@ ttf = ui.run(targets.time_to_first, flt, definition=definition, preset=preset,
 cnt = ttf["counts"].iloc[0]
 tests = ttf["tests"]
 ui.log_tests(tests.assign(endpoint=f"time to {definition}", group_by=group_by or ""))
-test_text = ""
-if len(tests):
-    rows = tests.set_index("method")
-    if "cox" in rows.index and not layouts.is_missing(rows.at["cox", "estimate"]):
-        test_text += (f"HR {layouts.fmt_num(rows.at['cox', 'estimate'], 2)} "
-                      f"({layouts.fmt_ci(rows.at['cox', 'ci_low'], rows.at['cox', 'ci_high'], 2)}"
-                      f"; {rows.at['cox', 'groups']}), Cox ")
-    if "logrank" in rows.index:
-        test_text += f"log-rank p = {layouts.fmt_p(rows.at['logrank', 'p_value'])}"
+test_text = layouts.km_tests_text(tests)
 if ttf["curves"].empty:
     st.info("No patient can be followed for this target.")
 else:
@@ -119,18 +111,7 @@ else:
                             title=f"Time to first {treat_to_target.DEFINITION_LABELS[definition]}"
                                   " after baseline (Kaplan–Meier)"),
              f"time_to_{definition}", calls=ttf.call)
-med = ttf["medians"]
-ui.table(med.assign(**{
-    "Group": med["group"], "Patients": [layouts.fmt_num(x, 0) for x in med["n"]],
-    "Reached": [layouts.fmt_num(x, 0) for x in med["events"]],
-    "Median weeks (95 % CI)": [
-        ("not reached" if layouts.is_missing(m) else layouts.fmt_num(m, 0))
-        + (f" ({layouts.fmt_ci(lo, hi, 0)})" if layouts.fmt_ci(lo, hi, 0) else
-           f" ({layouts.fmt_num(lo, 0)} to not reached)" if not layouts.is_missing(lo)
-           else "")
-        for m, lo, hi in zip(med["median"], med["ci_low"], med["ci_high"], strict=True)],
-})[["Group", "Patients", "Reached", "Median weeks (95 % CI)"]], f"median_time_to_{definition}",
-    calls=ttf.call)
+ui.table(layouts.km_medians(ttf["medians"]), f"median_time_to_{definition}", calls=ttf.call)
 st.caption(
     f"{layouts.fmt_num(cnt['n_at_baseline'], 0)} patient(s) already in "
     f"{treat_to_target.DEFINITION_LABELS[definition]} at baseline are reported apart (not an "

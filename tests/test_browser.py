@@ -6,16 +6,12 @@ metric to show the value the seam computes; screenshots go to
 artifacts/ (gitignored).
 """
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import streamlit_server
 
 from lupus_dash.analyses import common, remission
 from lupus_dash.db import Database
@@ -48,35 +44,8 @@ def demo_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(demo_path):
     """A fresh `streamlit run app.py` on a free port; its base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(demo_path.parent / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT, env={**os.environ, "LUPUS_DASH_DB": str(demo_path)},
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("streamlit did not start") from None
-                time.sleep(0.5)
+    with streamlit_server(demo_path, demo_path.parent / "server.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,15 @@ def _outcome_expr(definition: str, preset: str) -> str:
 
 
 NOT_EVALUABLE_RULES = ("exclude", "failure")
+# Each definition in words (screen, slides, exports).
+LABELS = {"lldas": "LLDAS", "remission": "Remission",
+          "renal_complete": "Complete renal response",
+          "renal_partial": "Partial renal response (not complete)",
+          "renal_overall": "Overall renal response (complete or partial)",
+          "renal_crr": "Complete renal response (BLISS-LN)",
+          "renal_perr": "Primary efficacy renal response (BLISS-LN)",
+          "glucocorticoid_off": "Off glucocorticoids",
+          "glucocorticoid_le_5": "Prednisone ≤ 5 mg/day"}
 RATE_COLUMNS = ["visit_week", "definition", "n_achieved", "n_not_achieved", "n_not_evaluable",
                 "n_no_assessment", "n_eligible", "n_denominator", "denominator_rule", "rate",
                 "ci_low", "ci_high"]
