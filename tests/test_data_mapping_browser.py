@@ -67,9 +67,10 @@ def test_mapping_editor_edit_validate_import(server):
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "data_mapping_suggested.png"))
         valid = "text=Valid: 1 cohort(s) (MESSY), 3 patients, 6 visits, 2 adverse events."
-        for _attempt in range(3):  # a loaded machine may swallow keys while the app reruns
+        for attempt in range(3):  # a loaded machine may swallow keys while the app reruns
             settle(page)
             grid = page.locator("[data-testid=stDataFrame]").first  # patients
+            grid.scroll_into_view_if_needed()
             box = grid.bounding_box()
             # Row 3 (Geschlecht), column 4 (values): header and rows are 35 px high.
             page.mouse.click(box["x"] + 20, box["y"] + 35 + 35 * 2 + 17)
@@ -84,6 +85,8 @@ def test_mapping_editor_edit_validate_import(server):
                 page.wait_for_selector(valid, timeout=30_000)
                 break
             except sync_api.Error:
+                page.screenshot(path=str(ARTIFACTS / f"data_mapping_attempt{attempt}.png"),
+                                full_page=True)
                 continue
         page.wait_for_selector(valid)
         settle(page)

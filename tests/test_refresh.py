@@ -209,7 +209,7 @@ def test_eight_threads_through_ten_refreshes(tmp_path, tables):
         finally:
             cur.close()
         assert k == n == n_t1 == n_cur, (k, n, n_t1, n_cur)
-        assert int(rem["n_evaluable"].max()) <= n and int(summ["n"].max()) <= n
+        assert int(rem["n_eligible"].max()) <= n and int(summ["n"].max()) <= n
         runs[i].append(n)
 
     def worker(i: int) -> None:
