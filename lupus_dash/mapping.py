@@ -701,6 +701,17 @@ def _toml_str(s: str) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def _toml_section(name: str, section: dict) -> list[str]:
+    """TOML lines of one table: its plain keys, then one sub-table per dict value."""
+    out = ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in section.items()
+                               if not isinstance(v, dict)]
+    for k, v in section.items():
+        if isinstance(v, dict):
+            out += ["", f"[{name}.{k}]"] + [f"{_toml_str(a)} = {_toml_value(b)}"
+                                            for a, b in v.items()]
+    return out
+
+
 def _toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -725,24 +736,9 @@ def dumps(m: Mapping) -> str:
         out.append(f"decimal_comma = {_toml_value(m.decimal_comma)}")
     if m.files:
         out += ["", "[files]"] + [f"{t} = {_toml_str(f)}" for t, f in m.files.items()]
-    if m.redcap:
-        out += ["", "[redcap]"]
-        for k, v in m.redcap.items():
-            if not isinstance(v, dict):
-                out.append(f"{k} = {_toml_value(v)}")
-        for k, v in m.redcap.items():
-            if isinstance(v, dict):
-                out += ["", f"[redcap.{k}]"] + [f"{_toml_str(a)} = {_toml_value(b)}"
-                                                 for a, b in v.items()]
-    if m.labs:
-        out += ["", "[labs]"]
-        for k, v in m.labs.items():
-            if not isinstance(v, dict):
-                out.append(f"{k} = {_toml_value(v)}")
-        for k, v in m.labs.items():
-            if isinstance(v, dict):
-                out += ["", f"[labs.{k}]"] + [f"{_toml_str(a)} = {_toml_value(b)}"
-                                               for a, b in v.items()]
+    for name, section in (("redcap", m.redcap), ("labs", m.labs)):
+        if section:
+            out += _toml_section(name, section)
     for c in m.columns:
         out += ["", "[[columns]]", f"table = {_toml_str(c.table)}",
                 f"column = {_toml_str(c.column)}", f"to = {_toml_str(c.to)}"]
