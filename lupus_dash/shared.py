@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import disclosure
 from .disclosure import Partition, TableSpec
+from .filters import Filter
 from .results import Part, Policy, Result, Spec
 
 N_FILTER = "n_filter"  # the filter's patient count, published in the sidebar: pinned
@@ -202,15 +203,20 @@ class SharedPolicy(Policy):
     def apply(self, result: Result, db=None) -> Result:
         call = result.call
         n_filter = None
-        if call.flt is not None and db is not None:
-            g = self.gate(db, call.flt)
+        # A cohort-level call (cohort_info) is gated on its whole cohort: a cohort of 10
+        # is itself a count under k = 11.
+        gate_on = call.flt
+        if gate_on is None and isinstance(call.arguments.get("cohort"), str):
+            gate_on = Filter(call.arguments["cohort"])
+        if gate_on is not None and db is not None:
+            g = self.gate(db, gate_on)
             if not g.ok:
                 # Nothing of a gated filter leaves: every table is replaced by the message.
                 return Result(call, {name: _gated(val) for name, val in result.parts.items()},
                               result.data_version, [g.message], suppressed=True)
             from .analyses.common import count_patients
 
-            n_filter = count_patients(db, call.flt)[0]
+            n_filter = count_patients(db, gate_on)[0]
         shared_args = SHARED_ARGS.get(result.spec.name)
         if shared_args is not None and db is not None:
             # Computed again in the shape a viewer may see (rare terms folded, say).
@@ -269,8 +275,12 @@ class SharedPolicy(Policy):
 
 
 def _gated(value):
+    """What a gated filter lets out of a part: no rows, and no counts in a plain dict."""
     if isinstance(value, pd.DataFrame):
         return value.iloc[0:0]
+    if isinstance(value, dict):
+        # e.g. cohort.info's n_patients: a 10-patient cohort is itself a small count.
+        return {k: (None if str(k).startswith("n_") else v) for k, v in value.items()}
     return value
 
 

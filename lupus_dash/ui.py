@@ -511,8 +511,10 @@ def _init_from_url(db: Database, cohorts: list[str]) -> None:
 
 def _age_limits(db: Database, cohort: str) -> tuple[float | None, float | None]:
     """The cohort's age range, cached per file version (asked three times per rerun)."""
-    row = run_on(db, cohort_analyses.age_limits, None, cohort=cohort).table.iloc[0]
-    lo, hi = row["lo"], row["hi"]
+    table = run_on(db, cohort_analyses.age_limits, None, cohort=cohort).table
+    if table.empty:  # shared mode, a cohort smaller than k: no age range leaves
+        return None, None
+    lo, hi = table.iloc[0]["lo"], table.iloc[0]["hi"]
     return (None if pd.isna(lo) else float(lo), None if pd.isna(hi) else float(hi))
 
 

@@ -1,6 +1,7 @@
 """Hosted mode under AppTest: the role matrix (viewer / analyst / data manager / outside the
 allow-list / signed out / session too old), what each is computed, and the audit log."""
 
+import re
 import json
 import time
 from pathlib import Path
@@ -259,3 +260,21 @@ def test_bad_hosting_settings_are_a_plain_error(log_path):
     assert "hosting settings cannot be used" in at.error[0].value
     assert "admin" in at.error[0].value
     nothing_computed(at)
+
+
+def test_viewer_on_a_cohort_smaller_than_k_sees_no_count_of_it(log_path):
+    """The 10-patient nephritis cohort at k = 11: its size is itself a small count."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.secrets["auth"] = AUTH
+    at.secrets["lupus_dash"] = {"allow": ALLOW, "audit_log": str(log_path)}
+    at.user = VIEWER
+    at.query_params["cohort"] = "ln_belimumab"
+    at.run()
+    assert_clean(at)
+    assert [i.value for i in at.info] == ["Fewer than 11 patients match this filter."]
+    assert not at.metric and not at.dataframe and not at.get("vega_lite_chart")
+    shown = [e.value for kind in ("markdown", "caption", "text", "warning", "info")
+             for e in getattr(at, kind) if isinstance(e.value, str)]
+    shown += [e.value for kind in ("markdown", "caption") for e in getattr(at.sidebar, kind)
+              if isinstance(e.value, str)]
+    assert not [s for s in shown if re.search(r"\b10\b", s)], shown
