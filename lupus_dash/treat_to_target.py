@@ -441,7 +441,7 @@ def swimmer_data(visits: pd.DataFrame, patients: pd.DataFrame,
     vweeks = sorted(set(week[vis_sel & ~np.isnan(week)].astype(int).tolist()))
     sub_v = visits[vis_sel]
     sub_p = patients.iloc[chosen]
-    st = visit_states(sub_v, sub_p, vweeks, strategy) if vweeks else np.zeros((chosen.size, 0))
+    st = visit_states(sub_v, sub_p, vweeks, strategy) if vweeks else np.zeros((chosen.size, 0), dtype=int)
     present = np.zeros_like(st, dtype=bool)
     sc, _ = _codes(sub_v, sub_p)
     present[sc, pd.Index(vweeks).get_indexer(pd.to_numeric(sub_v["week"]).to_numpy(float))] = True
