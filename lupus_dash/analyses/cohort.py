@@ -50,30 +50,28 @@ def option_counts(db: Database, flt: Filter) -> pd.DataFrame:
     """Patients per value of each filter column, within the filter's other restrictions
     (facet counts: what choosing the value would leave), so an empty subgroup shows
     before it is chosen. Columns: column, value (MISSING for NULL), n."""
-    frames = []
+    # One UNION ALL query, not one per column: on a small cohort DuckDB's cost is per query
+    # (planning), not per row (docs/BENCHMARK.md).
+    branches, params = [], []
     for col in TEXT_FILTER_COLUMNS:
-        cond, params = flt.with_(col, []).where("p")
-        df = db.query(
-            f'SELECT CAST(p."{col}" AS VARCHAR) AS value, count(*) AS n '
-            f"FROM patient_facts p WHERE {cond} GROUP BY 1",
-            params,
-        )
-        df["value"] = df["value"].fillna(MISSING)
-        df.insert(0, "column", col)
-        frames.append(df)
+        cond, ps = flt.with_(col, []).where("p")
+        branches.append(f"SELECT ? AS \"column\", CAST(p.\"{col}\" AS VARCHAR) AS value, "
+                        f"count(*) AS n FROM patient_facts p WHERE {cond} GROUP BY 2")
+        params += [col, *ps]
     organ_flt = flt
     for o in schema.ORGANS:
         organ_flt = organ_flt.with_(f"organ_{o}", [])
-    cond, params = organ_flt.where("p")
-    organs = db.query(
-        "SELECT " + ", ".join(f'count(*) FILTER (WHERE p."organ_{o}") AS "{o}"'
-                              for o in schema.ORGANS)
-        + f" FROM patient_facts p WHERE {cond}",
-        params,
-    ).iloc[0]
-    frames.append(pd.DataFrame({"column": "organs", "value": list(schema.ORGANS),
-                                "n": [int(organs[o]) for o in schema.ORGANS]}))
-    out = pd.concat(frames, ignore_index=True)
+    cond, ps = organ_flt.where("p")
+    for o in schema.ORGANS:
+        branches.append(f"SELECT 'organs', ?, count(*) FILTER (WHERE p.\"organ_{o}\") "
+                        f"FROM patient_facts p WHERE {cond}")
+        params += [o, *ps]
+    out = db.query(" UNION ALL ".join(f"({b})" for b in branches), params)
+    out["value"] = out["value"].fillna(MISSING)
+    # Each column's values in a stable order (the per-column queries came back grouped).
+    order = {c: i for i, c in enumerate([*TEXT_FILTER_COLUMNS, "organs"])}
+    out = out.sort_values("column", key=lambda s: s.map(order), kind="stable",
+                          ignore_index=True)
     out["n"] = out["n"].astype("int64")
     return out
 
