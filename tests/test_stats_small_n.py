@@ -449,8 +449,19 @@ def test_min_attainable_p():
     assert S.min_attainable_p("mcnemar_exact", 6) == 2 / 64
     assert S.min_attainable_p("mann_whitney", 3, 3) == pytest.approx(0.1)  # 2 / C(6, 3)
     assert S.min_attainable_p("mann_whitney", 1, 1) == 1.0
+    # A registry-sized comparison (the 100,000-patient benchmark once overflowed 2.0**n).
+    assert S.min_attainable_p("wilcoxon", 100_000) == 0.0
+    assert S.min_attainable_p("mann_whitney", 50_000, 50_000) == 0.0
     with pytest.raises(ValueError, match="method"):
         S.min_attainable_p("paired_t", 5)
+
+
+def test_mcnemar_exact_on_thousands_of_discordant_pairs():
+    # R: binom.test(1500, 3000)$p.value == 1 (exactly the expected split)
+    x = np.r_[np.ones(1500), np.zeros(1500), np.ones(10)].astype(bool)
+    y = np.r_[np.zeros(1500), np.ones(1500), np.ones(10)].astype(bool)
+    res = S.mcnemar_exact(x, y)
+    assert res.p_value == pytest.approx(1.0) and res.n == 3010
 
 
 def test_exact_is_fast_at_n50_with_ties():
