@@ -542,3 +542,76 @@ def test_cycles_go_to_the_lp():
 ])
 def test_split_gate(groups, total, ok):
     assert d.split_gate(groups, total, 11).ok is ok
+
+
+def nested_rows(rng, k: int, rows: int = 4) -> d.CountProblem:
+    """Rows like remission rates: E = A + B + C + N, a denominator D = a subset of them,
+    and E repeated on every row (one quantity)."""
+    p = d.CountProblem()
+    first_e = None
+    e_total = int(rng.integers(8, 40))
+    for _ in range(rows):
+        parts = rng.multinomial(e_total, rng.dirichlet(np.ones(4)))
+        cells = [p.cell(int(v)) for v in parts]
+        e = p.cell(e_total)
+        p.line(cells, e)
+        sub = [c for c in cells if rng.random() < 0.75] or cells[:2]
+        if len(sub) >= 2:
+            p.line(sub, p.cell(sum(p.values[c] for c in sub)))
+        if first_e is None:
+            first_e = e
+        else:
+            p.line([first_e], e)
+    return p
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_nested_sums_rewritten_give_the_lps_ranges(seed):
+    """The rewrite of nested lines (E = D + N) is a row operation: same ranges as the LP on
+    the lines as declared, for random statuses."""
+    rng = np.random.default_rng(500 + seed)
+    k = 11
+    p = nested_rows(rng, k)
+    status = [Status.SHOWN] * len(p.values)
+    for i, v in enumerate(p.values):
+        if rng.random() < 0.5:
+            status[i] = Status.SMALL if 1 <= v < k else (
+                Status.SUPPRESSED if v >= k else Status.SHOWN)
+    bounds = d._bounds(p, status, k)
+    got = d.ranges(p, status, k)
+    assert got
+    for t, r in got.items():
+        assert r == pytest.approx(d._lp_range(p, status, bounds, t)), t
+
+
+def test_rates_rows_need_no_linear_programme(monkeypatch):
+    """The remission-rates shape is a tree once nested sums are rewritten."""
+    calls = []
+    monkeypatch.setattr(d, "_lp_range", lambda *a: calls.append(a) or (0, 0))
+    p = nested_rows(np.random.default_rng(7), 11, rows=1)
+    status = [Status.SMALL if 1 <= v < 11 else Status.SUPPRESSED if v else Status.SHOWN
+              for v in p.values]
+    assert d.ranges(p, status, 11)
+    assert not calls
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_reused_highs_model_equals_scipy_linprog(seed, monkeypatch):
+    """The fast path (one HiGHS model per component, objective changed) gives linprog's
+    intervals, unbounded ones included, on two-way tables with random marks."""
+    rng = np.random.default_rng(900 + seed)
+    k = 11
+    t = rng.integers(0, 3 * k, size=[(3, 2), (4, 3), (5, 4)][seed % 3])
+    p, _at = d.crosstab_problem(t, pin_grand_total=bool(seed % 2))
+    status = [Status.SHOWN] * len(p.values)
+    for i, v in enumerate(p.values):
+        if rng.random() < 0.6:
+            status[i] = Status.SMALL if 1 <= v < k else (
+                Status.SUPPRESSED if v >= k else Status.HIDDEN)
+    bounds = d._bounds(p, status, k)
+    cells = [i for i, s in enumerate(status) if s != Status.SHOWN]
+    fast = {c: d._lp_range(p, status, bounds, c) for c in cells}
+    monkeypatch.setattr(d, "_highs_model", lambda *a: None)
+    slow = {c: d._lp_range(p, status, bounds, c) for c in cells}
+    assert fast == pytest.approx(slow)
+    assert cells
