@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cohort", default=None)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--k", type=int, default=disclosure.DEFAULT_K)
+    p.add_argument("--apptest", action="store_true",
+                   help="also time whole page runs (AppTest): an analyst vs. a viewer")
     a = p.parse_args(argv)
     if a.patients:
         from .bench import ensure_cohort
@@ -78,7 +80,60 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'every page and filter':<69} {tot_o * 1e3:>8.1f} {tot_s * 1e3:>10.1f} "
               f"{(tot_s - tot_o) / tot_o:>7.0%}")
     db.close()
+    if a.apptest:
+        whole_pages(path, cohort_name, top[0], a.repeat)
     return 0
+
+
+AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "bench",
+        "client_id": "lupus-dash", "client_secret": "x",
+        "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration"}
+USERS = {"analyst": {"is_logged_in": True, "sub": "a", "email": "ann@example.org"},
+         "viewer": {"is_logged_in": True, "sub": "v", "email": "vera@example.org"}}
+ALLOW = [{"match": "ann@example.org", "role": "analyst"},
+         {"match": "vera@example.org", "role": "viewer"}]
+APP_PAGES = ("overview", "biomarkers", "remission", "targets", "subgroups", "safety")
+
+
+def whole_pages(path: Path, cohort_name: str, sex: str, repeat: int) -> None:
+    """A filter change as the server runs it (queries, rules, tables, charts: the whole
+    script), signed in as an analyst (open) and as a viewer (shared): the page is opened
+    on the whole cohort, every memo is cleared, then sex = `sex` is chosen (timed)."""
+    import logging
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
+    os.environ["LUPUS_DASH_DB"] = str(path)
+
+    def one(user: str, page: str) -> float:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+        at.secrets["auth"] = AUTH
+        at.secrets["lupus_dash"] = {"allow": ALLOW}
+        at.user = {**USERS[user], "iat": time.time() - 60}
+        at.query_params["cohort"] = cohort_name
+        at.run()
+        if page != "overview":
+            at.switch_page(f"pages/{page}.py").run()
+        cache.clear_all()
+        t = time.perf_counter()
+        at.multiselect(key="f_sex").set_value([sex]).run()
+        dt = time.perf_counter() - t
+        if at.exception:
+            raise RuntimeError(f"{user} on {page}: {at.exception[0].message}")
+        return dt
+
+    print(f"\nfilter change → page rerun (AppTest), {cohort_name}: sex = {sex}")
+    print(f"{'page':<22} {'analyst ms':>11} {'viewer ms':>10} {'extra':>7}")
+    tot_o = tot_s = 0.0
+    for page in APP_PAGES:
+        t_o = min(one("analyst", page) for _ in range(repeat))
+        t_s = min(one("viewer", page) for _ in range(repeat))
+        tot_o, tot_s = tot_o + t_o, tot_s + t_s
+        print(f"{page:<22} {t_o * 1e3:>11.1f} {t_s * 1e3:>10.1f} {(t_s - t_o) / t_o:>7.0%}")
+    print(f"{'every page':<22} {tot_o * 1e3:>11.1f} {tot_s * 1e3:>10.1f} "
+          f"{(tot_s - tot_o) / tot_o:>7.0%}")
 
 
 if __name__ == "__main__":

@@ -234,6 +234,10 @@ class Policy:
         """None when `spec` may run, else the reason it may not."""
         return None
 
+    def prepare(self, call: Call) -> Call:
+        """The call as this policy computes it (a viewer's Table 3 folds rare terms)."""
+        return call
+
     def apply(self, result: Result, db=None) -> Result:
         """The result as it may leave the system (`db`: for the policy's own checks)."""
         return result
@@ -259,6 +263,7 @@ def run(db, fn_or_call: Callable | Call, flt: Filter | None = None, *,
     why = policy.permits(call.spec)
     if why is not None:
         raise NotPermitted(why)
+    call = policy.prepare(call)
     value = call.invoke(db)
     res = Result(call, _as_parts(value, call.spec), data_version(db))
     return policy.apply(res, db)

@@ -17,12 +17,16 @@ be recovered from a visible total.
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections import OrderedDict
+
 import pandas as pd
 
-from . import disclosure
+from . import cache, disclosure
 from .disclosure import Partition, TableSpec
 from .filters import Filter
-from .results import Part, Policy, Result, Spec
+from .results import Call, Part, Policy, Result, Spec
 
 N_FILTER = "n_filter"  # the filter's patient count, published in the sidebar: pinned
 
@@ -176,6 +180,34 @@ def _coarsen(df: pd.DataFrame, rule: dict) -> pd.DataFrame:
     return out
 
 
+class _Memo:
+    """A small thread-safe LRU of protected results (cleared with the analyses' memos)."""
+
+    def __init__(self, size: int = cache.MEMO_SIZE):
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        return None
+
+    def put(self, key, value) -> None:
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+    def cache_clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
+
+_PROTECTED = _Memo()
+cache._ALL.append(_PROTECTED)
+
+
 class SharedPolicy(Policy):
     """Disclosure control for a viewer (threshold k)."""
 
@@ -200,7 +232,28 @@ class SharedPolicy(Policy):
         k, n = count_patients(db, flt)
         return disclosure.gate(k, n, self.k)
 
+    def prepare(self, call: Call) -> Call:
+        """Computed directly in the shape a viewer may see (rare terms folded, say)."""
+        shared_args = SHARED_ARGS.get(call.spec.name)
+        if shared_args is None:
+            return call
+        return Call.of(call.fn, call.flt, **{**call.arguments, **shared_args(self.k)})
+
     def apply(self, result: Result, db=None) -> Result:
+        """The result as a viewer may see it; memoised per file version, call and k, so
+        every viewer on a filter shares one protection (the greedy search is the cost)."""
+        version = getattr(db, "version", None)
+        if version is None:
+            return self._apply(result, db)
+        key = (version, result.call.key(), self.k)
+        hit = _PROTECTED.get(key)
+        if hit is not None:
+            return copy.deepcopy(hit)
+        out = self._apply(result, db)
+        _PROTECTED.put(key, out)
+        return copy.deepcopy(out)
+
+    def _apply(self, result: Result, db=None) -> Result:
         call = result.call
         n_filter = None
         # A cohort-level call (cohort_info) is gated on its whole cohort: a cohort of 10
@@ -217,13 +270,6 @@ class SharedPolicy(Policy):
             from .analyses.common import count_patients
 
             n_filter = count_patients(db, gate_on)[0]
-        shared_args = SHARED_ARGS.get(result.spec.name)
-        if shared_args is not None and db is not None:
-            # Computed again in the shape a viewer may see (rare terms folded, say).
-            kw = {**call.arguments, **shared_args(self.k)}
-            value = call.fn(db, call.flt, **kw) if call.flt is not None else call.fn(db, **kw)
-            result = Result(call, {"table": value} if not isinstance(value, dict) else value,
-                            result.data_version, result.notes)
         parts, notes, changed = {}, [], False
         for name, value in result.parts.items():
             key = (result.spec.name, name)

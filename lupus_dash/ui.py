@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import numbers
 import os
 import shlex
 import threading
@@ -872,6 +874,22 @@ def to_xlsx(df: pd.DataFrame, sheet: str) -> bytes:
     return report.to_xlsx({sheet: df})
 
 
+def _text_where_mixed(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns mixing withheld marks ("<11", shared mode) with numbers, as text: Arrow
+    needs one type per column (Streamlit would otherwise log a conversion error)."""
+    fix = {}
+    for col in df.columns[df.dtypes == object]:
+        vals = df[col]
+        kinds = {type(v) for v in vals if v is not None and not (isinstance(v, float)
+                                                                 and math.isnan(v))}
+        if str in kinds and len(kinds) > 1:
+            fix[col] = [None if v is None or (isinstance(v, float) and math.isnan(v))
+                        else v if isinstance(v, str)
+                        else str(int(v)) if isinstance(v, numbers.Real) and float(v).is_integer()
+                        else str(v) for v in vals]
+    return df.assign(**fix) if fix else df
+
+
 def table(df: pd.DataFrame, name: str, calls=None, then: str | None = None,
           cli: list[str] | str | None = None, xlsx: bool = False,
           column_config: dict | None = None, sql: tuple[str, list] | None = None,
@@ -883,7 +901,7 @@ def table(df: pd.DataFrame, name: str, calls=None, then: str | None = None,
     browser: 100,000 patients would be megabytes per rerun); the downloads hold all.
     """
     ctx = current()
-    shown = df
+    shown = _text_where_mixed(df)
     if max_rows is not None and len(df) > max_rows:
         shown = df.head(max_rows)
         st.caption(f"Showing the first {max_rows:,} of {len(df):,} rows; the downloads below "

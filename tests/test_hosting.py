@@ -1,8 +1,8 @@
 """Hosted mode under AppTest: the role matrix (viewer / analyst / data manager / outside the
 allow-list / signed out / session too old), what each is computed, and the audit log."""
 
-import re
 import json
+import re
 import time
 from pathlib import Path
 
