@@ -102,10 +102,27 @@ def whole_pages(path: Path, cohort_name: str, sex: str, repeat: int) -> None:
     import logging
     import os
 
+    import streamlit as st
+    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
 
+    from lupus_dash import charts
+
     logging.getLogger("streamlit").setLevel(logging.ERROR)
+    # As tests/test_pages.py: keep st.navigation mode across AppTest reruns (else a widget
+    # change on the second run is not applied).
+    init = PagesManager.__init__
+
+    def v2_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    PagesManager.__init__ = v2_init
     os.environ["LUPUS_DASH_DB"] = str(path)
+
+    db = Database(path)
+    n_all = common.count_patients(db, Filter(cohort_name))[1]
+    db.close()
 
     def one(user: str, page: str) -> float:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
@@ -114,14 +131,19 @@ def whole_pages(path: Path, cohort_name: str, sex: str, repeat: int) -> None:
         at.user = {**USERS[user], "iat": time.time() - 60}
         at.query_params["cohort"] = cohort_name
         at.run()
+        at.query_params.clear()  # else the link's filter is applied again on every rerun
         if page != "overview":
             at.switch_page(f"pages/{page}.py").run()
-        cache.clear_all()
+        cache.clear_all()  # the analyses' memos (and protected results)
+        st.cache_data.clear()  # the page's per-call results (ui._cached)
+        charts.clear_memo()
         t = time.perf_counter()
         at.multiselect(key="f_sex").set_value([sex]).run()
         dt = time.perf_counter() - t
         if at.exception:
             raise RuntimeError(f"{user} on {page}: {at.exception[0].message}")
+        if any(m.value == f"**{n_all} of {n_all} patients**" for m in at.sidebar.markdown):
+            raise RuntimeError(f"the filter change did not reach the page ({user}, {page})")
         return dt
 
     print(f"\nfilter change → page rerun (AppTest), {cohort_name}: sex = {sex}")
