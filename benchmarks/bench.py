@@ -395,6 +395,8 @@ def run_bench(db: Database, cohort: str, pages: Sequence[str] | None = None,
                                  "reason": rows[0]["reason"] if rows else None}
         result["peak_rss_mb_with_mixed_model"] = peak_rss_mb()
 
+    result["exact_tests"] = exact_test_times()
+
     if peer:
         pp = PandasPeer(db, cohort)
         ptimes = {"Biomarkers": [], "Remission": []}
@@ -410,6 +412,28 @@ def run_bench(db: Database, cohort: str, pages: Sequence[str] | None = None,
     else:
         result["pandas_peer"] = {}
     return result
+
+
+def exact_test_times(repeat: int = 20) -> dict:
+    """ms per exact rank test at n = 50 (the largest exact comparison; values to one
+    decimal, so many ties): the shift-algorithm DP, not 2^50 sign patterns."""
+    from lupus_dash import stats
+
+    rng = np.random.default_rng(1)
+    d = np.round(rng.normal(0.2, 1, 50), 1)
+    v = np.round(rng.normal(0, 1, 50), 1)
+    g = np.repeat(["a", "b"], 25)
+    out = {}
+    for name, fn in (("wilcoxon_signed_rank_n50_ms",
+                      lambda: stats.wilcoxon(d, np.zeros(50), hodges_lehmann=False)),
+                     ("rank_sum_25_25_ms",
+                      lambda: stats.mann_whitney(v, g, hodges_lehmann=False))):
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        out[name] = (time.perf_counter() - t0) / repeat * 1000
+    return out
 
 
 def machine() -> dict:
@@ -451,6 +475,11 @@ def _text(res: dict) -> str:
     if "mixed_model" in res:
         lines.append(f"mixed model ({res['mixed_model']['endpoint']}, all patients): "
                      f"{res['mixed_model']['ms']:.0f} ms")
+    if "exact_tests" in res:
+        e = res["exact_tests"]
+        lines.append(f"exact tests at n = 50 with ties: signed-rank "
+                     f"{e['wilcoxon_signed_rank_n50_ms']:.2f} ms, rank-sum 25 vs 25 "
+                     f"{e['rank_sum_25_25_ms']:.2f} ms")
     lines.append(f"peak RSS {res['peak_rss_mb']:.0f} MB")
     big = res["largest_chart"]
     if big:

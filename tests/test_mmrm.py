@@ -11,7 +11,6 @@ tests/r/t2t_reference.R
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -192,13 +191,12 @@ def test_recovers_a_known_covariance_and_means():
 
 
 @pytest.mark.slow
-def test_100000_patients_fit_in_seconds():
-    """The benchmark figure of issue 13 (≤ 3 s for one endpoint); 8 s allows a loaded CI box."""
+def test_100000_patients_fit():
+    """At registry size the fit converges and recovers the means (its time is in the
+    benchmark: the Treat to target MMRM page at 100,000 patients)."""
     df, truth, _ = _simulate(100_000, seed=2)
-    t0 = time.perf_counter()
     res = mmrm.fit(df, "patient", "week", "value", "base")
-    elapsed = time.perf_counter() - t0
-    assert res.converged and elapsed < 8, elapsed
+    assert res.converged
     assert np.all(np.abs(res.lsmeans["estimate"].to_numpy() - truth) < 4 * res.lsmeans["se"])
 
 
