@@ -165,6 +165,12 @@ OPEN_PARTS = {("common.cohort_info", "table"), ("common.available_endpoints", "t
               ("cohort.filter_options", "table"), ("biomarkers.test_choice", "table")}
 
 
+# Tables a viewer does not get at all. Facet counts are the counts of the filters one
+# choice away (the filter with sex = male, …): exactly what the gate refuses when small,
+# and with the filter's own count they would give the small ones back.
+WITHHELD_PARTS = {("cohort.option_counts", "table")}
+
+
 # Minima and maxima a page needs (the age slider's ends) are coarsened to this step rather
 # than shown: the youngest and oldest patient's exact ages never leave.
 COARSEN = {("cohort.age_limits", "table"): {"lo": ("floor", 5), "hi": ("ceil", 5)}}
@@ -273,6 +279,10 @@ class SharedPolicy(Policy):
         parts, notes, changed = {}, [], False
         for name, value in result.parts.items():
             key = (result.spec.name, name)
+            if key in WITHHELD_PARTS:
+                parts[name] = _gated(value)
+                changed = True
+                continue
             if not isinstance(value, pd.DataFrame) or key in OPEN_PARTS or value.empty:
                 parts[name] = value
                 continue

@@ -557,19 +557,31 @@ def _filter_from_state(db: Database) -> Filter:
     return Filter.build(cohort, age_min=age_min, age_max=age_max, **values)
 
 
-def _fmt_option(col: str, counts: dict | None = None):
+def _fmt_option(col: str):
+    """An option's label. Never a count: Streamlit keeps a multiselect's choice by its
+    label, so a label that changes with the other filters ("female (19)" → "female
+    (21)") silently dropped the choice on the next change."""
     def f(v):
         if v == MISSING:
-            text = "not biopsied" if col == "biopsy_class" else "(missing)"
-        elif col == "sex":
-            text = schema.SEX_LABELS.get(v, v)
-        else:
-            text = str(v).replace("_", " ") if col == "organs" else str(v)
-        if counts is not None and v in counts:
-            text += f" ({layouts.fmt_num(counts[v], 0)})"
-        return text
+            return "not biopsied" if col == "biopsy_class" else "(missing)"
+        if col == "sex":
+            return schema.SEX_LABELS.get(v, v)
+        return str(v).replace("_", " ") if col == "organs" else str(v)
 
     return f
+
+
+def _facet_caption(col: str, options, counts: dict | None) -> None:
+    """What choosing each option would leave, under its box: an empty subgroup shows
+    before it is chosen (facet counts, within the other filters)."""
+    if not counts:
+        return
+    fmt = _fmt_option(col)
+    def n(v):
+        c = counts.get(v, 0)
+        return c if isinstance(c, str) else layouts.fmt_num(c, 0)  # "<11" in shared mode
+
+    st.caption(" · ".join(f"{fmt(v)} {n(v)}" for v in options))
 
 
 def filter_panel(db: Database) -> tuple[Filter, object, object]:
@@ -603,7 +615,8 @@ def filter_panel(db: Database) -> tuple[Filter, object, object]:
         for col, label in TEXT_FILTERS:
             if opts.get(col):
                 st.multiselect(label, opts[col], key=f"f_{col}",
-                               format_func=_fmt_option(col, counts.get(col)), placeholder="any")
+                               format_func=_fmt_option(col), placeholder="any")
+                _facet_caption(col, opts[col], counts.get(col))
         lo, hi = _age_limits(db, cohort)
         if lo is not None:
             a, b = _age_bounds(lo, hi)
@@ -613,8 +626,8 @@ def filter_panel(db: Database) -> tuple[Filter, object, object]:
             st.slider("Age at baseline (years)", a, b, key="f_age", step=1)
         if opts.get("organs"):
             st.multiselect("Organ involvement (all of)", opts["organs"], key="f_organs",
-                           format_func=_fmt_option("organs", counts.get("organs")),
-                           placeholder="any")
+                           format_func=_fmt_option("organs"), placeholder="any")
+            _facet_caption("organs", opts["organs"], counts.get("organs"))
         st.checkbox("Completers only", key="f_completer",
                     help="Patients with the cohort's final scheduled visit")
         flt = _filter_from_state(db)

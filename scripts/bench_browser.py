@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -129,6 +130,11 @@ def exceptions_on_page(page) -> int:
     return page.locator('[data-testid="stException"]').count()
 
 
+def _labelled(option: str) -> re.Pattern:
+    """An option's accessible name, with or without its count ("female (21)")."""
+    return re.compile(rf"^{re.escape(option)}( \(\d+\))?$")
+
+
 class Widgets:
     """The sidebar filter widgets by their labels (ui.filter_panel)."""
 
@@ -142,16 +148,21 @@ class Widgets:
     def multiselect_add(self, label: str, option: str) -> None:
         box = self.side.locator('[data-testid="stMultiSelect"]').filter(has_text=label)
         try:
+            box.scroll_into_view_if_needed()  # a scroll would close the menu it opens
+            time.sleep(0.3)
             box.locator("input").first.click()
             self.page.keyboard.type(option)
-            self.page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+            # Options carry their facet count: "female (21)".
+            self.page.get_by_role("option", name=_labelled(option)).click(timeout=10_000)
         finally:
             # An open listbox hides the rest of the page from the accessibility tree.
             self.page.keyboard.press("Escape")
 
     def multiselect_remove(self, label: str, option: str) -> None:
         box = self.side.locator('[data-testid="stMultiSelect"]').filter(has_text=label)
-        box.get_by_role("button", name=f"Remove {option}").first.click()
+        # The chip's remove control is labelled, not a button: "Remove female (21)".
+        box.locator(f'[aria-label="Remove {option}"], [aria-label^="Remove {option} ("]'
+                    ).first.click()
 
     def reset(self) -> None:
         self.side.get_by_role("button", name="Reset filters").click()

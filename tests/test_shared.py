@@ -123,3 +123,13 @@ def test_report_shared_prints_what_a_viewer_sees(demo, capsys):
     assert cli.main([*args[:-2], "--filter", "sex=M"]) == 0
     gated = json.loads(capsys.readouterr().out)
     assert set(gated) == {"cohort", "filters", "filter_sentence", "output_policy", "gate"}
+
+
+def test_facet_counts_are_not_given_to_a_viewer(demo):
+    """The counts of the filters one choice away (male: 5) with the filter's own count
+    would give back what the gate refuses."""
+    res = results.run(demo, cohort.option_counts, Filter("csle_belimumab"),
+                      policy=SharedPolicy(11))
+    assert res.table.empty and res.suppressed
+    open_ = results.run(demo, cohort.option_counts, Filter("csle_belimumab"))
+    assert (open_.table["n"] < 11).any()  # there were small ones to hide
