@@ -85,12 +85,15 @@ class ComparisonLog:
             raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
         self.alpha = alpha
         self._entries: dict[tuple, _Entry] = {}
+        self._changes = 0  # bumped by every add: the panel's table is rebuilt only then
+        self._table: tuple[int, pd.DataFrame] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def add(self, c: Comparison) -> bool:
         """Log a displayed test; True when it is new (a rerun showing it again is not)."""
+        self._changes += 1
         e = self._entries.get(c.key)
         if e is None:
             self._entries[c.key] = _Entry(c)
@@ -142,6 +145,14 @@ class ComparisonLog:
 
     def table(self) -> pd.DataFrame:
         """Every logged comparison with its raw, Holm and BH p across the whole log."""
+        # Each rerun shows the panel (sentence, summary, table): built once per change of
+        # the log, not four times per rerun (a long session's log has hundreds of rows).
+        key = (self._changes, len(self._entries))
+        if self._table is None or self._table[0] != key:
+            self._table = (key, self._build_table())
+        return self._table[1].copy()
+
+    def _build_table(self) -> pd.DataFrame:
         rows = []
         for i, e in enumerate(self._entries.values(), start=1):
             c = e.comparison

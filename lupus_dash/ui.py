@@ -1219,9 +1219,9 @@ def finish() -> None:
                 tbl = log.table()
                 st.dataframe(tbl, hide_index=True, height=240)
                 row = st.container(horizontal=True, gap="small")
-                row.download_button("CSV", data=log.to_csv(), file_name="comparisons.csv",
+                row.download_button("CSV", data=log.to_csv, file_name="comparisons.csv",
                                     mime="text/csv", key="log_csv", on_click="ignore")
-                row.download_button("JSON", data=log.to_json(), file_name="comparisons.json",
+                row.download_button("JSON", data=log.to_json, file_name="comparisons.json",
                                     mime="application/json", key="log_json",
                                     on_click="ignore")
 

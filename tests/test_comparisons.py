@@ -87,6 +87,24 @@ def test_distinct_comparisons_are_counted_by_filter_visit_method_and_grouping():
     assert s["expected_by_chance"] == pytest.approx(0.3)
 
 
+def test_the_panel_table_follows_every_addition_and_repeat():
+    """table() is built once per change of the log (the panel asks four times a rerun):
+    a new test, a repeat view and a copy handed out must all stay right."""
+    log = ComparisonLog()
+    c = Comparison(endpoint="c3_g_l", visit="52", method="wilcoxon", p_value=0.01,
+                   filter_json=FLT.to_json(), filter_sentence="a")
+    log.add(c)
+    t1 = log.table()
+    t1.loc[0, "p_value"] = 0.9  # a caller's copy: the log is not changed by it
+    assert log.table()["p_value"].tolist() == [0.01]
+    log.add(c)
+    assert log.table()["views"].tolist() == [2]
+    log.add(Comparison(endpoint="c4_g_l", visit="52", method="wilcoxon", p_value=0.04,
+                       filter_json=FLT.to_json(), filter_sentence="a"))
+    assert log.table()["p_holm"].tolist() == pytest.approx([0.02, 0.04])
+    assert log.summary()["m"] == 2
+
+
 def test_prespecified_label_sticks_once_shown_in_a_prespecified_scene():
     log = ComparisonLog()
     log.add(_comparison(1, 0.01))
