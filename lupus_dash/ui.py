@@ -68,7 +68,7 @@ html, body, .stApp { font-size: 22px; }
 .stApp table { font-size: 1.3rem !important; }
 .lupus-sentence { font-size: 1.9rem; font-weight: 600; padding: 0.2rem 0 0.6rem 0;
   border-bottom: 3px solid #0072B2; margin-bottom: 0.6rem; }
-[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; max-width: 100%; }
+[data-testid="stMainBlockContainer"] { padding-top: 5rem; max-width: 100%; }  /* below the top navigation */
 </style>
 """
 NORMAL_CSS = """

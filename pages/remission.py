@@ -45,10 +45,11 @@ m = ui.metric_columns(4)
 for i, (d, wk) in enumerate((("lldas", final), ("remission", final), ("lldas", "last"),
                              ("remission", "last"))):
     r = rem[(rem["definition"] == d) & (rem["week"] == wk)].iloc[0]
+    # k/n as on the Overview (the n beside the estimate); the % and its CI in the help.
     ui.metric(m[i], f"{LABELS[d]} at {'week ' + wk if wk != 'last' else 'last assessment'}",
-              layouts.fmt_pct(r["rate"]),
-              help=f"{layouts.fmt_count(r['n_achieved'], r['n_denominator'])}; 95 % CI "
-                   f"{layouts.fmt_pct_ci(r['ci_low'], r['ci_high'])} %; "
+              layouts.fmt_count(r["n_achieved"], r["n_denominator"]),
+              help=f"{layouts.fmt_pct(r['rate'])} (95 % CI "
+                   f"{layouts.fmt_pct_ci(r['ci_low'], r['ci_high'])} %); "
                    f"{r['denominator_rule']}"
               if not isinstance(r["rate"], str) and r["n_denominator"] else
               r["denominator_rule"])

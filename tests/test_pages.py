@@ -178,7 +178,10 @@ def test_completers_and_age_filter_drive_remission_page(db):
     rem = remission.rates(db, flt, preset="seed_paper")
     for d, label in (("lldas", "LLDAS"), ("remission", "Remission")):
         r = rem[(rem["visit_week"] == "last") & (rem["definition"] == d)].iloc[0]
-        assert metric(at, f"{label} at last assessment") == f"{r['rate'] * 100:.1f} %"
+        assert metric(at, f"{label} at last assessment") == (
+            f"{r['n_achieved']}/{r['n_denominator']}")
+        help_ = next(m.help for m in at.metric if m.label == f"{label} at last assessment")
+        assert help_.startswith(f"{r['rate'] * 100:.1f} % (95 % CI ")
     assert at.query_params["completer"] == "true"
     assert at.query_params["age"] == f"{age[0]}-{age[1]}"
 
