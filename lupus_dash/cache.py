@@ -8,7 +8,8 @@ import threading
 from collections import OrderedDict
 
 MEMO_SIZE = 256  # results kept per function; small frames, a few MB at most
-_ALL: list = []  # every memoised function, for clear_all()
+_ALL: list = []  # every memoised function (and registered LRU), for clear_all()
+_MISS = object()
 
 
 def freeze(v):
@@ -20,6 +21,35 @@ def freeze(v):
     return v
 
 
+class LRU:
+    """A small thread-safe least-recently-used map, emptied by clear_all() when registered."""
+
+    def __init__(self, size: int = MEMO_SIZE, *, register: bool = True):
+        self.size = size
+        self.lock = threading.RLock()
+        self._items: OrderedDict = OrderedDict()
+        if register:
+            _ALL.append(self)
+
+    def get(self, key, default=None):
+        with self.lock:
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key, value) -> None:
+        with self.lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def cache_clear(self) -> None:
+        with self.lock:
+            self._items.clear()
+
+
 def memoize(fn):
     """Remember results per (database file version, filter, arguments); hand out copies.
 
@@ -28,17 +58,18 @@ def memoize(fn):
     holds the file's path, mtime and size, so a rewritten database is never
     served stale results. Thread-safe; callers get copies they may modify.
     """
-    cache: OrderedDict = OrderedDict()
-    lock = threading.Lock()
+    # The wrapper is what clear_all() and the benchmarks see, not its LRU.
+    store = LRU(register=False)
+    lock = store.lock
     running: dict = {}  # key → Event of a computation in progress
 
     @functools.wraps(fn)
     def wrapper(db, *args, **kwargs):
         key = (db.version, freeze(args), freeze(kwargs))
         with lock:
-            if key in cache:
-                cache.move_to_end(key)
-                return copy.deepcopy(cache[key])
+            hit = store.get(key, _MISS)
+            if hit is not _MISS:
+                return copy.deepcopy(hit)
             done = running.get(key)
             owner = done is None
             if owner:
@@ -47,23 +78,20 @@ def memoize(fn):
             # Another session is computing the same thing (several users on one filter):
             # wait for its result instead of computing it again alongside.
             done.wait(timeout=300)
-            with lock:
-                if key in cache:
-                    return copy.deepcopy(cache[key])
+            hit = store.get(key, _MISS)
+            if hit is not _MISS:
+                return copy.deepcopy(hit)
             return fn(db, *args, **kwargs)  # it failed: compute here (and raise here)
         try:
             result = fn(db, *args, **kwargs)
-            with lock:
-                cache[key] = result
-                while len(cache) > MEMO_SIZE:
-                    cache.popitem(last=False)
+            store.put(key, result)
         finally:
             with lock:
                 running.pop(key, None)
             done.set()
         return copy.deepcopy(result)
 
-    wrapper.cache_clear = cache.clear
+    wrapper.cache_clear = store.cache_clear
     _ALL.append(wrapper)
     return wrapper
 
@@ -72,4 +100,3 @@ def clear_all() -> None:
     """Empty every memo (the benchmark times cold computations)."""
     for fn in _ALL:
         fn.cache_clear()
-

@@ -18,8 +18,6 @@ be recovered from a visible total.
 from __future__ import annotations
 
 import copy
-import threading
-from collections import OrderedDict
 
 import pandas as pd
 
@@ -186,32 +184,8 @@ def _coarsen(df: pd.DataFrame, rule: dict) -> pd.DataFrame:
     return out
 
 
-class _Memo:
-    """A small thread-safe LRU of protected results (cleared with the analyses' memos)."""
-
-    def __init__(self, size: int = cache.MEMO_SIZE):
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key):
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        return None
-
-    def put(self, key, value) -> None:
-        with self.lock:
-            self.items[key] = value
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-
-    def cache_clear(self) -> None:
-        with self.lock:
-            self.items.clear()
-
-
-_PROTECTED = _Memo()
-cache._ALL.append(_PROTECTED)
+# Protected results, cleared with the analyses' memos.
+_PROTECTED = cache.LRU()
 
 
 class SharedPolicy(Policy):

@@ -62,3 +62,15 @@ def test_a_failed_computation_is_not_cached_and_waiters_raise_too():
         t.join(10)
     assert errors == ["bad"] * 3
     assert 1 <= len(calls) <= 3
+
+
+def test_lru_keeps_the_recently_used_and_clear_all_empties_it():
+    lru = cache.LRU(size=2)
+    lru.put("a", 1)
+    lru.put("b", 2)
+    assert lru.get("a") == 1  # "a" is now the most recent
+    lru.put("c", 3)
+    assert lru.get("b") is None and lru.get("a") == 1 and lru.get("c") == 3
+    assert lru.get("b", "miss") == "miss"
+    cache.clear_all()
+    assert lru.get("a") is None and lru.get("c") is None
