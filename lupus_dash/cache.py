@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import threading
 from collections import OrderedDict
 
@@ -56,16 +57,24 @@ def memoize(fn):
     A page computes Figure 1 and Table 2 from the same summary and tests, and
     `report` builds several sections from them: each is computed once. The key
     holds the file's path, mtime and size, so a rewritten database is never
-    served stale results. Thread-safe; callers get copies they may modify.
+    served stale results. The arguments are bound to `fn`'s signature with its
+    defaults filled in, so one call written positionally, by keyword or with a
+    default spelt out is one entry. Thread-safe; callers get copies they may modify.
     """
+    sig = inspect.signature(fn)
     # The wrapper is what clear_all() and the benchmarks see, not its LRU.
     store = LRU(register=False)
     lock = store.lock
     running: dict = {}  # key → Event of a computation in progress
 
+    def key_of(db, args, kwargs):
+        bound = sig.bind(db, *args, **kwargs)
+        bound.apply_defaults()
+        return (db.version, freeze(tuple(bound.arguments.values())[1:]))
+
     @functools.wraps(fn)
     def wrapper(db, *args, **kwargs):
-        key = (db.version, freeze(args), freeze(kwargs))
+        key = key_of(db, args, kwargs)
         with lock:
             hit = store.get(key, _MISS)
             if hit is not _MISS:

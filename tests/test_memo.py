@@ -74,3 +74,30 @@ def test_lru_keeps_the_recently_used_and_clear_all_empties_it():
     assert lru.get("b", "miss") == "miss"
     cache.clear_all()
     assert lru.get("a") is None and lru.get("c") is None
+
+
+def test_one_call_spelt_two_ways_is_computed_once():
+    calls = []
+
+    @cache.memoize
+    def frames(db, flt, preset="standard", group_by=None, *, weeks=()):
+        calls.append((flt, preset, group_by, weeks))
+        return pd.DataFrame({"x": [1]})
+
+    db = FakeDb(("h", 1, 1))
+    frames(db, "f")
+    frames(db, "f", "standard")  # a default spelt out
+    frames(db, "f", "standard", None)
+    frames(db, flt="f", group_by=None)  # by keyword
+    frames(db, "f", preset="standard", weeks=())
+    assert len(calls) == 1
+    frames(db, "f", group_by="sex")  # a different call is still its own entry
+    frames(db, "f", weeks=[4, 8])
+    frames(db, "f", weeks=(4, 8))  # a list and a tuple of the same weeks: one entry
+    assert len(calls) == 3
+    try:
+        frames(db, "f", colour="red")
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("an unknown argument must still raise")
