@@ -47,11 +47,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .access import DEFAULT_MIN_CELL
 from .lazy import LazyModule
 
 _optimize = LazyModule("scipy.optimize")
 
-DEFAULT_K = 11
+DEFAULT_K = DEFAULT_MIN_CELL  # one default for the hosting setting and the rules (11)
 SUPPRESSED_MARK = "—"
 WITHHELD_MARK = "—"
 _EPS = 1e-6
