@@ -515,14 +515,13 @@ def _all_withheld(p: CountProblem, status: list[Status], k: int) -> list[Status]
             for v, s, pin in zip(p.values, status, p.pinned, strict=True)]
 
 
-def protect(p: CountProblem, k: int = DEFAULT_K, width: int | None = None) -> list[Status]:
+def protect(p: CountProblem, k: int = DEFAULT_K) -> list[Status]:
     """Status of every cell: small ones "<k", complements withheld until none can be narrowed.
 
     Target: for every small cell, the interval a reader can derive is as wide as
     it would be with every count ≥ k withheld — the totals add nothing to what
     the marks say (usually the full 1…k−1; less only where the marks themselves
-    bound it, e.g. two "<k" cells under a "<k" total). With `width`, an interval
-    at least that wide (or the widest possible, if narrower) is enough.
+    bound it, e.g. two "<k" cells under a "<k" total).
 
     Greedy with an exact check (LP): while a small cell can be narrowed, try the
     printed cells ≥ k near it (members before totals, cells closing a cycle with
@@ -546,9 +545,7 @@ def protect(p: CountProblem, k: int = DEFAULT_K, width: int | None = None) -> li
 
     def protected(cell: int, r: tuple[float, float]) -> bool:
         lo, hi = best_case[cell]
-        if width is None:
-            return r[0] <= lo + _EPS and r[1] >= hi - _EPS
-        return r[1] - r[0] >= min(width, hi - lo) - _EPS
+        return r[0] <= lo + _EPS and r[1] >= hi - _EPS
 
     totals = {t for _, t in p.lines}
     # One pass suffices: withholding a cell only relaxes the reader's constraints
@@ -738,8 +735,8 @@ def protect_frame(df: pd.DataFrame, spec: TableSpec, k: int = DEFAULT_K,
     notes: list[str] = []
     # Plain lists: cell-by-cell pandas access was most of this function's time.
     vals = {c: df[c].tolist() for c in df.columns}
-    count_cols = [c for c in _count_columns(spec) if c in df.columns]
-    missing = [c for c in _count_columns(spec) if c not in df.columns]
+    count_cols = _count_columns(spec)
+    missing = [c for c in count_cols if c not in df.columns]
     if missing:
         raise ValueError(f"TableSpec names count columns the table lacks: {missing}")
 
