@@ -964,3 +964,16 @@ def fold_rare(rows: pd.DataFrame, term: str, patient: str, k: int = DEFAULT_K,
     out = rows.copy()
     out[term] = out[term].where(~out[term].isin(rare), other)
     return out
+
+
+def coarsen(df: pd.DataFrame, rule: Mapping[str, tuple[str, float]]) -> pd.DataFrame:
+    """Minima and maxima a page needs, rounded outward instead of shown exactly.
+
+    `rule`: column -> ("floor" or "ceil", step); e.g. an age slider's ends to the
+    multiple of 5 below the youngest and above the oldest patient. Missing stays missing.
+    """
+    out = df.copy()
+    for col, (how, step) in rule.items():
+        fn = math.floor if how == "floor" else math.ceil
+        out[col] = [None if pd.isna(v) else float(fn(float(v) / step) * step) for v in out[col]]
+    return out

@@ -174,16 +174,6 @@ WITHHELD_PARTS = {("cohort.option_counts", "table")}
 COARSEN = {("cohort.age_limits", "table"): {"lo": ("floor", 5), "hi": ("ceil", 5)}}
 
 
-def _coarsen(df: pd.DataFrame, rule: dict) -> pd.DataFrame:
-    import math
-
-    out = df.copy()
-    for col, (how, step) in rule.items():
-        fn = math.floor if how == "floor" else math.ceil
-        out[col] = [None if pd.isna(v) else float(fn(float(v) / step) * step) for v in out[col]]
-    return out
-
-
 # Protected results, cleared with the analyses' memos.
 _PROTECTED = cache.LRU()
 
@@ -261,7 +251,7 @@ class SharedPolicy(Policy):
                 parts[name] = value
                 continue
             if key in COARSEN:
-                parts[name] = _coarsen(value, COARSEN[key])
+                parts[name] = disclosure.coarsen(value, COARSEN[key])
                 changed = True
                 continue
             if key in KM_PARTS:

@@ -615,3 +615,11 @@ def test_reused_highs_model_equals_scipy_linprog(seed, monkeypatch):
     slow = {c: d._lp_range(p, status, bounds, c) for c in cells}
     assert fast == pytest.approx(slow)
     assert cells
+
+
+def test_coarsen_rounds_the_ends_outward_and_keeps_missing():
+    df = pd.DataFrame({"lo": [18.4, 20.0, None], "hi": [61.2, 65.0, None], "n": [1, 2, 3]})
+    out = d.coarsen(df, {"lo": ("floor", 5), "hi": ("ceil", 5)})
+    assert out["lo"].tolist()[:2] == [15.0, 20.0] and out["hi"].tolist()[:2] == [65.0, 65.0]
+    assert pd.isna(out["lo"].iloc[2]) and pd.isna(out["hi"].iloc[2])
+    assert out["n"].tolist() == [1, 2, 3] and df["lo"].iloc[0] == 18.4  # input untouched
