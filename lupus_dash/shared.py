@@ -22,6 +22,8 @@ import copy
 import pandas as pd
 
 from . import cache, disclosure
+from .analyses.cohort import FLOW_STAGES
+from .analyses.safety import SUMMARY_ROWS
 from .disclosure import Partition, TableSpec
 from .filters import Filter
 from .results import Call, Part, Policy, Result, Spec
@@ -108,9 +110,8 @@ SPECS: dict[tuple[str, str], TableSpec] = {
         | {"ci_low": "n", "ci_high": "n"},
     ),
 }
-FLOW_KEYS = {"Enrolled": "enrolled", "Received induction (3 doses)": "induction",
-             "Completed follow-up": "completed", "Stopped belimumab": "stopped",
-             "Ongoing": "ongoing"}
+FLOW_KEYS = dict(zip(FLOW_STAGES, ("enrolled", "induction", "completed", "stopped", "ongoing"),
+                     strict=True))
 
 
 def _flow_wide(df: pd.DataFrame) -> pd.DataFrame:
@@ -125,7 +126,7 @@ def _flow_back(df: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
     out["n"] = [row[FLOW_KEYS[s]] for s in df["stage"]]
     out["n_enrolled"] = row["enrolled"]
     # the derived dose totals and medians describe the same patients: not shown
-    out["detail"] = ["" if isinstance(row[FLOW_KEYS[s]], str) or s.startswith("Received")
+    out["detail"] = ["" if isinstance(row[FLOW_KEYS[s]], str) or FLOW_KEYS[s] == "induction"
                      else d for s, d in zip(df["stage"], df["detail"], strict=True)]
     return out
 
@@ -133,11 +134,8 @@ def _flow_back(df: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
 def _ae_marks(df: pd.DataFrame) -> pd.DataFrame:
     """Table 3 with the columns its partitions group by: a category with its terms (_cat),
     the categories with the all-events row (_all, _total)."""
-    top = df["row"] == "Patients with adverse events"
-    is_cat = (df["level"] == 0) & df["row"].isin(
-        [*(r for r in df["row"] if r not in ("Patients with adverse events",
-                                            "Serious adverse events",
-                                            "Severe adverse events"))])
+    top = df["row"] == SUMMARY_ROWS[0]
+    is_cat = (df["level"] == 0) & ~df["row"].isin(SUMMARY_ROWS)
     return df.assign(
         _cat=[c if (lv == 1 or ic) else None
               for c, lv, ic in zip(df["category"].fillna("(none)"), df["level"], is_cat,

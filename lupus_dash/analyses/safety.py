@@ -42,6 +42,10 @@ TABLE3_ORDER = (
 )
 
 
+# Table 3's summary rows, before the categories (shared mode tells them apart by label).
+SUMMARY_ROWS = ("Patients with adverse events", "Serious adverse events",
+                "Severe adverse events")
+
 TABLE3_INFECTION_TERMS = (
     "upper respiratory tract infection",
     "lower respiratory tract infection",
@@ -130,9 +134,8 @@ def table3(db: Database, flt: Filter, fold_below: int | None = None) -> pd.DataF
                 "worst_severity": {v: s for s, v in _SEVERITY_RANK.items()}.get(worst)}
 
     everyone = np.ones(len(ae), dtype=bool)
-    rows = [row("Patients with adverse events", everyone),
-            row("Serious adverse events", serious),
-            row("Severe adverse events", severity == "severe")]
+    rows = [row(label, mask) for label, mask in
+            zip(SUMMARY_ROWS, (everyone, serious, severity == "severe"), strict=True)]
     groups = [*TABLE3_ORDER, None] if (cat == None).any() else list(TABLE3_ORDER)
     for c in groups:
         is_c = np.array([x == c for x in cat], dtype=bool)
