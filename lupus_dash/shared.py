@@ -23,6 +23,7 @@ import pandas as pd
 
 from . import cache, disclosure
 from .analyses.cohort import FLOW_STAGES
+from .analyses.common import count_patients
 from .analyses.safety import SUMMARY_ROWS
 from .disclosure import Partition, TableSpec
 from .filters import Filter
@@ -195,8 +196,6 @@ class SharedPolicy(Policy):
 
     def gate(self, db, flt) -> disclosure.Gate:
         """The denominator gate of a filter (also for its complement)."""
-        from .analyses.common import count_patients
-
         k, n = count_patients(db, flt)
         return disclosure.gate(k, n, self.k)
 
@@ -230,14 +229,13 @@ class SharedPolicy(Policy):
         if gate_on is None and isinstance(call.arguments.get("cohort"), str):
             gate_on = Filter(call.arguments["cohort"])
         if gate_on is not None and db is not None:
-            g = self.gate(db, gate_on)
+            n_match, n_all = count_patients(db, gate_on)
+            g = disclosure.gate(n_match, n_all, self.k)
             if not g.ok:
                 # Nothing of a gated filter leaves: every table is replaced by the message.
                 return Result(call, {name: _gated(val) for name, val in result.parts.items()},
                               result.data_version, [g.message], suppressed=True)
-            from .analyses.common import count_patients
-
-            n_filter = count_patients(db, gate_on)[0]
+            n_filter = n_match
         parts, notes, changed = {}, [], False
         for name, value in result.parts.items():
             key = (result.spec.name, name)
@@ -260,32 +258,21 @@ class SharedPolicy(Policy):
                 changed |= len(kept) != len(value)
                 continue
             spec = SPECS.get(key) or _derived(result.part_spec(name), value)
-            if key in WIDE:
-                to_wide, from_wide = WIDE[key]
-                try:
-                    prot = disclosure.protect_frame(to_wide(value), spec, self.k)
-                except ValueError as exc:
-                    parts[name] = _gated(value)
-                    notes.append(f"Not shown in the shared dashboard ({exc}).")
-                    changed = True
-                    continue
-                parts[name] = from_wide(value, prot.display())
-                notes += prot.notes
-                changed |= prot.withheld
-                continue
+            to_wide, from_wide = WIDE.get(key, (None, None))
             df = value
-            if N_FILTER in disclosure._count_columns(spec) and n_filter is not None:
+            if N_FILTER in spec.counts and n_filter is not None:
                 df = df.assign(**{N_FILTER: n_filter})
             try:
-                prot = disclosure.protect_frame(df, spec, self.k)
+                prot = disclosure.protect_frame(to_wide(df) if to_wide else df, spec, self.k)
             except ValueError as exc:
                 # A table whose declared relations do not hold cannot be protected: withhold.
                 parts[name] = _gated(value)
                 notes.append(f"Not shown in the shared dashboard ({exc}).")
                 changed = True
                 continue
-            shown = prot.display().drop(columns=[N_FILTER], errors="ignore")
-            parts[name] = shown
+            shown = prot.display()
+            parts[name] = (from_wide(value, shown) if from_wide
+                           else shown.drop(columns=[N_FILTER], errors="ignore"))
             notes += prot.notes
             changed |= prot.withheld
         return Result(call, parts, result.data_version, list(dict.fromkeys(notes)),

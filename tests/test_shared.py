@@ -133,3 +133,13 @@ def test_facet_counts_are_not_given_to_a_viewer(demo):
     assert res.table.empty and res.suppressed
     open_ = results.run(demo, cohort.option_counts, Filter("csle_belimumab"))
     assert (open_.table["n"] < 11).any()  # there were small ones to hide
+
+
+def test_a_table_naming_the_filter_count_lists_it_as_a_count():
+    # The policy fills in the n_filter column for the tables whose counts name it; a spec
+    # using it only as a denominator or a partition's total would get no column.
+    from lupus_dash import disclosure, shared
+
+    for key, spec in shared.SPECS.items():
+        if shared.N_FILTER in disclosure._count_columns(spec):
+            assert shared.N_FILTER in spec.counts, key
