@@ -13,7 +13,10 @@ from ..cache import memoize
 from ..db import Database
 from ..filters import Filter
 from ..results import analysis
+from .common import count_patients
 
+# Adverse-event categories, in the order of the rows of the seed paper's Table 3
+# (Wang et al. 2022).
 AE_LABELS = {
     "infusion_reaction": "Infusion reaction",
     "allergic_reaction": "Allergic reaction",
@@ -25,27 +28,14 @@ AE_LABELS = {
     "musculoskeletal": "Musculoskeletal disorders",
     "other": "Other",
 }
-
-
-# Rows of the seed paper's Table 3 (Wang et al. 2022), in its order; the
-# infection terms it lists are shown even when nobody had them.
-TABLE3_ORDER = (
-    "infusion_reaction",
-    "allergic_reaction",
-    "infection",
-    "leukopenia",
-    "gastrointestinal",
-    "psychiatric",
-    "nervous_system",
-    "musculoskeletal",
-    "other",
-)
+TABLE3_ORDER = tuple(AE_LABELS)  # the category rows of Table 3, in order
 
 
 # Table 3's summary rows, before the categories (shared mode tells them apart by label).
 SUMMARY_ROWS = ("Patients with adverse events", "Serious adverse events",
                 "Severe adverse events")
 
+# The infection terms the paper's Table 3 lists: shown even when nobody had them.
 TABLE3_INFECTION_TERMS = (
     "upper respiratory tract infection",
     "lower respiratory tract infection",
@@ -76,8 +66,7 @@ def _ae_rows(db: Database, flt: Filter) -> tuple[pd.DataFrame, int]:
         "ORDER BY a.patient_id, a.onset_week NULLS LAST",
         [*jparams, *params],
     )
-    k = int(db.scalar(f"SELECT count(*) FROM patient_facts p WHERE {cond}", params))
-    return df, k
+    return df, count_patients(db, flt)[0]
 
 
 TABLE3_COLUMNS = ["row", "level", "category", "term", "n_patients", "n", "pct", "n_events",
