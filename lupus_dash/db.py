@@ -203,6 +203,12 @@ def is_versioned(path: str | os.PathLike) -> bool:
     return target.parent == Path(os.path.realpath(versions_dir(p)))
 
 
+def wants_versioned(path: str | os.PathLike) -> bool:
+    """A write to `path` goes behind the pointer: it already is one, or LUPUS_DASH_VERSIONED=1."""
+    return is_versioned(path) or os.environ.get("LUPUS_DASH_VERSIONED", "").lower() in (
+        "1", "true", "yes")
+
+
 def publish_version(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
     """Move a finished database file into `path`'s versions and point `path` at it.
 
@@ -223,8 +229,8 @@ def publish_version(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
         with contextlib.suppress(FileNotFoundError):
             link.unlink()
         raise
-    _fsync_dir(vdir)
-    _fsync_dir(path.parent)
+    fsync_path(vdir)
+    fsync_path(path.parent)
     prune_versions(path)
     return target
 
@@ -247,20 +253,27 @@ def prune_versions(path: str | os.PathLike, grace_s: float = VERSIONS_GRACE_S,
         except FileNotFoundError:
             continue
         if now - superseded_at > grace_s:
-            for q in (older, older.with_name(older.name + ".wal")):
-                with contextlib.suppress(FileNotFoundError):
-                    q.unlink()
+            remove_database_file(older)
             removed.append(older)
     return removed
 
 
-def _fsync_dir(p: Path) -> None:
+def fsync_path(p: str | os.PathLike) -> None:
+    """Flush a file or folder to disk so a rename never exposes a half-written file
+    (best effort: a file system that cannot sync a folder is not an error)."""
     with contextlib.suppress(OSError):
         fd = os.open(p, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def remove_database_file(p: Path) -> None:
+    """Remove a DuckDB file and its write-ahead log, where they exist."""
+    for q in (p, p.with_name(p.name + ".wal")):
+        with contextlib.suppress(FileNotFoundError):
+            q.unlink()
 
 
 class _Handle:

@@ -41,7 +41,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import definitions, derive, schema
-from .db import is_versioned, publish_version, read_config
+from .db import fsync_path, publish_version, read_config, remove_database_file, wants_versioned
 
 MODES = ("create", "replace", "append")
 CHUNK_PATIENTS = 20_000  # patients per build_facts call; bounds peak memory
@@ -73,12 +73,6 @@ class StoreError(ValueError):
 
 def _temp_path(path: Path) -> Path:
     return path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-
-
-def _remove(p: Path) -> None:
-    for q in (p, p.with_name(p.name + ".wal")):
-        with contextlib.suppress(FileNotFoundError):
-            q.unlink()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -351,8 +345,7 @@ def write_database_chunks(
     if not path.parent.is_dir():
         raise StoreError(f"folder {path.parent} does not exist")
     if versioned is None:
-        versioned = is_versioned(path) or os.environ.get("LUPUS_DASH_VERSIONED", "").lower() in (
-            "1", "true", "yes")
+        versioned = wants_versioned(path)
     with _writer_lock(path):
         return _write(path, chunks, mode, schedules, source, t0, versioned)
 
@@ -441,17 +434,17 @@ def _write(path, chunks, mode, schedules, source, t0, versioned=False) -> dict:
         con.close()
         con = None
         old.close()
-        _fsync(tmp)
+        fsync_path(tmp)
         version = publish_version(tmp, path) if versioned else None
         if not versioned:
             os.replace(tmp, path)
-            _fsync(path.parent)
+            fsync_path(path.parent)
     except BaseException:
         if con is not None:
             with contextlib.suppress(duckdb.Error):
                 con.close()
         old.close()
-        _remove(tmp)
+        remove_database_file(tmp)
         raise
     return {
         "path": str(path),
@@ -544,17 +537,3 @@ def _check_keys(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         ).fetchone()
         if orphan[0]:
             raise StoreError(f"{orphan[0]} {t} rows have no patient (e.g. {orphan[1]})")
-
-
-def _fsync(p: Path) -> None:
-    """Flush a file or folder to disk so the rename never exposes a half-written file."""
-    try:
-        fd = os.open(p, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -1486,14 +1486,13 @@ def demo_tables(seed: int = DEFAULT_SEED) -> dict[str, pd.DataFrame]:
 def build_demo(path: str | os.PathLike, scale: int | None = None, seed: int | None = None) -> dict:
     """Write the demo (or a scaled cohort of `scale` patients) to `path`, replacing it."""
     from . import store  # imported here: store imports derive, which is heavy to load
-    from .db import is_versioned, publish_version
+    from .db import publish_version, wants_versioned
 
     seed = DEFAULT_SEED if seed is None else int(seed)
     path = Path(path)
     # A hosted pointer (or LUPUS_DASH_VERSIONED=1) gets a new version behind it, so a
     # running dashboard's sessions keep their connections (db.publish_version).
-    versioned = is_versioned(path) or os.environ.get("LUPUS_DASH_VERSIONED", "").lower() in (
-        "1", "true", "yes")
+    versioned = wants_versioned(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and move it into place: the old demo stays whole
     # until the new one is complete (store writes its own temp file the same way).

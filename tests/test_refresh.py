@@ -244,3 +244,22 @@ def test_eight_threads_through_ten_refreshes(tmp_path, tables):
     assert min(seen) == n_csle(tables) - 10  # the last version was reached
     assert len(seen) >= 3
     assert sum(map(len, runs)) >= 40, [len(r) for r in runs]  # the refreshes ran under load
+
+
+def test_a_write_is_versioned_behind_a_pointer_or_when_the_environment_asks(tmp_path,
+                                                                           monkeypatch):
+    from lupus_dash.db import publish_version, wants_versioned
+
+    monkeypatch.delenv("LUPUS_DASH_VERSIONED", raising=False)
+    plain = tmp_path / "plain.duckdb"
+    assert not wants_versioned(plain)
+    for value, expected in (("1", True), ("yes", True), ("TRUE", True), ("0", False),
+                            ("", False)):
+        monkeypatch.setenv("LUPUS_DASH_VERSIONED", value)
+        assert wants_versioned(plain) is expected, value
+    monkeypatch.delenv("LUPUS_DASH_VERSIONED")
+    pointer = tmp_path / "hosted.duckdb"
+    built = tmp_path / "built.tmp"
+    built.write_bytes(b"")
+    publish_version(built, pointer)
+    assert is_versioned(pointer) and wants_versioned(pointer)
