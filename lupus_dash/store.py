@@ -435,8 +435,9 @@ def _write(path, chunks, mode, schedules, source, t0, versioned=False) -> dict:
         con = None
         old.close()
         fsync_path(tmp)
-        version = publish_version(tmp, path) if versioned else None
-        if not versioned:
+        if versioned:
+            version = publish_version(tmp, path)
+        else:
             os.replace(tmp, path)
             fsync_path(path.parent)
     except BaseException:
@@ -467,11 +468,11 @@ def _write(path, chunks, mode, schedules, source, t0, versioned=False) -> dict:
 def _content_version(con: duckdb.DuckDBPyConnection) -> str:
     """A digest of the input tables' contents (order-independent: XOR of row hashes)."""
     parts = [str(con.execute(f'SELECT count(*), bit_xor(hash(t)) FROM "{t}" t').fetchone())
-             for t in (*INPUT_TABLES, "cohorts")]
-    # imported_at changes on every write; the schedules and sizes are what matter.
-    parts[-1] = str(con.execute(
+             for t in INPUT_TABLES]
+    # Of the cohorts, the schedules and sizes (imported_at changes on every write).
+    parts.append(str(con.execute(
         "SELECT bit_xor(hash(cohort, scheduled_weeks, final_week, n_patients)) FROM cohorts"
-    ).fetchone())
+    ).fetchone()))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
 

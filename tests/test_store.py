@@ -328,3 +328,20 @@ def test_second_writer_is_refused_while_one_runs(tables, csle_db):
     assert sha(csle_db) == before
     assert store.write_database(csle_db, only(tables, "LN-adult"), mode="append")["n_cohorts"] == 2
     assert leftovers(csle_db.parent) == []
+
+
+def test_data_version_is_the_digest_files_already_carry(csle_db):
+    # Files written before carry a data_version; computing it again must give the same
+    # string (the reference below is the formula those files were written with).
+    con = duckdb.connect(str(csle_db), read_only=True)
+    try:
+        stored = con.execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()[0]
+        parts = [str(con.execute(f'SELECT count(*), bit_xor(hash(t)) FROM "{t}" t').fetchone())
+                 for t in (*store.INPUT_TABLES, "cohorts")]
+        parts[-1] = str(con.execute(
+            "SELECT bit_xor(hash(cohort, scheduled_weeks, final_week, n_patients)) FROM cohorts"
+        ).fetchone())
+        reference = hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+        assert store._content_version(con) == stored == reference
+    finally:
+        con.close()
