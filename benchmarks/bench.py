@@ -189,14 +189,20 @@ PAGES = list(views.PAGES)
 
 def warm_whole_cohort(db: Database, flt: Filter, name: str) -> None:
     """Compute, untimed, a page's calls about the whole cohort (the stable axes' range):
-    the app computed them at first load and a filter change does not change them."""
+    the app computed them at first load and a filter change does not change them.
+
+    Only those: the page builder itself runs some of the page's filtered calls (the
+    first endpoint, Safety's event count), so the memo is cleared after listing the
+    calls, lest the timed run get them for free.
+    """
     whole = Filter(flt.cohort)
     if flt == whole:
         return
     run = _runner(db)
-    for call in views.PAGES[name](run, flt).values():
-        if call.flt == whole:
-            run(call)
+    calls = [c for c in views.PAGES[name](run, flt).values() if c.flt == whole]
+    clear_memos()
+    for call in calls:
+        run(call)
 
 
 def on_demand_frames(db: Database, flt: Filter) -> Frames:
