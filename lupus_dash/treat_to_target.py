@@ -402,7 +402,7 @@ def swimmer_data(visits: pd.DataFrame, patients: pd.DataFrame,
     lastv = np.full(len(patients), np.nan)
     if week.size:
         lv = np.full(len(patients), -np.inf)
-        np.maximum.at(lv, code, week)
+        np.fmax.at(lv, code, week)  # a visit without a week does not end the lane
         lastv = np.where(np.isfinite(lv), lv, np.nan)
     end = np.where(np.isnan(stop), lastv, stop)
     if end_week is None:
@@ -436,9 +436,10 @@ def swimmer_data(visits: pd.DataFrame, patients: pd.DataFrame,
         "status": status[chosen], "stop_reason": reason[chosen],
         "share_lldas": pp["share"].to_numpy(float)[chosen],
     })
-    # States at every attended visit (unscheduled ones included) of the shown patients.
-    vis_sel = lane[code] >= 0
-    vweeks = sorted(set(week[vis_sel & ~np.isnan(week)].astype(int).tolist()))
+    # States at every attended visit (unscheduled ones included) of the shown patients;
+    # a visit without a week has no place on the lane.
+    vis_sel = (lane[code] >= 0) & ~np.isnan(week)
+    vweeks = sorted(set(week[vis_sel].astype(int).tolist()))
     sub_v = visits[vis_sel]
     sub_p = patients.iloc[chosen]
     st = visit_states(sub_v, sub_p, vweeks, strategy) if vweeks else np.zeros((chosen.size, 0), dtype=int)
