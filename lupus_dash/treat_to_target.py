@@ -409,7 +409,9 @@ def swimmer_data(visits: pd.DataFrame, patients: pd.DataFrame,
         end_week = float(np.nanmax(week)) if week.size else 0.0
     status = np.where(~np.isnan(stop), "stopped",
                       np.where(lastv >= end_week, "ongoing", "no further visits"))
-    pp = per_patient(visits, patients, "lldas", strategy, end_week)
+    # Every patient's time in target only when the order needs it; else the shown lanes'.
+    pp = (per_patient(visits, patients, "lldas", strategy, end_week)
+          if sort_by in ("time_in_target", "first_target") else None)
     if sort_by == "stopped_first":
         key = (np.where(np.isnan(stop), np.inf, stop), -np.nan_to_num(end, nan=-1.0))
     elif sort_by == "time_on_treatment":
@@ -428,20 +430,22 @@ def swimmer_data(visits: pd.DataFrame, patients: pd.DataFrame,
     chosen = order[:max_patients]
     lane = np.full(total, -1)
     lane[chosen] = np.arange(chosen.size)
+    # The shown patients' visits (a visit without a week has no place on the lane).
+    vis_sel = (lane[code] >= 0) & ~np.isnan(week)
+    sub_v = visits[vis_sel]
+    sub_p = patients.iloc[chosen]
+    share = (pp["share"].to_numpy(float)[chosen] if pp is not None else
+             per_patient(sub_v, sub_p, "lldas", strategy, end_week)["share"].to_numpy(float))
     reason = (patients["stop_reason"].astype("string").to_numpy(dtype=object, na_value=None)
               if "stop_reason" in patients else np.full(total, None, dtype=object))
     lanes = pd.DataFrame({
         "patient": ids[chosen], "lane": np.arange(chosen.size),
         "start": np.zeros(chosen.size), "end": end[chosen],
         "status": status[chosen], "stop_reason": reason[chosen],
-        "share_lldas": pp["share"].to_numpy(float)[chosen],
+        "share_lldas": share,
     })
-    # States at every attended visit (unscheduled ones included) of the shown patients;
-    # a visit without a week has no place on the lane.
-    vis_sel = (lane[code] >= 0) & ~np.isnan(week)
+    # States at every attended visit (unscheduled ones included) of the shown patients.
     vweeks = sorted(set(week[vis_sel].astype(int).tolist()))
-    sub_v = visits[vis_sel]
-    sub_p = patients.iloc[chosen]
     st = visit_states(sub_v, sub_p, vweeks, strategy) if vweeks else np.zeros((chosen.size, 0), dtype=int)
     present = np.zeros_like(st, dtype=bool)
     sc, _ = _codes(sub_v, sub_p)
