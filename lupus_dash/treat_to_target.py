@@ -382,6 +382,20 @@ SWIMMER_SORTS = {
 }
 
 
+def ae_markers(adverse_events: pd.DataFrame, lanes: pd.DataFrame) -> pd.DataFrame:
+    """Swimmer markers (patient, lane, week, kind "adverse event", detail = term) of the
+    adverse events (patient, week, optionally term) of the patients shown in `lanes`
+    (patient, lane); other patients' events are left out."""
+    lane_of = dict(zip(lanes["patient"].tolist(), lanes["lane"].tolist()))
+    ae = adverse_events[adverse_events["patient"].isin(set(lane_of))]
+    return pd.DataFrame({
+        "patient": ae["patient"].to_numpy(),
+        "lane": np.asarray([lane_of[p] for p in ae["patient"]], dtype=np.int64),
+        "week": pd.to_numeric(ae["week"], errors="coerce").to_numpy(float),
+        "kind": "adverse event",
+        "detail": ae["term"].astype(str).to_numpy() if "term" in ae else None})
+
+
 def swimmer_data(visits: pd.DataFrame, patients: pd.DataFrame,
                  adverse_events: pd.DataFrame | None = None, *, strategy: str = "composite",
                  sort_by: str = "stopped_first", max_patients: int = SWIMMER_MAX,
@@ -456,14 +470,7 @@ def swimmer_data(visits: pd.DataFrame, patients: pd.DataFrame,
                                  "week": stop[chosen][stop_lane], "kind": "stop",
                                  "detail": reason[chosen][stop_lane]}))
     if adverse_events is not None and len(adverse_events):
-        ae = adverse_events[adverse_events["patient"].isin(set(ids[chosen].tolist()))]
-        pos = {p: i for i, p in enumerate(ids[chosen].tolist())}
-        markers.append(pd.DataFrame({
-            "patient": ae["patient"].to_numpy(),
-            "lane": [pos[p] for p in ae["patient"]],
-            "week": pd.to_numeric(ae["week"], errors="coerce").to_numpy(float),
-            "kind": "adverse event", "detail": ae["term"].astype(str).to_numpy()
-            if "term" in ae else None}))
+        markers.append(ae_markers(adverse_events, lanes))
     markers = pd.concat([m for m in markers if len(m)], ignore_index=True) if any(
         len(m) for m in markers) else pd.DataFrame(columns=["patient", "lane", "week", "kind",
                                                             "detail"])
