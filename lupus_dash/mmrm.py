@@ -525,7 +525,7 @@ def fit(long_df: pd.DataFrame, subject: str, visit: str, value: str, baseline: s
     model adds group × visit (visit * group) and the result carries LS means per group
     × visit, the group contrast at each visit and the visit × group interaction F test.
     """
-    cols = (["group"] if group else []) + LSMEANS_COLUMNS
+    cols = GROUP_LSMEANS_COLUMNS if group else LSMEANS_COLUMNS
     empty = pd.DataFrame(columns=cols)
     data = _prepare(long_df, subject, visit, value, baseline, group, covariate, visits)
     if isinstance(data, str):
