@@ -36,6 +36,7 @@ third or fourth digit; the tests say by how much.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -359,11 +360,18 @@ class _Reml:
         pr = self.parts(theta)
         return np.inf if pr is None else pr[0]
 
-    def dvar_dtheta(self, theta: np.ndarray, Lc: np.ndarray) -> np.ndarray:
-        """Jacobian of l' A^-1 l in theta for each column l of Lc (p × m): (m, n_theta)."""
-        _, _, Ws, L, A, _ = self.parts(theta)
+    @functools.cached_property
+    def ols_cross(self) -> np.ndarray:
+        """M at W = I (Σ_i Z_i' Z_i): the start values' OLS and the singularity check."""
+        return self.cross([np.broadcast_to(np.eye(k), (b[0].shape[0], k, k))
+                           for *b, k in self.batches])
+
+    def dvar_dtheta(self, parts, Lc: np.ndarray) -> np.ndarray:
+        """Jacobian of l' A^-1 l in theta for each column l of Lc (p × m): (m, n_theta),
+        at the theta of `parts` (what `parts(theta)` returned)."""
+        _, _, Ws, L, A, _ = parts
         a = np.linalg.solve(A, Lc)  # p × m
-        out = np.zeros((Lc.shape[1], theta.size))
+        out = np.zeros((Lc.shape[1], self.tril[0].size))
         for j in range(Lc.shape[1]):
             ap = np.r_[a[:, j], 0.0]
             # dA = -Σ X'W dΣ W X, so d(l'A^-1 l) = a'(Σ X'W dΣ W X)a = tr(G dΣ) with
@@ -387,8 +395,7 @@ class _Reml:
 def _start(reml: _Reml) -> np.ndarray:
     """Start from the OLS residual covariance (pairwise, from the pattern sums), made PD."""
     p, nv = reml.p, reml.nv
-    eyes = [np.broadcast_to(np.eye(k), (b[0].shape[0], k, k)) for *b, k in reml.batches]
-    M = reml.cross(eyes)
+    M = reml.ols_cross
     beta = np.linalg.lstsq(M[:p, :p], M[:p, p], rcond=None)[0]
     u = np.r_[-beta, 1.0]
     S = np.zeros((nv, nv))
@@ -410,8 +417,7 @@ def _start(reml: _Reml) -> np.ndarray:
 
 def _singular(reml: _Reml, data: _Data) -> str | None:
     """Why X'X is singular (an empty group × visit cell), or None when it is not."""
-    eyes = [np.broadcast_to(np.eye(k), (b[0].shape[0], k, k)) for *b, k in reml.batches]
-    ev = np.linalg.eigvalsh(reml.cross(eyes)[:reml.p, :reml.p])
+    ev = np.linalg.eigvalsh(reml.ols_cross[:reml.p, :reml.p])
     # X is centred and scaled, so the eigenvalues of X'X are O(n) or 0.
     if ev[0] > 1e-9 * max(ev[-1], 1.0):
         return None
@@ -476,11 +482,12 @@ def _optimise(reml: _Reml, theta0: np.ndarray):
 # --- inference --------------------------------------------------------------------
 
 
-def _satterthwaite(reml: _Reml, theta, A_theta, Lc) -> np.ndarray:
-    """Satterthwaite df of each contrast column of Lc (scaled units; df is scale-free)."""
-    _, _, _, _, A, _ = reml.parts(theta)
+def _satterthwaite(reml: _Reml, parts, A_theta, Lc) -> np.ndarray:
+    """Satterthwaite df of each contrast column of Lc (scaled units; df is scale-free), at
+    the fit's `parts` (reml.parts(theta))."""
+    A = parts[4]
     var = np.einsum("pm,pm->m", Lc, np.linalg.solve(A, Lc))
-    J = reml.dvar_dtheta(theta, Lc)
+    J = reml.dvar_dtheta(parts, Lc)
     with np.errstate(divide="ignore", invalid="ignore"):
         return 2 * var ** 2 / np.einsum("mi,ij,mj->m", J, A_theta, J)
 
@@ -497,7 +504,7 @@ def _fstat_ddf(nu: np.ndarray, tol: float = 1e-8) -> float:
     return 2 * E / (E - nu.size)
 
 
-def _f_test(reml, theta, A_theta, beta, Phi, Lmat) -> dict:
+def _f_test(reml, parts, A_theta, beta, Phi, Lmat) -> dict:
     """Wald F of L beta = 0 with Satterthwaite df as lmerTest::contestMD (eigen of L Φ L')."""
     VL = Lmat @ Phi @ Lmat.T
     d, P = np.linalg.eigh(VL)
@@ -507,7 +514,7 @@ def _f_test(reml, theta, A_theta, beta, Phi, Lmat) -> dict:
     PtL = (P.T @ Lmat)[:q]
     t2 = (PtL @ beta) ** 2 / d[:q]
     F = float(t2.sum() / q)
-    nu = _satterthwaite(reml, theta, A_theta, PtL.T)
+    nu = _satterthwaite(reml, parts, A_theta, PtL.T)
     ddf = _fstat_ddf(nu)
     return {"F": F, "num_df": q, "den_df": ddf,
             "p_value": float(sps.f.sf(F, q, ddf)) if np.isfinite(ddf) else None}
@@ -525,7 +532,7 @@ def fit(long_df: pd.DataFrame, subject: str, visit: str, value: str, baseline: s
     model adds group × visit (visit * group) and the result carries LS means per group
     × visit, the group contrast at each visit and the visit × group interaction F test.
     """
-    cols = (["group"] if group else []) + LSMEANS_COLUMNS
+    cols = GROUP_LSMEANS_COLUMNS if group else LSMEANS_COLUMNS
     empty = pd.DataFrame(columns=cols)
     data = _prepare(long_df, subject, visit, value, baseline, group, covariate, visits)
     if isinstance(data, str):
@@ -540,7 +547,8 @@ def fit(long_df: pd.DataFrame, subject: str, visit: str, value: str, baseline: s
     if not np.isfinite(f):
         res.reason = "the REML fit failed (covariance not positive definite)"
         return res
-    _, _, _, L, A, beta = reml.parts(theta)
+    parts = reml.parts(theta)
+    _, _, _, L, A, beta = parts
     s = data.y_scale
     res.converged = bool(np.isfinite(dec) and dec < 1e-6)
     if not res.converged:
@@ -575,7 +583,7 @@ def fit(long_df: pd.DataFrame, subject: str, visit: str, value: str, baseline: s
     def rows(Lc, extra):
         est = Lc.T @ beta * s
         se = np.sqrt(np.einsum("pm,pm->m", Lc, Phi @ Lc)) * s
-        df = _satterthwaite(reml, theta, A_theta, Lc)
+        df = _satterthwaite(reml, parts, A_theta, Lc)
         with np.errstate(invalid="ignore"):
             tq = sps.t.isf((1 - conf_level) / 2, df)
             p_val = 2 * sps.t.sf(np.abs(est / se), df)
@@ -615,7 +623,7 @@ def fit(long_df: pd.DataFrame, subject: str, visit: str, value: str, baseline: s
             Lint.append(r)
     if Lint:
         res.interaction = {"term": f"visit:{group}",
-                           **_f_test(reml, theta, A_theta, beta, Phi, np.array(Lint))}
+                           **_f_test(reml, parts, A_theta, beta, Phi, np.array(Lint))}
     # Group contrasts at each visit: each group against the first (2 groups: the
     # difference with its CI; more: the (G-1)-df F test of equal LS means).
     trows = []
@@ -631,7 +639,7 @@ def fit(long_df: pd.DataFrame, subject: str, visit: str, value: str, baseline: s
                           "den_df": r["df"], "statistic": t * t, "p_value": r["p_value"],
                           "ci_low": r["ci_low"], "ci_high": r["ci_high"]})
         else:
-            ft = _f_test(reml, theta, A_theta, beta, Phi, Lg)
+            ft = _f_test(reml, parts, A_theta, beta, Phi, Lg)
             trows.append({"visit": v, "contrast": f"equal across {ng} groups", "estimate": None,
                           "se": None, "num_df": ft["num_df"], "den_df": ft["den_df"],
                           "statistic": ft["F"], "p_value": ft["p_value"], "ci_low": None,

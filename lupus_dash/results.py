@@ -18,7 +18,6 @@ and the command line (`Call.cli`), so what an expander shows is what ran.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import shlex
@@ -144,13 +143,6 @@ class Call:
         mod = self.fn.__module__
         return mod, mod.rsplit(".", 1)[-1]
 
-    def expression(self, db_name: str = "db", flt_name: str = "flt") -> str:
-        """`remission.rates(db, flt, preset='standard')`."""
-        _, alias = self.module_alias()
-        args = [db_name] + ([flt_name] if self.flt is not None else [])
-        args += [f"{k}={v!r}" for k, v in self.kwargs]
-        return f"{alias}.{self.fn.__name__}({', '.join(args)})"
-
     def cli_args(self) -> list[str] | None:
         spec = self.spec
         return None if spec.cli is None or self.flt is None else spec.cli(self.arguments)
@@ -275,10 +267,3 @@ def data_version(db) -> str:
     if callable(v):
         return v()
     return str(v) if v is not None else ""
-
-
-def resolve(module: str, name: str) -> Callable:
-    """The analysis function `module.name` (for calls stored as text, e.g. in a deck)."""
-    fn = getattr(importlib.import_module(module), name)
-    spec_of(fn)
-    return fn

@@ -529,8 +529,10 @@ def paired_t(x: Any, y: Any, conf_level: float = 0.95) -> TestResult:
     return _paired_t_from(n, float(d.mean()), float(d.std(ddof=1)), conf_level)
 
 
-def _paired_t_from(n: int, md: float, sd: float, conf_level: float) -> TestResult:
-    """Paired t from the number of pairs, mean and SD of the differences."""
+def _paired_t_from(n: int, md: float, sd: float, conf_level: float,
+                   what: str = "pairs") -> TestResult:
+    """Paired t from the number of pairs, mean and SD of the differences (`what` the pairs
+    are called in the reason when there are too few)."""
     se = sd / math.sqrt(n)
     # R stops with "data are essentially constant" on the same condition.
     if se < 10 * np.finfo(float).eps * abs(md) or sd == 0.0:
@@ -553,7 +555,7 @@ def _paired_t_from(n: int, md: float, sd: float, conf_level: float) -> TestResul
         extra={"sd_diff": sd, "se_diff": se, "conf_level": conf_level},
     )
     if n < MIN_PAIRS:
-        r.reason = _too_few_pairs(n)
+        r.reason = _too_few_pairs(n, what)
         return r
     q = float(_st.t.ppf(1 - (1 - conf_level) / 2, df))
     r.p_value, r.p_method = float(2 * _st.t.sf(abs(t), df)), "t"
@@ -937,12 +939,11 @@ def rm_anova_bonferroni(wide: Any, labels: Sequence[Any]) -> list[TestResult]:
     for p_idx, (i, j) in enumerate(zip(ii.tolist(), jj.tolist())):
         if w.shape[0] >= 2:
             r = _paired_t_from(w.shape[0], float(mds[p_idx]), float(sds[p_idx]),
-                               1 - 0.05 / m)
+                               1 - 0.05 / m, what="complete cases")
         else:
-            r = paired_t(w[:, j], w[:, i], conf_level=1 - 0.05 / m)
+            r = _none("rm_anova_bonferroni", w.shape[0],
+                      _too_few_pairs(w.shape[0], "complete cases"))
         r.method = "rm_anova_bonferroni"
-        if r.reason and r.reason.startswith(f"fewer than {MIN_PAIRS} pairs"):
-            r.reason = _too_few_pairs(r.n, "complete cases")
         r.extra.update({"a": _clean(labels[i]), "b": _clean(labels[j]), "m": m,
                         "p_unadjusted": r.p_value})
         if r.p_value is not None:
@@ -1085,11 +1086,10 @@ def _reml_crit(y: np.ndarray, exog: np.ndarray, codes: np.ndarray):
 
 
 def _fit_at(parts, theta: float, n_obs: int, p: int, msgs: list[str]) -> dict:
-    """Fixed effects (GLS), vcov and variance components at theta."""
-    gam, a, beta, rss = parts(theta)
+    """Fixed effects (GLS) and variance components at theta (the vcov is _satterthwaite's)."""
+    gam, _, beta, rss = parts(theta)
     s2 = rss / (n_obs - p)
-    return {"fe": beta, "cov": s2 * np.linalg.inv(a), "var_subject": gam * s2,
-            "var_residual": s2, "warnings": msgs}
+    return {"fe": beta, "var_subject": gam * s2, "var_residual": s2, "warnings": msgs}
 
 
 def _fit_statsmodels(y: np.ndarray, exog: np.ndarray, codes: np.ndarray) -> dict:

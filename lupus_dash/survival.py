@@ -45,7 +45,11 @@ def km_median(time: Any, event: Any, conf_level: float = 0.95) -> dict:
 
     `None` where the curve (or a limit) never falls to 0.5: "not reached".
     """
-    km = stats.kaplan_meier(time, event, conf_level)
+    return _median_of(stats.kaplan_meier(time, event, conf_level))
+
+
+def _median_of(km: pd.DataFrame) -> dict:
+    """n, events, median and its CI of a `stats.kaplan_meier` table (see km_median)."""
     n = int(km["n_risk"].iloc[0]) if len(km) else 0
     out = {"n": n, "events": int(km["n_event"].sum()) if len(km) else 0,
            "median": None, "ci_low": None, "ci_high": None}
@@ -174,12 +178,11 @@ def km_summary(df: pd.DataFrame, *, time: str = "time", event: str = "event",
         sub = d[d[group] == k] if group else d
         km = stats.kaplan_meier(sub[time].to_numpy(float), sub[event].to_numpy(float),
                                 conf_level)
+        meds.append({"group": k, **_median_of(km)})
         km.insert(0, "group", k)
         curves.append(km)
         for tt, n in zip(times, at_risk(sub[time], sub[event], times)):
             risk.append({"group": k, "time": float(tt), "n_risk": n})
-        meds.append({"group": k, **km_median(sub[time].to_numpy(float),
-                                             sub[event].to_numpy(float), conf_level)})
     out = {
         "curves": (pd.concat(curves, ignore_index=True) if curves else
                    pd.DataFrame(columns=["group", "time", "n_risk", "n_event", "n_censor",

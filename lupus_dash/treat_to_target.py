@@ -98,15 +98,25 @@ def _codes(visits: pd.DataFrame, patients: pd.DataFrame):
     return code, stop
 
 
+def _inputs(visits: pd.DataFrame, patients: pd.DataFrame, strategy: str,
+            end_week: float | None = None):
+    """(patient codes, stop weeks, visit weeks, end_week) for the functions below, the
+    strategy checked; end_week None = the last week in `visits` (0 when there are none)."""
+    _check_strategy(strategy)
+    code, stop = _codes(visits, patients)
+    week = pd.to_numeric(visits["week"], errors="coerce").to_numpy(float)
+    if end_week is None:
+        end_week = float(np.nanmax(week)) if week.size else 0.0
+    return code, stop, week, end_week
+
+
 def _timeline(visits, patients, column, strategy, end_week):
     """Rows (patient code, week, in state, kind) after the strategy, sorted.
 
     kind 0 = an assessed visit, 1 = the stop (composite: failure from here), 2 = the
     planned end of follow-up (composite, stopped patients only).
     """
-    _check_strategy(strategy)
-    code, stop = _codes(visits, patients)
-    week = pd.to_numeric(visits["week"], errors="coerce").to_numpy(float)
+    code, stop, week, end_week = _inputs(visits, patients, strategy, end_week)
     state = _as_state(visits[column])
     keep = ~np.isnan(state) & ~np.isnan(week)
     if strategy != "treatment_policy":
@@ -116,8 +126,6 @@ def _timeline(visits, patients, column, strategy, end_week):
     kind = np.zeros(c.size, dtype=np.int8)
     if strategy == "composite":
         stopped = np.flatnonzero(~np.isnan(stop))
-        if end_week is None:
-            end_week = float(np.nanmax(week)) if week.size else 0.0
         ends = np.maximum(float(end_week), stop[stopped])
         c = np.concatenate([c, stopped, stopped])
         w = np.concatenate([w, stop[stopped], ends])
@@ -220,16 +228,14 @@ def summarise(pp: pd.DataFrame, definition: str, strategy: str) -> dict:
     obs = pp[pp["share"].notna()]
     n = len(obs)
     share = obs["share"].to_numpy(float)
-    p25 = med = p75 = None
-    if n:
-        p25, med, p75 = (float(v) for v in np.percentile(share, [25, 50, 75], method="weibull"))
+    d = stats.describe(share)
     k50 = int((share >= 0.5).sum())
-    _, lo, hi = stats.proportion_ci(k50, n)
+    r50, lo, hi = stats.proportion_ci(k50, n)
     ks = int(obs["sustained"].sum())
     rs, slo, shi = stats.proportion_ci(ks, n)
     return {
-        "definition": definition, "strategy": strategy, "n": n, "median": med, "p25": p25,
-        "p75": p75, "n_ge_50pct": k50, "share_ge_50pct": k50 / n if n else None,
+        "definition": definition, "strategy": strategy, "n": n, "median": d["median"],
+        "p25": d["p25"], "p75": d["p75"], "n_ge_50pct": k50, "share_ge_50pct": r50,
         "ci_low": lo, "ci_high": hi, "n_sustained": ks, "share_sustained": rs,
         "sustained_ci_low": slo, "sustained_ci_high": shi,
         "n_reached": int(obs["reached"].sum()),
@@ -255,13 +261,9 @@ def time_to_target(visits: pd.DataFrame, patients: pd.DataFrame, column: str = "
     with no assessed visit after baseline (and, under composite, no stop) has no
     follow-up and is left out.
     """
-    _check_strategy(strategy)
-    code, stop = _codes(visits, patients)
+    code, stop, week, end_week = _inputs(visits, patients, strategy, end_week)
     n_pat = len(patients)
-    week = pd.to_numeric(visits["week"], errors="coerce").to_numpy(float)
     state = _as_state(visits[column])
-    if end_week is None:
-        end_week = float(np.nanmax(week)) if week.size else 0.0
     base = week == baseline_week
     b_state = np.full(n_pat, np.nan)
     bk = base & ~np.isnan(state)
@@ -310,10 +312,8 @@ def visit_states(visits: pd.DataFrame, patients: pd.DataFrame, weeks: Sequence[i
     (composite and while on treatment: always; treatment policy: only where no
     state was observed).
     """
-    _check_strategy(strategy)
-    code, stop = _codes(visits, patients)
+    code, stop, wk, _ = _inputs(visits, patients, strategy)
     weeks = [int(w) for w in weeks]
-    wk = pd.to_numeric(visits["week"], errors="coerce").to_numpy(float)
     pos = pd.Index(weeks).get_indexer(wk)
     sel = pos >= 0
     lld = _as_state(visits["lldas"])[sel]
@@ -382,6 +382,20 @@ SWIMMER_SORTS = {
 }
 
 
+def ae_markers(adverse_events: pd.DataFrame, lanes: pd.DataFrame) -> pd.DataFrame:
+    """Swimmer markers (patient, lane, week, kind "adverse event", detail = term) of the
+    adverse events (patient, week, optionally term) of the patients shown in `lanes`
+    (patient, lane); other patients' events are left out."""
+    lane_of = dict(zip(lanes["patient"].tolist(), lanes["lane"].tolist()))
+    ae = adverse_events[adverse_events["patient"].isin(set(lane_of))]
+    return pd.DataFrame({
+        "patient": ae["patient"].to_numpy(),
+        "lane": np.asarray([lane_of[p] for p in ae["patient"]], dtype=np.int64),
+        "week": pd.to_numeric(ae["week"], errors="coerce").to_numpy(float),
+        "kind": "adverse event",
+        "detail": ae["term"].astype(str).to_numpy() if "term" in ae else None})
+
+
 def swimmer_data(visits: pd.DataFrame, patients: pd.DataFrame,
                  adverse_events: pd.DataFrame | None = None, *, strategy: str = "composite",
                  sort_by: str = "stopped_first", max_patients: int = SWIMMER_MAX,
@@ -396,20 +410,18 @@ def swimmer_data(visits: pd.DataFrame, patients: pd.DataFrame,
     """
     if sort_by not in SWIMMER_SORTS:
         raise ValueError(f"sort_by must be one of {', '.join(SWIMMER_SORTS)}")
-    _check_strategy(strategy)
-    code, stop = _codes(visits, patients)
-    week = pd.to_numeric(visits["week"], errors="coerce").to_numpy(float)
+    code, stop, week, end_week = _inputs(visits, patients, strategy, end_week)
     lastv = np.full(len(patients), np.nan)
     if week.size:
         lv = np.full(len(patients), -np.inf)
-        np.maximum.at(lv, code, week)
+        np.fmax.at(lv, code, week)  # a visit without a week does not end the lane
         lastv = np.where(np.isfinite(lv), lv, np.nan)
     end = np.where(np.isnan(stop), lastv, stop)
-    if end_week is None:
-        end_week = float(np.nanmax(week)) if week.size else 0.0
     status = np.where(~np.isnan(stop), "stopped",
                       np.where(lastv >= end_week, "ongoing", "no further visits"))
-    pp = per_patient(visits, patients, "lldas", strategy, end_week)
+    # Every patient's time in target only when the order needs it; else the shown lanes'.
+    pp = (per_patient(visits, patients, "lldas", strategy, end_week)
+          if sort_by in ("time_in_target", "first_target") else None)
     if sort_by == "stopped_first":
         key = (np.where(np.isnan(stop), np.inf, stop), -np.nan_to_num(end, nan=-1.0))
     elif sort_by == "time_on_treatment":
@@ -428,19 +440,22 @@ def swimmer_data(visits: pd.DataFrame, patients: pd.DataFrame,
     chosen = order[:max_patients]
     lane = np.full(total, -1)
     lane[chosen] = np.arange(chosen.size)
+    # The shown patients' visits (a visit without a week has no place on the lane).
+    vis_sel = (lane[code] >= 0) & ~np.isnan(week)
+    sub_v = visits[vis_sel]
+    sub_p = patients.iloc[chosen]
+    share = (pp["share"].to_numpy(float)[chosen] if pp is not None else
+             per_patient(sub_v, sub_p, "lldas", strategy, end_week)["share"].to_numpy(float))
     reason = (patients["stop_reason"].astype("string").to_numpy(dtype=object, na_value=None)
               if "stop_reason" in patients else np.full(total, None, dtype=object))
     lanes = pd.DataFrame({
         "patient": ids[chosen], "lane": np.arange(chosen.size),
         "start": np.zeros(chosen.size), "end": end[chosen],
         "status": status[chosen], "stop_reason": reason[chosen],
-        "share_lldas": pp["share"].to_numpy(float)[chosen],
+        "share_lldas": share,
     })
     # States at every attended visit (unscheduled ones included) of the shown patients.
-    vis_sel = lane[code] >= 0
-    vweeks = sorted(set(week[vis_sel & ~np.isnan(week)].astype(int).tolist()))
-    sub_v = visits[vis_sel]
-    sub_p = patients.iloc[chosen]
+    vweeks = sorted(set(week[vis_sel].astype(int).tolist()))
     st = visit_states(sub_v, sub_p, vweeks, strategy) if vweeks else np.zeros((chosen.size, 0), dtype=int)
     present = np.zeros_like(st, dtype=bool)
     sc, _ = _codes(sub_v, sub_p)
@@ -455,14 +470,7 @@ def swimmer_data(visits: pd.DataFrame, patients: pd.DataFrame,
                                  "week": stop[chosen][stop_lane], "kind": "stop",
                                  "detail": reason[chosen][stop_lane]}))
     if adverse_events is not None and len(adverse_events):
-        ae = adverse_events[adverse_events["patient"].isin(set(ids[chosen].tolist()))]
-        pos = {p: i for i, p in enumerate(ids[chosen].tolist())}
-        markers.append(pd.DataFrame({
-            "patient": ae["patient"].to_numpy(),
-            "lane": [pos[p] for p in ae["patient"]],
-            "week": pd.to_numeric(ae["week"], errors="coerce").to_numpy(float),
-            "kind": "adverse event", "detail": ae["term"].astype(str).to_numpy()
-            if "term" in ae else None}))
+        markers.append(ae_markers(adverse_events, lanes))
     markers = pd.concat([m for m in markers if len(m)], ignore_index=True) if any(
         len(m) for m in markers) else pd.DataFrame(columns=["patient", "lane", "week", "kind",
                                                             "detail"])

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lupus_dash import cli
+from lupus_dash.analyses import remission
 from lupus_dash.db import Database
 from lupus_dash.filters import Filter
 from lupus_dash.report import build_report
@@ -114,3 +115,13 @@ def test_report_json_shape(reports):
         assert f in rem
     assert {r["visit_week"] for r in rep["remission"]} >= {0, 52, "last"}
     json.dumps(rep, allow_nan=False)  # strict JSON: no NaN anywhere
+
+
+def test_remission_rates_of_a_filter_matching_nobody(r_db):
+    # No renal definition asked for and nobody in the filter: zero eligible at every visit,
+    # no rate (the count of unknown renal eligibility once returned no row here and failed).
+    flt = Filter.build("r_external", age_min=200)
+    for defs in (("lldas",), ("lldas", "renal_complete")):
+        df = remission.rates(r_db, flt, definitions=defs, extras=False)
+        assert len(df) == 6 * len(defs)  # 5 scheduled visits and "last"
+        assert (df["n_eligible"] == 0).all() and df["rate"].isna().all()

@@ -316,6 +316,19 @@ def test_swimmer_lanes_sorting_cap_and_markers(hand):
         T.swimmer_data(*hand, sort_by="age")
 
 
+def test_swimmer_visit_without_a_week_draws_no_marker():
+    # A visit of a shown patient whose week is unknown has no place on the lane: it must
+    # not turn into a marker at the last week drawn.
+    visits = pd.DataFrame({"patient": ["p", "p", "q", "q"], "week": [0, 52, 0, NA],
+                           "lldas": [0.0, 1.0, 1.0, 1.0], "remission": [0.0, 0.0, 0.0, 0.0]})
+    patients = pd.DataFrame({"patient": ["p", "q"], "stop_week": [NA, NA]})
+    lanes, markers, _ = T.swimmer_data(visits, patients, end_week=52)
+    assert lanes.set_index("patient")["end"].to_dict() == {"p": 52, "q": 0}
+    assert markers[markers.patient == "q"][["week", "kind"]].values.tolist() == [[0, "LLDAS"]]
+    assert markers[markers.patient == "p"][["week", "kind"]].values.tolist() == [
+        [0, "active"], [52, "LLDAS"]]
+
+
 def test_swimmer_spec_validates_and_looks_right(hand):
     ae = pd.DataFrame({"patient": ["g"], "week": [10], "term": ["infection"]})
     lanes, markers, note = T.swimmer_data(*hand, ae, max_patients=5, end_week=52)

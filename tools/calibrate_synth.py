@@ -19,12 +19,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone, not installed
 
-from lupus_dash import schema
-from lupus_dash.synth import _CORE, LADDER, ladder  # noqa: F401  (frozen result, coding)
-
-C3_LLN = schema.ENDPOINTS_BY_COLUMN["c3_g_l"].ref_low
-C4_LLN = schema.ENDPOINTS_BY_COLUMN["c4_g_l"].ref_low
-PROTEINURIA_G = 0.5
+from lupus_dash.synth import _CORE, LADDER  # the frozen result, the descriptor coding
 
 # --------------------------------------------------------------------------
 # Calibration of the csle completers' core (run once; see calibrate_csle_core)
@@ -90,7 +85,6 @@ CONT = {
 
 def _cont_targets(spec):
     half = 0.5 * 10.0 ** -spec["dec"]
-    np.array(spec["md"])
     lo = np.array([c[0] for c in spec["ci"]])
     hi = np.array([c[1] for c in spec["ci"]])
     mdc = (lo + hi) / 2
@@ -268,7 +262,6 @@ def anneal_protein(rng, iters=40000):
     X = protein_columns(rng)
     z_t = np.array(RANK["urine_protein_g_24h"]["z"])
     tol = np.array([ztol(z) for z in z_t])
-    np.log(X + 0.05)
     # start from rank-preserving pairing (smooth trajectories)
 
     def loss(X):
@@ -321,30 +314,6 @@ PRED_STEP = 2.5
 NC_SLEDAI0 = np.array([3, 17, 3])  # the three non-completers' baseline SLEDAI-2K
 NC_PGA0 = np.array([1.0, 3.0, 1.0])
 DS_COUNTS = (15, 10, 11, 8, 8)
-
-# Non-renal SLEDAI-2K descriptors as bits, and the canonical set for a non-renal score v.
-BIT = {
-    "leukopenia": 1,
-    "thrombocytopenia": 2,
-    "rash": 4,
-    "alopecia": 8,
-    "mucosal_ulcers": 16,
-    "arthritis": 32,
-    "myositis": 64,
-    "pleurisy": 128,
-}
-WEIGHT = {
-    "leukopenia": 1,
-    "thrombocytopenia": 1,
-    "rash": 2,
-    "alopecia": 2,
-    "mucosal_ulcers": 2,
-    "arthritis": 4,
-    "myositis": 4,
-    "pleurisy": 2,
-}
-
-
 
 
 def ds_matrix():

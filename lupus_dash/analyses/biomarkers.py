@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import mmrm, schema, stats
+from .. import mmrm, schema, stats, treat_to_target
 from ..cache import memoize
 from ..db import Database
 from ..filters import MISSING, Filter
@@ -235,10 +235,10 @@ def _row(endpoint, week, comparator, cweek, res: stats.TestResult) -> dict:
         "effect": res.effect,
         "effect_name": res.effect_name,
         # Fields of the small-n statistics (exact p, Hodges–Lehmann estimate, Satterthwaite df).
-        "estimate": getattr(res, "estimate", res.mean_diff),
-        "estimate_name": getattr(res, "estimate_name", None),
-        "p_method": getattr(res, "p_method", None),
-        "p_asymptotic": getattr(res, "p_asymptotic", None),
+        "estimate": res.estimate,
+        "estimate_name": res.estimate_name,
+        "p_method": res.p_method,
+        "p_asymptotic": res.p_asymptotic,
         "df": res.df,
         "note": res.extra.get("note"),
         "reason": res.reason,
@@ -439,7 +439,7 @@ def individual_trajectories(
 
 # --- MMRM (change from baseline, unstructured covariance; the fit: lupus_dash.mmrm) ----
 
-MMRM_STRATEGIES = ("composite", "treatment_policy", "while_on_treatment")
+MMRM_STRATEGIES = treat_to_target.STRATEGIES
 MMRM_COLUMNS = ["endpoint", "visit_week", "n", "estimate", "se", "df", "ci_low", "ci_high",
                   "p_value"]
 

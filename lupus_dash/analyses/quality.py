@@ -10,7 +10,7 @@ from .. import schema
 from ..db import Database
 from ..filters import Filter
 from ..results import Part, analysis
-from .common import count_patients
+from .common import cohort_info, count_patients
 
 QUALITY_COLUMNS = tuple(
     c for c in schema.VISIT_COLUMNS
@@ -28,9 +28,7 @@ def missingness(db: Database, flt: Filter) -> pd.DataFrame:
     visit row at that week; the others count missing values among held visits.
     """
     cond, params = flt.where("p")
-    weeks = [int(w) for w in db.query(
-        "SELECT unnest(scheduled_weeks) AS w FROM cohorts WHERE cohort = ?", [flt.cohort]
-    )["w"]]
+    weeks = cohort_info(db, flt.cohort)["scheduled_weeks"]
     present = db.columns("visit_facts")
     cols = [c for c in QUALITY_COLUMNS if c.name in present]
     counts = ", ".join(f'count(v."{c.name}") AS "{c.name}"' for c in cols)
@@ -48,10 +46,9 @@ def missingness(db: Database, flt: Filter) -> pd.DataFrame:
     ).set_index("visit_week")
     n_patients = count_patients(db, flt)[0]
     df = held.reindex(weeks, fill_value=0).rename_axis("visit_week").reset_index()
-    df["n_patients"] = n_patients
     rows = []
     for _, r in df.iterrows():
-        n_pat, n_vis = int(r["n_patients"]), int(r["n_visits"])
+        n_pat, n_vis = n_patients, int(r["n_visits"])
         rows.append({"visit_week": int(r["visit_week"]), "variable": "visit",
                      "label": "(visit attended)", "n_expected": n_pat,
                      "n_missing": n_pat - n_vis,

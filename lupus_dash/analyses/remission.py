@@ -120,8 +120,8 @@ def rates(
     eligible = ", ".join(f'count(*) FILTER (WHERE {elig(d)}) AS "{d}"' for d in defs)
     flag_cols = "".join(f', p."{f}"' for f in flags)
     base = f"SELECT p.patient_id{flag_cols} FROM patient_facts p WHERE {cond}"
-    unknown = ", ".join(f'count(*) FILTER (WHERE "{schema.RENAL_ELIGIBLE_COLUMN[d]}" IS NULL) '
-                        f'AS "{d}"' for d in defs if d in schema.RENAL_DEFINITIONS) or "0 AS _"
+    unknown = "".join(f', count(*) FILTER (WHERE "{schema.RENAL_ELIGIBLE_COLUMN[d]}" IS NULL) '
+                      f'AS "{d}__unknown"' for d in defs if d in schema.RENAL_DEFINITIONS)
     sql = f"""
         WITH base AS ({base}),
         r AS (SELECT base.*, v.visit_week, v.is_last, {exprs}
@@ -133,8 +133,9 @@ def rates(
         SELECT * FROM by_week UNION ALL SELECT * FROM last
     """
     counts = db.query(sql, [*params, flt.cohort, [int(w) for w in weeks]])
-    n_elig = db.query(f"WITH base AS ({base}) SELECT {eligible} FROM base", params).iloc[0]
-    n_unknown = db.query(f"WITH base AS ({base}) SELECT {unknown} FROM base", params).iloc[0]
+    # Eligible patients per definition and, for renal ones, those of unknown eligibility.
+    n_elig = db.query(f"WITH base AS ({base}) SELECT {eligible}{unknown} FROM base",
+                      params).iloc[0]
     by_wk = {r["wk"]: r for _, r in counts.iterrows()}
     failure = not_evaluable == "failure"
     out = []
@@ -154,8 +155,9 @@ def rates(
                          else "; not evaluable left out")
             if d in schema.RENAL_DEFINITIONS:
                 rule += f"; patients with baseline proteinuria ≥ {renal_threshold(d):g} g/g"
-                if int(n_unknown[d]):
-                    rule += (f" ({int(n_unknown[d])} without a baseline proteinuria not "
+                n_unk = int(n_elig[f"{d}__unknown"])
+                if n_unk:
+                    rule += (f" ({n_unk} without a baseline proteinuria not "
                              "counted)")
             rate, lo, hi = stats.proportion_ci(yes, denom, method=ci)
             out.append({

@@ -19,6 +19,7 @@ from ..treat_to_target import (
     SUSTAIN_WEEKS,
     SWIMMER_MAX,
     _check_strategy,
+    ae_markers,
     per_patient,
     state_counts,
     summarise,
@@ -204,14 +205,10 @@ def swimmer(db: Database, flt: Filter, preset: str = "standard", strategy: str =
     shown = lanes["patient"].tolist()
     if shown:
         ae = db.query(
-            "SELECT patient_id, CAST(onset_week AS DOUBLE) AS week, term FROM adverse_events "
-            "WHERE patient_id IN (SELECT unnest(?)) AND onset_week IS NOT NULL", [shown])
+            "SELECT patient_id AS patient, CAST(onset_week AS DOUBLE) AS week, term "
+            "FROM adverse_events WHERE patient_id IN (SELECT unnest(?)) "
+            "AND onset_week IS NOT NULL", [shown])
         if len(ae):
-            lane_of = dict(zip(lanes["patient"], lanes["lane"]))
-            extra = pd.DataFrame({"patient": ae["patient_id"],
-                                  "lane": ae["patient_id"].map(lane_of).astype(int),
-                                  "week": ae["week"], "kind": "adverse event",
-                                  "detail": ae["term"].astype(str)})
-            markers = pd.concat([markers, extra], ignore_index=True).sort_values(
+            markers = pd.concat([markers, ae_markers(ae, lanes)], ignore_index=True).sort_values(
                 ["lane", "week"], kind="stable").reset_index(drop=True)
     return {"lanes": lanes, "markers": markers, "note": pd.DataFrame({"note": [note]})}
