@@ -951,16 +951,15 @@ def _validate_table(
             continue
         factors = dict(mapping.UNITS.get(target, {}))
         base = next(iter(factors), "")
-        default, default_f = base, 1.0
+        default = base
         if target in mapped_units:
-            default, default_f = mapped_units[target]
-            factors[default] = default_f
+            default, mapped_f = mapped_units[target]
+            factors[default] = mapped_f
         elif target in _UNIT_FACTORS:
             option = opts.get("complement_unit" if target != "creatinine_umol_l"
                               else "creatinine_unit")
             if option:
                 default = _canon_unit(option)
-                default_f = _UNIT_FACTORS[target][default]
         units = pd.Series(default, index=frame.index, dtype=object)
         unit_col = unit_col_of.get(target)
         if unit_col and unit_col in frame.columns:
