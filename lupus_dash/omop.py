@@ -511,8 +511,10 @@ def read_omop(dsn: str, cdm_schema: str, cohort: str, *, concepts: str | Path | 
     source = f"OMOP CDM {cdm_schema} ({_safe_dsn(dsn)})"
     if sink.problems or info.n_patients == 0:
         return ingest.ReadResult({}, sink.problems, sink.warnings, None, source), info
-    sched = ingest.parse_schedule(schedule, sink)
-    wins = ingest.parse_windows(week_windows, sink)
+    # Parsed here for the labs' weeks; _read_validated parses them again and reports them.
+    quiet = ingest._Sink()
+    sched = ingest.parse_schedule(schedule, quiet)
+    wins = ingest.parse_windows(week_windows, quiet)
     raws = {"patients": tables["patients"], "adverse_events": tables["adverse_events"]}
     opts = {"date_format": "auto"}
     labs.merge_into(raws, tables["labs"], None, sink, opts, sched, wins)
