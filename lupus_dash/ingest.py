@@ -417,6 +417,13 @@ def _read_parquet(path: Path, label: str, sink: _Sink) -> _Raw | None:
     return _frame_from_rows(label, records, sink, decimal_comma=False)
 
 
+def _read_table_file(path: Path, sink: _Sink) -> _Raw | None:
+    """A .parquet file, or any other file as CSV; labelled by its name."""
+    if path.suffix.lower() == ".parquet":
+        return _read_parquet(path, path.name, sink)
+    return _read_csv(path, path.name, sink)
+
+
 def _read_xlsx(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
     """One _Raw per contract sheet of a workbook; missing required sheets are problems."""
     import openpyxl
@@ -478,11 +485,7 @@ def _read_sources(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
             continue
         if not hits:
             continue
-        f = hits[0]
-        if f.suffix.lower() == ".csv":
-            found[table] = _read_csv(f, f.name, sink)
-        else:
-            found[table] = _read_parquet(f, f.name, sink)
+        found[table] = _read_table_file(hits[0], sink)
     if not found:
         books = [f for n, f in sorted(files.items()) if n.endswith(".xlsx") and not n.startswith("~$")]
         if len(books) == 1:
@@ -497,8 +500,12 @@ def _read_sources(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
 # --- mapping (MAP.toml) ----------------------------------------------------------------------
 
 
-def _read_named(path: Path, spec: str, sink: _Sink) -> _Raw | None:
-    """A file named in a mapping's [files]: 'name.csv', 'name.parquet' or 'book.xlsx[Sheet]'."""
+def _read_named(path: Path, spec: str, sink: _Sink, *, other_as_csv: bool = False
+                ) -> _Raw | None:
+    """A file named in a mapping's [files]: 'name.csv', 'name.parquet' or 'book.xlsx[Sheet]'.
+
+    `other_as_csv`: a file with another suffix is read as CSV (the labs file always was).
+    """
     m = re.match(r"^(.*?)\[(.+)\]$", spec.strip())
     name, sheet = (m.group(1), m.group(2)) if m else (spec.strip(), None)
     base = path if path.is_dir() else path.parent
@@ -510,12 +517,10 @@ def _read_named(path: Path, spec: str, sink: _Sink) -> _Raw | None:
                    f"not exist in {base}")
         return None
     suffix = f.suffix.lower()
-    if suffix == ".csv":
-        return _read_csv(f, f.name, sink)
-    if suffix == ".parquet":
-        return _read_parquet(f, f.name, sink)
     if suffix == ".xlsx":
         return _read_sheet(f, sheet, sink)
+    if suffix in (".csv", ".parquet") or (other_as_csv and sheet is None):
+        return _read_table_file(f, sink)
     sink.error(spec, None, None, None, "the mapping's [files] entries must be .csv, .parquet "
                "or book.xlsx[Sheet]")
     return None
@@ -555,8 +560,7 @@ def _sources_for_mapping(path: Path, m: mapping.Mapping, sink: _Sink) -> dict[st
                 continue
             for n in (f"{table}.csv", f"{table}.parquet"):
                 if n in files:
-                    out[table] = (_read_csv if n.endswith(".csv") else _read_parquet)(
-                        files[n], files[n].name, sink)
+                    out[table] = _read_table_file(files[n], sink)
     for table in schema.REQUIRED_TABLES:
         if table not in out and not (table == "visits" and "labs" in m.files):
             sink.error(m.path, None, None, table, f"[files] names no file for {table}, and "
@@ -1375,11 +1379,11 @@ def _read_validated(path, sink, m, complement_unit, creatinine_unit, week_window
                 _read_sources(path, sink)
         if m is not None:
             apply_mapping(raws, m, sink, opts)
-        labs_file = _labs_source(path, m)
-        if labs_file is not None:
+        labs_raw = _read_labs(path, m, sink)
+        if labs_raw is not None:
             from . import labs
 
-            labs.merge_into(raws, labs_file, m, sink, opts, sched, wins)
+            labs.merge_into(raws, labs_raw, m, sink, opts, sched, wins)
     tables: dict[str, pd.DataFrame] = {}
     extras: dict[str, pd.Series] = {}
     for table, raw in raws.items():
@@ -1440,15 +1444,15 @@ def _shown(q: Problem, shown: dict[tuple[str, str], str]) -> Problem:
     return dataclasses.replace(q, column=shown[key]) if key in shown else q
 
 
-def _labs_source(path: Path, m: mapping_mod.Mapping | None) -> Path | None:
-    """A long-format labs file: named in [files] labs, or labs.csv in the folder."""
+def _read_labs(path: Path, m: mapping_mod.Mapping | None, sink: _Sink) -> _Raw | None:
+    """A long-format labs table: named in [files] labs (a file or book.xlsx[Sheet]), or
+    labs.csv / labs.parquet in the folder; None when there is none or it is unreadable."""
     if m is not None and "labs" in m.files:
-        base = path if path.is_dir() else path.parent
-        return base / m.files["labs"]
+        return _read_named(path, m.files["labs"], sink, other_as_csv=True)
     if path.is_dir():
         for f in path.iterdir():
             if f.name.lower() in ("labs.csv", "labs.parquet"):
-                return f
+                return _read_table_file(f, sink)
     return None
 
 

@@ -15,8 +15,6 @@ in both files is an error naming both) and go through the ordinary validation.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -137,25 +135,11 @@ def _weeks_for_days(days: np.ndarray, windows) -> np.ndarray:
     return np.where(ok, weeks[np.clip(k, 0, None)], -1)
 
 
-def read_labs(file: Path, sink):
+def merge_into(raws: dict, raw, m, sink, opts: dict, sched, wins) -> None:
+    """Check every result of the labs table as read (ingest._read_labs, or a raw table another
+    reader built) and put them into raws['visits']."""
     from . import ingest
 
-    if not file.is_file():
-        sink.error(str(file), None, None, None, "labs file named in the mapping does not exist")
-        return None
-    if file.suffix.lower() == ".parquet":
-        return ingest._read_parquet(file, file.name, sink)
-    return ingest._read_csv(file, file.name, sink)
-
-
-def merge_into(raws: dict, file, m, sink, opts: dict, sched, wins) -> None:
-    """Read the labs file (a path, or a raw table another reader built), check every result,
-    and put them into raws['visits']."""
-    from . import ingest
-
-    raw = file if isinstance(file, ingest._Raw) else read_labs(file, sink)
-    if raw is None:
-        return
     label = raw.label
     frame = raw.frame
     # Which file column holds what: the mapping's table "labs", else recognised names.

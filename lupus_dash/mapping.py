@@ -893,12 +893,8 @@ def _tables_in(path: Path, sink) -> list[tuple[str, object]]:
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     for f in files:
         suf = f.suffix.lower()
-        if suf == ".csv":
-            raw = ingest._read_csv(f, f.name, sink)
-            if raw is not None:
-                out.append((f.name, raw))
-        elif suf == ".parquet":
-            raw = ingest._read_parquet(f, f.name, sink)
+        if suf in (".csv", ".parquet"):
+            raw = ingest._read_table_file(f, sink)
             if raw is not None:
                 out.append((f.name, raw))
         elif suf == ".xlsx" and not f.name.startswith("~$"):
