@@ -424,15 +424,31 @@ def _read_table_file(path: Path, sink: _Sink) -> _Raw | None:
     return _read_csv(path, path.name, sink)
 
 
-def _read_xlsx(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
-    """One _Raw per contract sheet of a workbook; missing required sheets are problems."""
+BAD_WORKBOOK = "not a readable .xlsx workbook"
+
+
+def _open_workbook(path: Path, sink: _Sink):
+    """The workbook, read-only with cached values; None (a located problem) if unreadable."""
     import openpyxl
 
-    out: dict[str, _Raw | None] = {}
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        return openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt workbook is the file's problem
-        sink.error(path.name, None, None, None, f"not a readable .xlsx workbook: {exc}")
+        sink.error(path.name, None, None, None, f"{BAD_WORKBOOK}: {exc}")
+        return None
+
+
+def _sheet_raw(path: Path, wb, name: str, sink: _Sink) -> _Raw | None:
+    """Sheet `name` of the open workbook `wb` (read from `path`), labelled book.xlsx[Sheet]."""
+    records = ((i, list(r)) for i, r in enumerate(wb[name].iter_rows(values_only=True), start=1))
+    return _frame_from_rows(f"{path.name}[{name}]", records, sink, decimal_comma=False)
+
+
+def _read_xlsx(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
+    """One _Raw per contract sheet of a workbook; missing required sheets are problems."""
+    out: dict[str, _Raw | None] = {}
+    wb = _open_workbook(path, sink)
+    if wb is None:
         return out
     try:
         sheets = {normalise_name(n): n for n in wb.sheetnames}
@@ -445,12 +461,7 @@ def _read_xlsx(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
                         f"(sheets found: {', '.join(wb.sheetnames)})",
                     )
                 continue
-            label = f"{path.name}[{sheets[table]}]"
-            ws = wb[sheets[table]]
-            records = (
-                (i, list(r)) for i, r in enumerate(ws.iter_rows(values_only=True), start=1)
-            )
-            out[table] = _frame_from_rows(label, records, sink, decimal_comma=False)
+            out[table] = _sheet_raw(path, wb, sheets[table], sink)
         for key, name in sheets.items():
             if key not in schema.INPUT_TABLES:
                 sink.warn(path.name, None, None, name, "sheet is not part of the contract; ignored")
@@ -527,12 +538,9 @@ def _read_named(path: Path, spec: str, sink: _Sink, *, other_as_csv: bool = Fals
 
 
 def _read_sheet(path: Path, sheet: str | None, sink: _Sink) -> _Raw | None:
-    import openpyxl
-
-    try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # noqa: BLE001 - a corrupt workbook is the file's problem
-        sink.error(path.name, None, None, None, f"not a readable .xlsx workbook: {exc}")
+    """One sheet of a workbook (the first when `sheet` is None)."""
+    wb = _open_workbook(path, sink)
+    if wb is None:
         return None
     try:
         name = sheet or wb.sheetnames[0]
@@ -540,11 +548,21 @@ def _read_sheet(path: Path, sheet: str | None, sink: _Sink) -> _Raw | None:
             sink.error(path.name, None, None, name, "no such sheet (sheets: "
                        f"{', '.join(wb.sheetnames)})")
             return None
-        records = ((i, list(r)) for i, r in
-                   enumerate(wb[name].iter_rows(values_only=True), start=1))
-        return _frame_from_rows(f"{path.name}[{name}]", records, sink, decimal_comma=False)
+        return _sheet_raw(path, wb, name, sink)
     finally:
         wb.close()
+
+
+def _read_sheets(path: Path, sink: _Sink) -> list[tuple[str, _Raw]]:
+    """(book.xlsx[Sheet], table) for every readable sheet, the workbook opened once."""
+    wb = _open_workbook(path, sink)
+    if wb is None:
+        return []
+    try:
+        raws = [(name, _sheet_raw(path, wb, name, sink)) for name in wb.sheetnames]
+    finally:
+        wb.close()
+    return [(f"{path.name}[{name}]", raw) for name, raw in raws if raw is not None]
 
 
 def _sources_for_mapping(path: Path, m: mapping.Mapping, sink: _Sink) -> dict[str, _Raw | None]:

@@ -898,24 +898,20 @@ def _tables_in(path: Path, sink) -> list[tuple[str, object]]:
             if raw is not None:
                 out.append((f.name, raw))
         elif suf == ".xlsx" and not f.name.startswith("~$"):
-            import openpyxl
-
-            wb = openpyxl.load_workbook(f, read_only=True, data_only=True)
-            names = list(wb.sheetnames)
-            wb.close()
-            for sheet in names:
-                raw = ingest._read_sheet(f, sheet, sink)
-                if raw is not None:
-                    out.append((f"{f.name}[{sheet}]", raw))
+            out += ingest._read_sheets(f, sink)  # an unreadable workbook: a problem in sink
     return out
 
 
-def suggest(path: str | Path) -> Mapping:
-    """A first mapping for the files at `path` (folder, .xlsx, .csv): guesses + confidences."""
+def suggest(path: str | Path, sink=None) -> Mapping:
+    """A first mapping for the files at `path` (folder, .xlsx, .csv): guesses + confidences.
+
+    A file that cannot be read (a corrupt workbook, ...) is left out; `sink` (an
+    ingest._Sink) collects the located problems of reading the files.
+    """
     from . import ingest, labs, redcap
 
     path = Path(path)
-    sink = ingest._Sink()
+    sink = ingest._Sink() if sink is None else sink
     found = _tables_in(path, sink)
     rc = redcap.detect(found)
     if rc is not None:
@@ -981,10 +977,18 @@ def cli_suggest_mapping(args) -> int:
     if not path.exists():
         print(f"error: {path}: no such file or folder", file=sys.stderr)
         return 2
+    from . import ingest
+
+    sink = ingest._Sink()
     try:
-        m = suggest(path)
+        m = suggest(path, sink)
     except Exception as exc:  # noqa: BLE001 - never a traceback for the user
         print(f"error: could not read {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    bad = [p for p in sink.problems if p.reason.startswith(ingest.BAD_WORKBOOK)]
+    for p in bad:
+        print(f"error: {p}", file=sys.stderr)
+    if bad:
         return 2
     text = dumps(m)
     if args.output:
