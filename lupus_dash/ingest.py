@@ -764,6 +764,28 @@ def default_windows(schedule: Sequence[int]) -> list[tuple[int, int, int]]:
     return [tuple(x) for x in wins]
 
 
+def _windows_for(schedule: Sequence[int] | None, windows: list[tuple[int, int, int]] | None,
+                 seen_weeks: Iterable[int] = ()) -> list[tuple[int, int, int]]:
+    """The windows dated visits are mapped with: `windows` (--week-windows) if given, else
+    default_windows of the schedule, or without one of DEFAULT_SCHEDULE and the weeks the
+    data use (week 0 always)."""
+    if windows is not None:
+        return windows
+    weeks = {0, *schedule} if schedule is not None else {0, *DEFAULT_SCHEDULE, *seen_weeks}
+    return default_windows(sorted(weeks))
+
+
+def _week_of_days(days: np.ndarray, windows: Sequence[tuple[int, int, int]]) -> np.ndarray:
+    """The week whose window holds each day since treatment start; -1 = no window."""
+    ws = sorted(windows, key=lambda w: w[1])
+    los = np.array([w[1] for w in ws])
+    his = np.array([w[2] for w in ws])
+    weeks = np.array([w[0] for w in ws])
+    k = np.searchsorted(los, days, side="right") - 1
+    ok = (k >= 0) & (days <= his[np.clip(k, 0, None)])
+    return np.where(ok, weeks[np.clip(k, 0, None)], -1)
+
+
 # --- value parsing (vectorised) ------------------------------------------------------------
 
 
@@ -1210,15 +1232,10 @@ def _map_weeks(
     vcohort = v["patient_id"].map(cohort_of)
     cohort_windows: dict[str, list[tuple[int, int, int]]] = {}
     for cohort in vcohort.dropna().unique():
-        if windows is not None:
-            cohort_windows[cohort] = windows
-            continue
-        if schedule is not None:
-            sched = {0, *schedule}
-        else:
+        undated = []
+        if windows is None and schedule is None:
             undated = week[(vcohort == cohort) & week.notna()].astype(int).unique().tolist()
-            sched = {0, *DEFAULT_SCHEDULE, *undated}
-        cohort_windows[cohort] = default_windows(sorted(sched))
+        cohort_windows[cohort] = _windows_for(schedule, windows, undated)
 
     def raw_cell(col: str, i: int) -> str:
         return raw.frame[col].iloc[i] if col in raw.frame.columns else ""
@@ -1248,14 +1265,8 @@ def _map_weeks(
     before = np.zeros(len(v), dtype=bool)
     for cohort, wins in cohort_windows.items():
         rows = dated & (vcohort == cohort).to_numpy()
-        ws = sorted(wins, key=lambda w: w[1])
-        los = np.array([w[1] for w in ws])
-        his = np.array([w[2] for w in ws])
-        weeks = np.array([w[0] for w in ws])
-        k = np.searchsorted(los, day[rows], side="right") - 1
-        ok = (k >= 0) & (day[rows] <= his[np.clip(k, 0, None)])
-        mapped[rows] = np.where(ok, weeks[np.clip(k, 0, None)], -1)
-        before[rows] = day[rows] < los[0]
+        mapped[rows] = _week_of_days(day[rows], wins)
+        before[rows] = day[rows] < min(w[1] for w in wins)
     given = week.to_numpy(dtype="float64", na_value=np.nan)
     has_week = ~np.isnan(given)
     for i in np.flatnonzero(before):
