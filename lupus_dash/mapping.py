@@ -20,6 +20,7 @@ event categories.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import tomllib
 import unicodedata
@@ -553,13 +554,28 @@ def _targets(table: str) -> dict[str, tuple[str, ...]]:
     return syn
 
 
-def _phrases(table: str, col: str) -> list[str]:
+@functools.cache
+def _phrases(table: str, col: str) -> tuple[str, ...]:
+    """The normalised names of a contract column (its own, its label, its synonyms)."""
     names = [_norm(col)]
     c = next((x for x in schema.columns(table) if x.name == col), None)
     if c is not None:
         names.append(_norm(c.label))
     names += [_norm(s) for s in _targets(table).get(col, ())]
-    return [n for n in dict.fromkeys(names) if n]
+    return tuple(n for n in dict.fromkeys(names) if n)
+
+
+def _ratio_at_least(a: str, b: str, cutoff: float) -> float | None:
+    """difflib's ratio() of a and b if it reaches `cutoff`, else None. Its exact upper
+    bounds are tried first, as difflib.get_close_matches does: the same answers, cheaper."""
+    la, lb = len(a), len(b)
+    if la + lb and 2.0 * min(la, lb) / (la + lb) < cutoff:  # = real_quick_ratio()
+        return None
+    sm = difflib.SequenceMatcher(None, a, b)
+    if sm.quick_ratio() < cutoff:
+        return None
+    ratio = sm.ratio()
+    return ratio if ratio >= cutoff else None
 
 
 def _looks_numeric(samples: Sequence[str]) -> float:
@@ -613,8 +629,8 @@ def match_header(table: str, header: str, samples: Sequence[str] = ()) -> Guess 
                 rest = set(f" {key} ".replace(f" {ph} ", " ").split())
                 if rest <= _NOISE | _FILLER:
                     offer(col, 0.8 if len(ph) >= 6 else 0.75, f"contains '{ph}'")
-            ratio = difflib.SequenceMatcher(None, core or key, ph).ratio()
-            if ratio >= 0.84:
+            ratio = _ratio_at_least(core or key, ph, 0.84)
+            if ratio is not None:
                 offer(col, round(0.8 * ratio, 2), f"spelled like '{ph}'")
     # A drug's name as a header in patients: an indicator of that immunosuppressant.
     if table == "patients" and key in DRUG_CLASSES and DRUG_CLASSES[key] != "none":
@@ -814,12 +830,16 @@ _TABLE_HINTS = {
 
 def guess_table(name: str, headers: Sequence[str]) -> str:
     """Which contract table a file (by name and headers) most likely holds."""
+    return _guess_table(name, headers, match_header)
+
+
+def _guess_table(name: str, headers: Sequence[str], match) -> str:
     scores = {}
     low = _norm(name)
     for table in schema.INPUT_TABLES:
         hits = 0.0
         for h in headers:
-            g = match_header(table, h)
+            g = match(table, h)
             if g and g.confidence >= 0.7 and g.to != "patient_id":
                 hits += g.confidence
         if any(w in low.split() or low.startswith(w) for w in _TABLE_HINTS[table]):
@@ -917,19 +937,25 @@ def suggest(path: str | Path, sink=None) -> Mapping:
     if rc is not None:
         return redcap.suggest(path, found, rc)
     m = Mapping()
-    claimed: dict[str, tuple[float, str, object]] = {}
+    guesses: dict[tuple[str, str], Guess | None] = {}
+
+    def match(table: str, header: str) -> Guess | None:  # each header matched once per table
+        if (table, header) not in guesses:
+            guesses[table, header] = match_header(table, header)
+        return guesses[table, header]
+
+    claimed: dict[str, tuple[float, str, object, list[str], dict[str, list[str]]]] = {}
     for name, raw in found:
         headers, samples = _file_samples(raw)
         if labs.is_long_format(headers):
             m.files["labs"] = name
             m.columns += labs.suggest_columns(headers, samples)
             continue
-        table = guess_table(name, headers)
-        score = sum((match_header(table, h) or Guess("", 0)).confidence for h in headers)
+        table = _guess_table(name, headers, match)
+        score = sum((match(table, h) or Guess("", 0)).confidence for h in headers)
         if table not in claimed or score > claimed[table][0]:
-            claimed[table] = (score, name, raw)
-    for table, (_score, name, raw) in claimed.items():
-        headers, samples = _file_samples(raw)
+            claimed[table] = (score, name, raw, headers, samples)
+    for table, (_score, name, raw, headers, samples) in claimed.items():
         if name.lower() not in (f"{table}.csv", f"{table}.parquet"):
             m.files[table] = name
         m.columns += suggest_columns(table, headers, samples)
