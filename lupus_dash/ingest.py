@@ -158,7 +158,6 @@ _ISO_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+
 # Missing-value markers statistical software writes (R's write.csv: NA); accepted as empty
 # in number, integer, yes/no and date columns only, where they cannot be a real value.
 _NA_MARKERS = {"na", "n/a", "nan", "null"}
-_OTHER_DATE = re.compile(r"^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}$")
 # Day/month dates (either order), optionally with a time of day after them.
 _DM_DATE = re.compile(
     r"^(\d{1,2})([./-])(\d{1,2})\2(\d{2}|\d{4})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
@@ -637,8 +636,7 @@ def apply_mapping(raws: dict[str, _Raw | None], m: mapping.Mapping, sink: _Sink,
                     # Indicator columns of one regimen ('MMF', 'TAC') combine: 'MMF+TAC'.
                     a, b = new[cm.to], col
                     both = (a != "") & (b != "") & (b != "none") & (a != "none")
-                    new[cm.to] = a.where(~both, a + "+" + b).where(a != "", b).where(
-                        ~((a != "") & (b == "")), a)
+                    new[cm.to] = a.where(~both, a + "+" + b).where(a != "", b)
                     source_of[cm.to] += f" + {cm.column}"
                     continue
                 sink.error(m.path, None, cm.column, cm.to,

@@ -709,9 +709,6 @@ class Mapping:
     def for_table(self, table: str) -> list[ColumnMap]:
         return [c for c in self.columns if c.table == table]
 
-    def dumps(self) -> str:
-        return dumps(self)
-
 
 def _toml_str(s: str) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
