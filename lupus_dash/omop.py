@@ -442,7 +442,7 @@ def _tables(persons, labs_rows, drugs, conds, cohort, concepts, cutoff, cdm_sche
     aes = ingest._Raw(f"{cdm_schema}.condition_occurrence", aframe,
                       ae["id"].to_numpy(dtype=np.int64), False, {c: c for c in aframe.columns})
     return {"patients": patients, "labs": labs_raw, "adverse_events": aes, "drugs": drug,
-            "pid_of": pid_of}
+            "pid_of": pid_of, "start_of": start_of}
 
 
 # UCUM codes of OMOP unit concepts → spellings mapping.canon_unit() reads.
@@ -516,12 +516,7 @@ def read_omop(dsn: str, cdm_schema: str, cohort: str, *, concepts: str | Path | 
     opts = {"date_format": "auto"}
     labs.merge_into(raws, tables["labs"], None, sink, opts, sched, wins)
     if "visits" in raws:
-        person_of = tables["pid_of"]
-        frame = tables["patients"].frame
-        start_of = {p: pd.Timestamp(d).date() for p, d in
-                    zip(frame["patient_id"], frame["treatment_start_date"], strict=True)}
-        starts = {k: start_of.get(v) for k, v in person_of.items()}
-        _prednisone(raws["visits"], tables["drugs"], person_of, starts)
+        _prednisone(raws["visits"], tables["drugs"], tables["pid_of"], tables["start_of"])
     sink.warn(cdm_schema, None, None, None,
               "SLEDAI-2K (and its descriptors) and PGA are not in the OMOP CDM extraction: "
               "left empty, never invented; LLDAS and DORIS remission cannot be evaluated")
