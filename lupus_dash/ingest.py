@@ -149,15 +149,14 @@ _UNIT_SPELLINGS = {
     "μmol/l": "µmol/L",
     "micromol/l": "µmol/L",
 }
-# Extra input columns the importer understands besides the contract's.
-EXTRA_VISIT_COLUMNS = (*UNIT_COLUMNS, "glucocorticoid_drug", "glucocorticoid_mg_day")
+# Extra input columns the importer understands besides the contract's (the unit columns first).
+EXTRA_VISIT_COLUMNS = schema.EXTRA_VISIT_COLUMNS
 
 _TRUE = {"true", "1", "yes", "y", "1.0"}
 _FALSE = {"false", "0", "no", "n", "0.0"}
 _ISO_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
-# Missing-value markers statistical software writes (R's write.csv: NA); accepted as empty
-# in number, integer, yes/no and date columns only, where they cannot be a real value.
-_NA_MARKERS = {"na", "n/a", "nan", "null"}
+# Missing-value markers (schema.NA_MARKERS) are accepted as empty in number, integer, yes/no
+# and date columns only, where they cannot be a real value.
 # Day/month dates (either order), optionally with a time of day after them.
 _DM_DATE = re.compile(
     r"^(\d{1,2})([./-])(\d{1,2})\2(\d{2}|\d{4})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
@@ -1023,7 +1022,7 @@ def _validate_table(
             continue
         s = frame[c.name].astype(object).fillna("").astype(str).str.strip()
         if c.dtype != schema.TEXT:
-            marker = s.str.lower().isin(_NA_MARKERS)
+            marker = s.str.lower().isin(schema.NA_MARKERS)
             if marker.any():
                 first = int(np.flatnonzero(marker.to_numpy())[0])
                 sink.warn(label, rows[first], c.name, s.iloc[first],

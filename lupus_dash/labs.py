@@ -384,7 +384,7 @@ def _merge(raws, wide: pd.DataFrame, label: str, sink, windows, starts, opts) ->
             if pd.isna(x):
                 continue
             have = str(vf.at[vf.index[i], c]).strip()
-            if have and have.lower() not in ("na", "n/a", "nan", "null"):
+            if have and have.lower() not in schema.NA_MARKERS:
                 sink.error(label, int(r["_row"]), c, _text(x),
                            f"{vraw.label} row {vraw.rows[i]} already gives {c} for patient "
                            f"{r['patient_id']} at week {int(r['visit_week'])} ({have}); keep "

@@ -333,9 +333,8 @@ SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
                     "schwerwiegend", "grave", "serio", "seriousness"),
     },
 }
-# Extra input columns the importer reads (ingest.EXTRA_VISIT_COLUMNS) count as visits targets.
-EXTRA_TARGETS = {"visits": ("c3_unit", "c4_unit", "creatinine_unit", "glucocorticoid_drug",
-                            "glucocorticoid_mg_day")}
+# Extra input columns the importer reads count as visits targets.
+EXTRA_TARGETS = {"visits": schema.EXTRA_VISIT_COLUMNS}
 
 # Glucocorticoids named in a header: the column holds that drug's dose → prednisone equivalent.
 GLUCOCORTICOID_NAMES: dict[str, str] = {
@@ -461,7 +460,7 @@ def value_map(column: str, values: Iterable[str]) -> tuple[dict[str, str], list[
     out: dict[str, str] = {}
     unresolved: list[str] = []
     for v in dict.fromkeys(str(x).strip() for x in values):
-        if not v or v.lower() in ("na", "n/a", "nan", "null"):
+        if not v or v.lower() in schema.NA_MARKERS:
             continue
         key = _norm(v)
         target: str | None = None
@@ -579,7 +578,7 @@ def _ratio_at_least(a: str, b: str, cutoff: float) -> float | None:
 
 
 def _looks_numeric(samples: Sequence[str]) -> float:
-    vals = [s for s in samples if s and s.lower() not in ("na", "n/a", "nan", "null")]
+    vals = [s for s in samples if s and s.lower() not in schema.NA_MARKERS]
     if not vals:
         return 0.5
     ok = sum(bool(re.fullmatch(r"[<>]?\s*[+-]?\d+([.,]\d+)?", v.strip())) for v in vals)

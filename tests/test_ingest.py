@@ -826,3 +826,9 @@ def test_date_format_on_the_command_line(tmp_path, capsys):
     assert cli.main(["validate", str(folder)]) == 2
     assert "ambiguous date" in capsys.readouterr().err
     assert cli.main(["validate", str(folder), "--date-format", "DD/MM/YYYY"]) == 0
+
+
+def test_unit_columns_are_extra_visit_columns():
+    # The per-row unit columns the importer converts by are input columns it keeps (and the
+    # mapping offers them as visits targets).
+    assert tuple(ingest.UNIT_COLUMNS) == schema.EXTRA_VISIT_COLUMNS[:len(ingest.UNIT_COLUMNS)]
