@@ -908,13 +908,12 @@ def _file_date_format(raw: _Raw, date_cols: list[str], option: str | None,
     """The day/month order to read this file's dates with (auto: proven by a day > 12)."""
     if option not in (None, "auto"):
         return option
-    series = [raw.frame[c].astype(str).str.strip() for c in date_cols if c in raw.frame.columns]
-    order, example = infer_day_month(series)
+    series = {c: raw.frame[c].astype(str).str.strip() for c in date_cols
+              if c in raw.frame.columns}
+    order, example = infer_day_month(series.values())
     if order in ("DD/MM/YYYY", "MM/DD/YYYY"):
-        where = next(c for c in date_cols if c in raw.frame.columns and
-                     (raw.frame[c].astype(str).str.strip() == example).any())
-        i = int(np.flatnonzero((raw.frame[where].astype(str).str.strip() == example)
-                               .to_numpy())[0])
+        where = next(c for c, s in series.items() if (s == example).any())
+        i = int(np.flatnonzero((series[where] == example).to_numpy())[0])
         m = _DM_DATE.match(example)
         which, number = ("first", m.group(1)) if order == "DD/MM/YYYY" else ("second", m.group(3))
         sink.warn(raw.label, raw.rows[i], raw.shown.get(where, where), example,
