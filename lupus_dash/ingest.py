@@ -149,16 +149,14 @@ _UNIT_SPELLINGS = {
     "μmol/l": "µmol/L",
     "micromol/l": "µmol/L",
 }
-# Extra input columns the importer understands besides the contract's.
-EXTRA_VISIT_COLUMNS = (*UNIT_COLUMNS, "glucocorticoid_drug", "glucocorticoid_mg_day")
+# Extra input columns the importer understands besides the contract's (the unit columns first).
+EXTRA_VISIT_COLUMNS = schema.EXTRA_VISIT_COLUMNS
 
 _TRUE = {"true", "1", "yes", "y", "1.0"}
 _FALSE = {"false", "0", "no", "n", "0.0"}
 _ISO_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
-# Missing-value markers statistical software writes (R's write.csv: NA); accepted as empty
-# in number, integer, yes/no and date columns only, where they cannot be a real value.
-_NA_MARKERS = {"na", "n/a", "nan", "null"}
-_OTHER_DATE = re.compile(r"^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}$")
+# Missing-value markers (schema.NA_MARKERS) are accepted as empty in number, integer, yes/no
+# and date columns only, where they cannot be a real value.
 # Day/month dates (either order), optionally with a time of day after them.
 _DM_DATE = re.compile(
     r"^(\d{1,2})([./-])(\d{1,2})\2(\d{2}|\d{4})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
@@ -417,15 +415,38 @@ def _read_parquet(path: Path, label: str, sink: _Sink) -> _Raw | None:
     return _frame_from_rows(label, records, sink, decimal_comma=False)
 
 
-def _read_xlsx(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
-    """One _Raw per contract sheet of a workbook; missing required sheets are problems."""
+def _read_table_file(path: Path, sink: _Sink) -> _Raw | None:
+    """A .parquet file, or any other file as CSV; labelled by its name."""
+    if path.suffix.lower() == ".parquet":
+        return _read_parquet(path, path.name, sink)
+    return _read_csv(path, path.name, sink)
+
+
+BAD_WORKBOOK = "not a readable .xlsx workbook"
+
+
+def _open_workbook(path: Path, sink: _Sink):
+    """The workbook, read-only with cached values; None (a located problem) if unreadable."""
     import openpyxl
 
-    out: dict[str, _Raw | None] = {}
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        return openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt workbook is the file's problem
-        sink.error(path.name, None, None, None, f"not a readable .xlsx workbook: {exc}")
+        sink.error(path.name, None, None, None, f"{BAD_WORKBOOK}: {exc}")
+        return None
+
+
+def _sheet_raw(path: Path, wb, name: str, sink: _Sink) -> _Raw | None:
+    """Sheet `name` of the open workbook `wb` (read from `path`), labelled book.xlsx[Sheet]."""
+    records = ((i, list(r)) for i, r in enumerate(wb[name].iter_rows(values_only=True), start=1))
+    return _frame_from_rows(f"{path.name}[{name}]", records, sink, decimal_comma=False)
+
+
+def _read_xlsx(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
+    """One _Raw per contract sheet of a workbook; missing required sheets are problems."""
+    out: dict[str, _Raw | None] = {}
+    wb = _open_workbook(path, sink)
+    if wb is None:
         return out
     try:
         sheets = {normalise_name(n): n for n in wb.sheetnames}
@@ -438,12 +459,7 @@ def _read_xlsx(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
                         f"(sheets found: {', '.join(wb.sheetnames)})",
                     )
                 continue
-            label = f"{path.name}[{sheets[table]}]"
-            ws = wb[sheets[table]]
-            records = (
-                (i, list(r)) for i, r in enumerate(ws.iter_rows(values_only=True), start=1)
-            )
-            out[table] = _frame_from_rows(label, records, sink, decimal_comma=False)
+            out[table] = _sheet_raw(path, wb, sheets[table], sink)
         for key, name in sheets.items():
             if key not in schema.INPUT_TABLES:
                 sink.warn(path.name, None, None, name, "sheet is not part of the contract; ignored")
@@ -478,11 +494,7 @@ def _read_sources(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
             continue
         if not hits:
             continue
-        f = hits[0]
-        if f.suffix.lower() == ".csv":
-            found[table] = _read_csv(f, f.name, sink)
-        else:
-            found[table] = _read_parquet(f, f.name, sink)
+        found[table] = _read_table_file(hits[0], sink)
     if not found:
         books = [f for n, f in sorted(files.items()) if n.endswith(".xlsx") and not n.startswith("~$")]
         if len(books) == 1:
@@ -497,8 +509,12 @@ def _read_sources(path: Path, sink: _Sink) -> dict[str, _Raw | None]:
 # --- mapping (MAP.toml) ----------------------------------------------------------------------
 
 
-def _read_named(path: Path, spec: str, sink: _Sink) -> _Raw | None:
-    """A file named in a mapping's [files]: 'name.csv', 'name.parquet' or 'book.xlsx[Sheet]'."""
+def _read_named(path: Path, spec: str, sink: _Sink, *, other_as_csv: bool = False
+                ) -> _Raw | None:
+    """A file named in a mapping's [files]: 'name.csv', 'name.parquet' or 'book.xlsx[Sheet]'.
+
+    `other_as_csv`: a file with another suffix is read as CSV (the labs file always was).
+    """
     m = re.match(r"^(.*?)\[(.+)\]$", spec.strip())
     name, sheet = (m.group(1), m.group(2)) if m else (spec.strip(), None)
     base = path if path.is_dir() else path.parent
@@ -510,24 +526,19 @@ def _read_named(path: Path, spec: str, sink: _Sink) -> _Raw | None:
                    f"not exist in {base}")
         return None
     suffix = f.suffix.lower()
-    if suffix == ".csv":
-        return _read_csv(f, f.name, sink)
-    if suffix == ".parquet":
-        return _read_parquet(f, f.name, sink)
     if suffix == ".xlsx":
         return _read_sheet(f, sheet, sink)
+    if suffix in (".csv", ".parquet") or (other_as_csv and sheet is None):
+        return _read_table_file(f, sink)
     sink.error(spec, None, None, None, "the mapping's [files] entries must be .csv, .parquet "
                "or book.xlsx[Sheet]")
     return None
 
 
 def _read_sheet(path: Path, sheet: str | None, sink: _Sink) -> _Raw | None:
-    import openpyxl
-
-    try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # noqa: BLE001 - a corrupt workbook is the file's problem
-        sink.error(path.name, None, None, None, f"not a readable .xlsx workbook: {exc}")
+    """One sheet of a workbook (the first when `sheet` is None)."""
+    wb = _open_workbook(path, sink)
+    if wb is None:
         return None
     try:
         name = sheet or wb.sheetnames[0]
@@ -535,11 +546,21 @@ def _read_sheet(path: Path, sheet: str | None, sink: _Sink) -> _Raw | None:
             sink.error(path.name, None, None, name, "no such sheet (sheets: "
                        f"{', '.join(wb.sheetnames)})")
             return None
-        records = ((i, list(r)) for i, r in
-                   enumerate(wb[name].iter_rows(values_only=True), start=1))
-        return _frame_from_rows(f"{path.name}[{name}]", records, sink, decimal_comma=False)
+        return _sheet_raw(path, wb, name, sink)
     finally:
         wb.close()
+
+
+def _read_sheets(path: Path, sink: _Sink) -> list[tuple[str, _Raw]]:
+    """(book.xlsx[Sheet], table) for every readable sheet, the workbook opened once."""
+    wb = _open_workbook(path, sink)
+    if wb is None:
+        return []
+    try:
+        raws = [(name, _sheet_raw(path, wb, name, sink)) for name in wb.sheetnames]
+    finally:
+        wb.close()
+    return [(f"{path.name}[{name}]", raw) for name, raw in raws if raw is not None]
 
 
 def _sources_for_mapping(path: Path, m: mapping.Mapping, sink: _Sink) -> dict[str, _Raw | None]:
@@ -555,8 +576,7 @@ def _sources_for_mapping(path: Path, m: mapping.Mapping, sink: _Sink) -> dict[st
                 continue
             for n in (f"{table}.csv", f"{table}.parquet"):
                 if n in files:
-                    out[table] = (_read_csv if n.endswith(".csv") else _read_parquet)(
-                        files[n], files[n].name, sink)
+                    out[table] = _read_table_file(files[n], sink)
     for table in schema.REQUIRED_TABLES:
         if table not in out and not (table == "visits" and "labs" in m.files):
             sink.error(m.path, None, None, table, f"[files] names no file for {table}, and "
@@ -615,8 +635,7 @@ def apply_mapping(raws: dict[str, _Raw | None], m: mapping.Mapping, sink: _Sink,
                     # Indicator columns of one regimen ('MMF', 'TAC') combine: 'MMF+TAC'.
                     a, b = new[cm.to], col
                     both = (a != "") & (b != "") & (b != "none") & (a != "none")
-                    new[cm.to] = a.where(~both, a + "+" + b).where(a != "", b).where(
-                        ~((a != "") & (b == "")), a)
+                    new[cm.to] = a.where(~both, a + "+" + b).where(a != "", b)
                     source_of[cm.to] += f" + {cm.column}"
                     continue
                 sink.error(m.path, None, cm.column, cm.to,
@@ -740,6 +759,28 @@ def default_windows(schedule: Sequence[int]) -> list[tuple[int, int, int]]:
         a[2] = min(a[2], mid)
         b[1] = max(b[1], mid + 1)
     return [tuple(x) for x in wins]
+
+
+def _windows_for(schedule: Sequence[int] | None, windows: list[tuple[int, int, int]] | None,
+                 seen_weeks: Iterable[int] = ()) -> list[tuple[int, int, int]]:
+    """The windows dated visits are mapped with: `windows` (--week-windows) if given, else
+    default_windows of the schedule, or without one of DEFAULT_SCHEDULE and the weeks the
+    data use (week 0 always)."""
+    if windows is not None:
+        return windows
+    weeks = {0, *schedule} if schedule is not None else {0, *DEFAULT_SCHEDULE, *seen_weeks}
+    return default_windows(sorted(weeks))
+
+
+def _week_of_days(days: np.ndarray, windows: Sequence[tuple[int, int, int]]) -> np.ndarray:
+    """The week whose window holds each day since treatment start; -1 = no window."""
+    ws = sorted(windows, key=lambda w: w[1])
+    los = np.array([w[1] for w in ws])
+    his = np.array([w[2] for w in ws])
+    weeks = np.array([w[0] for w in ws])
+    k = np.searchsorted(los, days, side="right") - 1
+    ok = (k >= 0) & (days <= his[np.clip(k, 0, None)])
+    return np.where(ok, weeks[np.clip(k, 0, None)], -1)
 
 
 # --- value parsing (vectorised) ------------------------------------------------------------
@@ -867,13 +908,12 @@ def _file_date_format(raw: _Raw, date_cols: list[str], option: str | None,
     """The day/month order to read this file's dates with (auto: proven by a day > 12)."""
     if option not in (None, "auto"):
         return option
-    series = [raw.frame[c].astype(str).str.strip() for c in date_cols if c in raw.frame.columns]
-    order, example = infer_day_month(series)
+    series = {c: raw.frame[c].astype(str).str.strip() for c in date_cols
+              if c in raw.frame.columns}
+    order, example = infer_day_month(series.values())
     if order in ("DD/MM/YYYY", "MM/DD/YYYY"):
-        where = next(c for c in date_cols if c in raw.frame.columns and
-                     (raw.frame[c].astype(str).str.strip() == example).any())
-        i = int(np.flatnonzero((raw.frame[where].astype(str).str.strip() == example)
-                               .to_numpy())[0])
+        where = next(c for c, s in series.items() if (s == example).any())
+        i = int(np.flatnonzero((series[where] == example).to_numpy())[0])
         m = _DM_DATE.match(example)
         which, number = ("first", m.group(1)) if order == "DD/MM/YYYY" else ("second", m.group(3))
         sink.warn(raw.label, raw.rows[i], raw.shown.get(where, where), example,
@@ -951,16 +991,15 @@ def _validate_table(
             continue
         factors = dict(mapping.UNITS.get(target, {}))
         base = next(iter(factors), "")
-        default, default_f = base, 1.0
+        default = base
         if target in mapped_units:
-            default, default_f = mapped_units[target]
-            factors[default] = default_f
+            default, mapped_f = mapped_units[target]
+            factors[default] = mapped_f
         elif target in _UNIT_FACTORS:
             option = opts.get("complement_unit" if target != "creatinine_umol_l"
                               else "creatinine_unit")
             if option:
                 default = _canon_unit(option)
-                default_f = _UNIT_FACTORS[target][default]
         units = pd.Series(default, index=frame.index, dtype=object)
         unit_col = unit_col_of.get(target)
         if unit_col and unit_col in frame.columns:
@@ -982,7 +1021,7 @@ def _validate_table(
             continue
         s = frame[c.name].astype(object).fillna("").astype(str).str.strip()
         if c.dtype != schema.TEXT:
-            marker = s.str.lower().isin(_NA_MARKERS)
+            marker = s.str.lower().isin(schema.NA_MARKERS)
             if marker.any():
                 first = int(np.flatnonzero(marker.to_numpy())[0])
                 sink.warn(label, rows[first], c.name, s.iloc[first],
@@ -1189,15 +1228,10 @@ def _map_weeks(
     vcohort = v["patient_id"].map(cohort_of)
     cohort_windows: dict[str, list[tuple[int, int, int]]] = {}
     for cohort in vcohort.dropna().unique():
-        if windows is not None:
-            cohort_windows[cohort] = windows
-            continue
-        if schedule is not None:
-            sched = {0, *schedule}
-        else:
+        undated = []
+        if windows is None and schedule is None:
             undated = week[(vcohort == cohort) & week.notna()].astype(int).unique().tolist()
-            sched = {0, *DEFAULT_SCHEDULE, *undated}
-        cohort_windows[cohort] = default_windows(sorted(sched))
+        cohort_windows[cohort] = _windows_for(schedule, windows, undated)
 
     def raw_cell(col: str, i: int) -> str:
         return raw.frame[col].iloc[i] if col in raw.frame.columns else ""
@@ -1227,14 +1261,8 @@ def _map_weeks(
     before = np.zeros(len(v), dtype=bool)
     for cohort, wins in cohort_windows.items():
         rows = dated & (vcohort == cohort).to_numpy()
-        ws = sorted(wins, key=lambda w: w[1])
-        los = np.array([w[1] for w in ws])
-        his = np.array([w[2] for w in ws])
-        weeks = np.array([w[0] for w in ws])
-        k = np.searchsorted(los, day[rows], side="right") - 1
-        ok = (k >= 0) & (day[rows] <= his[np.clip(k, 0, None)])
-        mapped[rows] = np.where(ok, weeks[np.clip(k, 0, None)], -1)
-        before[rows] = day[rows] < los[0]
+        mapped[rows] = _week_of_days(day[rows], wins)
+        before[rows] = day[rows] < min(w[1] for w in wins)
     given = week.to_numpy(dtype="float64", na_value=np.nan)
     has_week = ~np.isnan(given)
     for i in np.flatnonzero(before):
@@ -1376,11 +1404,11 @@ def _read_validated(path, sink, m, complement_unit, creatinine_unit, week_window
                 _read_sources(path, sink)
         if m is not None:
             apply_mapping(raws, m, sink, opts)
-        labs_file = _labs_source(path, m)
-        if labs_file is not None:
+        labs_raw = _read_labs(path, m, sink)
+        if labs_raw is not None:
             from . import labs
 
-            labs.merge_into(raws, labs_file, m, sink, opts, sched, wins)
+            labs.merge_into(raws, labs_raw, m, sink, opts, sched, wins)
     tables: dict[str, pd.DataFrame] = {}
     extras: dict[str, pd.Series] = {}
     for table, raw in raws.items():
@@ -1441,15 +1469,15 @@ def _shown(q: Problem, shown: dict[tuple[str, str], str]) -> Problem:
     return dataclasses.replace(q, column=shown[key]) if key in shown else q
 
 
-def _labs_source(path: Path, m: mapping_mod.Mapping | None) -> Path | None:
-    """A long-format labs file: named in [files] labs, or labs.csv in the folder."""
+def _read_labs(path: Path, m: mapping_mod.Mapping | None, sink: _Sink) -> _Raw | None:
+    """A long-format labs table: named in [files] labs (a file or book.xlsx[Sheet]), or
+    labs.csv / labs.parquet in the folder; None when there is none or it is unreadable."""
     if m is not None and "labs" in m.files:
-        base = path if path.is_dir() else path.parent
-        return base / m.files["labs"]
+        return _read_named(path, m.files["labs"], sink, other_as_csv=True)
     if path.is_dir():
         for f in path.iterdir():
             if f.name.lower() in ("labs.csv", "labs.parquet"):
-                return f
+                return _read_table_file(f, sink)
     return None
 
 

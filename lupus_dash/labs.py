@@ -15,8 +15,6 @@ in both files is an error naming both) and go through the ordinary validation.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -119,43 +117,11 @@ def measure_of(code: str, test: str, m: mapping.Mapping | None) -> tuple[str | N
     return None, ""
 
 
-def _week_windows(sched, wins, extra_weeks):
+def merge_into(raws: dict, raw, m, sink, opts: dict, sched, wins) -> None:
+    """Check every result of the labs table as read (ingest._read_labs, or a raw table another
+    reader built) and put them into raws['visits']."""
     from . import ingest
 
-    if wins is not None:
-        return sorted(wins, key=lambda w: w[1])
-    weeks = {0, *sched} if sched is not None else {0, *ingest.DEFAULT_SCHEDULE, *extra_weeks}
-    return ingest.default_windows(sorted(weeks))
-
-
-def _weeks_for_days(days: np.ndarray, windows) -> np.ndarray:
-    los = np.array([w[1] for w in windows])
-    his = np.array([w[2] for w in windows])
-    weeks = np.array([w[0] for w in windows])
-    k = np.searchsorted(los, days, side="right") - 1
-    ok = (k >= 0) & (days <= his[np.clip(k, 0, None)])
-    return np.where(ok, weeks[np.clip(k, 0, None)], -1)
-
-
-def read_labs(file: Path, sink):
-    from . import ingest
-
-    if not file.is_file():
-        sink.error(str(file), None, None, None, "labs file named in the mapping does not exist")
-        return None
-    if file.suffix.lower() == ".parquet":
-        return ingest._read_parquet(file, file.name, sink)
-    return ingest._read_csv(file, file.name, sink)
-
-
-def merge_into(raws: dict, file, m, sink, opts: dict, sched, wins) -> None:
-    """Read the labs file (a path, or a raw table another reader built), check every result,
-    and put them into raws['visits']."""
-    from . import ingest
-
-    raw = file if isinstance(file, ingest._Raw) else read_labs(file, sink)
-    if raw is None:
-        return
     label = raw.label
     frame = raw.frame
     # Which file column holds what: the mapping's table "labs", else recognised names.
@@ -289,8 +255,8 @@ def merge_into(raws: dict, file, m, sink, opts: dict, sched, wins) -> None:
     if vraw is not None and "visit_week" in vraw.frame.columns:
         vw, _, _ = ingest._parse_numbers(vraw.frame["visit_week"].astype(str).str.strip(), False)
         visit_weeks = {int(x) for x in vw.dropna() if float(x).is_integer()}
-    windows = _week_windows(sched, wins, visit_weeks | {int(x) for x in wnum.dropna()
-                                                      if float(x).is_integer()})
+    windows = ingest._windows_for(sched, wins, visit_weeks | {int(x) for x in wnum.dropna()
+                                                            if float(x).is_integer()})
     weeks = pd.Series(np.nan, index=frame.index)
     live = measure.notna()
     for i in np.flatnonzero((live & (pid == "")).to_numpy()):
@@ -323,7 +289,7 @@ def merge_into(raws: dict, file, m, sink, opts: dict, sched, wins) -> None:
         idx = np.flatnonzero(dated.to_numpy())
         days = (dval.iloc[idx].to_numpy() - start.iloc[idx].to_numpy()).astype(
             "timedelta64[D]").astype(np.int64)
-        w = _weeks_for_days(days, windows)
+        w = ingest._week_of_days(days, windows)
         for j in np.flatnonzero(w < 0):
             i = idx[j]
             err(i, "visit_date", dt.iloc[i], f"day {days[j]} after treatment start fits no "
@@ -399,7 +365,7 @@ def _merge(raws, wide: pd.DataFrame, label: str, sink, windows, starts, opts) ->
             s = starts.get(pid.iloc[i])
             if s is not None and not pd.isna(s):
                 day = int((pd.Timestamp(d.iloc[i]) - pd.Timestamp(s)).days)
-                w = int(_weeks_for_days(np.array([day]), windows)[0])
+                w = int(ingest._week_of_days(np.array([day]), windows)[0])
                 if w >= 0:
                     wk.iloc[i] = w
     where = {(p, int(w)): i for i, (p, w) in enumerate(zip(pid, wk, strict=True))
@@ -418,7 +384,7 @@ def _merge(raws, wide: pd.DataFrame, label: str, sink, windows, starts, opts) ->
             if pd.isna(x):
                 continue
             have = str(vf.at[vf.index[i], c]).strip()
-            if have and have.lower() not in ("na", "n/a", "nan", "null"):
+            if have and have.lower() not in schema.NA_MARKERS:
                 sink.error(label, int(r["_row"]), c, _text(x),
                            f"{vraw.label} row {vraw.rows[i]} already gives {c} for patient "
                            f"{r['patient_id']} at week {int(r['visit_week'])} ({have}); keep "

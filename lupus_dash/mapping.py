@@ -20,6 +20,7 @@ event categories.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import tomllib
 import unicodedata
@@ -332,9 +333,8 @@ SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
                     "schwerwiegend", "grave", "serio", "seriousness"),
     },
 }
-# Extra input columns the importer reads (ingest.EXTRA_VISIT_COLUMNS) count as visits targets.
-EXTRA_TARGETS = {"visits": ("c3_unit", "c4_unit", "creatinine_unit", "glucocorticoid_drug",
-                            "glucocorticoid_mg_day")}
+# Extra input columns the importer reads count as visits targets.
+EXTRA_TARGETS = {"visits": schema.EXTRA_VISIT_COLUMNS}
 
 # Glucocorticoids named in a header: the column holds that drug's dose → prednisone equivalent.
 GLUCOCORTICOID_NAMES: dict[str, str] = {
@@ -460,7 +460,7 @@ def value_map(column: str, values: Iterable[str]) -> tuple[dict[str, str], list[
     out: dict[str, str] = {}
     unresolved: list[str] = []
     for v in dict.fromkeys(str(x).strip() for x in values):
-        if not v or v.lower() in ("na", "n/a", "nan", "null"):
+        if not v or v.lower() in schema.NA_MARKERS:
             continue
         key = _norm(v)
         target: str | None = None
@@ -553,17 +553,32 @@ def _targets(table: str) -> dict[str, tuple[str, ...]]:
     return syn
 
 
-def _phrases(table: str, col: str) -> list[str]:
+@functools.cache
+def _phrases(table: str, col: str) -> tuple[str, ...]:
+    """The normalised names of a contract column (its own, its label, its synonyms)."""
     names = [_norm(col)]
     c = next((x for x in schema.columns(table) if x.name == col), None)
     if c is not None:
         names.append(_norm(c.label))
     names += [_norm(s) for s in _targets(table).get(col, ())]
-    return [n for n in dict.fromkeys(names) if n]
+    return tuple(n for n in dict.fromkeys(names) if n)
+
+
+def _ratio_at_least(a: str, b: str, cutoff: float) -> float | None:
+    """difflib's ratio() of a and b if it reaches `cutoff`, else None. Its exact upper
+    bounds are tried first, as difflib.get_close_matches does: the same answers, cheaper."""
+    la, lb = len(a), len(b)
+    if la + lb and 2.0 * min(la, lb) / (la + lb) < cutoff:  # = real_quick_ratio()
+        return None
+    sm = difflib.SequenceMatcher(None, a, b)
+    if sm.quick_ratio() < cutoff:
+        return None
+    ratio = sm.ratio()
+    return ratio if ratio >= cutoff else None
 
 
 def _looks_numeric(samples: Sequence[str]) -> float:
-    vals = [s for s in samples if s and s.lower() not in ("na", "n/a", "nan", "null")]
+    vals = [s for s in samples if s and s.lower() not in schema.NA_MARKERS]
     if not vals:
         return 0.5
     ok = sum(bool(re.fullmatch(r"[<>]?\s*[+-]?\d+([.,]\d+)?", v.strip())) for v in vals)
@@ -613,8 +628,8 @@ def match_header(table: str, header: str, samples: Sequence[str] = ()) -> Guess 
                 rest = set(f" {key} ".replace(f" {ph} ", " ").split())
                 if rest <= _NOISE | _FILLER:
                     offer(col, 0.8 if len(ph) >= 6 else 0.75, f"contains '{ph}'")
-            ratio = difflib.SequenceMatcher(None, core or key, ph).ratio()
-            if ratio >= 0.84:
+            ratio = _ratio_at_least(core or key, ph, 0.84)
+            if ratio is not None:
                 offer(col, round(0.8 * ratio, 2), f"spelled like '{ph}'")
     # A drug's name as a header in patients: an indicator of that immunosuppressant.
     if table == "patients" and key in DRUG_CLASSES and DRUG_CLASSES[key] != "none":
@@ -692,9 +707,6 @@ class Mapping:
 
     def for_table(self, table: str) -> list[ColumnMap]:
         return [c for c in self.columns if c.table == table]
-
-    def dumps(self) -> str:
-        return dumps(self)
 
 
 def _toml_str(s: str) -> str:
@@ -814,12 +826,16 @@ _TABLE_HINTS = {
 
 def guess_table(name: str, headers: Sequence[str]) -> str:
     """Which contract table a file (by name and headers) most likely holds."""
+    return _guess_table(name, headers, match_header)
+
+
+def _guess_table(name: str, headers: Sequence[str], match) -> str:
     scores = {}
     low = _norm(name)
     for table in schema.INPUT_TABLES:
         hits = 0.0
         for h in headers:
-            g = match_header(table, h)
+            g = match(table, h)
             if g and g.confidence >= 0.7 and g.to != "patient_id":
                 hits += g.confidence
         if any(w in low.split() or low.startswith(w) for w in _TABLE_HINTS[table]):
@@ -893,51 +909,49 @@ def _tables_in(path: Path, sink) -> list[tuple[str, object]]:
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     for f in files:
         suf = f.suffix.lower()
-        if suf == ".csv":
-            raw = ingest._read_csv(f, f.name, sink)
-            if raw is not None:
-                out.append((f.name, raw))
-        elif suf == ".parquet":
-            raw = ingest._read_parquet(f, f.name, sink)
+        if suf in (".csv", ".parquet"):
+            raw = ingest._read_table_file(f, sink)
             if raw is not None:
                 out.append((f.name, raw))
         elif suf == ".xlsx" and not f.name.startswith("~$"):
-            import openpyxl
-
-            wb = openpyxl.load_workbook(f, read_only=True, data_only=True)
-            names = list(wb.sheetnames)
-            wb.close()
-            for sheet in names:
-                raw = ingest._read_sheet(f, sheet, sink)
-                if raw is not None:
-                    out.append((f"{f.name}[{sheet}]", raw))
+            out += ingest._read_sheets(f, sink)  # an unreadable workbook: a problem in sink
     return out
 
 
-def suggest(path: str | Path) -> Mapping:
-    """A first mapping for the files at `path` (folder, .xlsx, .csv): guesses + confidences."""
+def suggest(path: str | Path, sink=None) -> Mapping:
+    """A first mapping for the files at `path` (folder, .xlsx, .csv): guesses + confidences.
+
+    A file that cannot be read (a corrupt workbook, ...) is left out; `sink` (an
+    ingest._Sink) collects the located problems of reading the files.
+    """
     from . import ingest, labs, redcap
 
     path = Path(path)
-    sink = ingest._Sink()
+    sink = ingest._Sink() if sink is None else sink
     found = _tables_in(path, sink)
     rc = redcap.detect(found)
     if rc is not None:
         return redcap.suggest(path, found, rc)
     m = Mapping()
-    claimed: dict[str, tuple[float, str, object]] = {}
+    guesses: dict[tuple[str, str], Guess | None] = {}
+
+    def match(table: str, header: str) -> Guess | None:  # each header matched once per table
+        if (table, header) not in guesses:
+            guesses[table, header] = match_header(table, header)
+        return guesses[table, header]
+
+    claimed: dict[str, tuple[float, str, object, list[str], dict[str, list[str]]]] = {}
     for name, raw in found:
         headers, samples = _file_samples(raw)
         if labs.is_long_format(headers):
             m.files["labs"] = name
             m.columns += labs.suggest_columns(headers, samples)
             continue
-        table = guess_table(name, headers)
-        score = sum((match_header(table, h) or Guess("", 0)).confidence for h in headers)
+        table = _guess_table(name, headers, match)
+        score = sum((match(table, h) or Guess("", 0)).confidence for h in headers)
         if table not in claimed or score > claimed[table][0]:
-            claimed[table] = (score, name, raw)
-    for table, (_score, name, raw) in claimed.items():
-        headers, samples = _file_samples(raw)
+            claimed[table] = (score, name, raw, headers, samples)
+    for table, (_score, name, raw, headers, samples) in claimed.items():
         if name.lower() not in (f"{table}.csv", f"{table}.parquet"):
             m.files[table] = name
         m.columns += suggest_columns(table, headers, samples)
@@ -985,10 +999,18 @@ def cli_suggest_mapping(args) -> int:
     if not path.exists():
         print(f"error: {path}: no such file or folder", file=sys.stderr)
         return 2
+    from . import ingest
+
+    sink = ingest._Sink()
     try:
-        m = suggest(path)
+        m = suggest(path, sink)
     except Exception as exc:  # noqa: BLE001 - never a traceback for the user
         print(f"error: could not read {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    bad = [p for p in sink.problems if p.reason.startswith(ingest.BAD_WORKBOOK)]
+    for p in bad:
+        print(f"error: {p}", file=sys.stderr)
+    if bad:
         return 2
     text = dumps(m)
     if args.output:

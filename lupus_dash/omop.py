@@ -51,7 +51,6 @@ DEFAULT_CONCEPTS = Path(__file__).with_name("omop_concepts.toml")
 GENDER = {8532: "F", 8507: "M"}  # OMOP Gender vocabulary: FEMALE, MALE
 BATCH = 20_000  # rows per fetch from a server-side cursor
 BASELINE_LOOKBACK_DAYS = 90  # background therapy = exposure this close before the first dose
-NOT_IN_OMOP = ("sledai2k", "pga", *schema.SLEDAI_COLUMNS)
 # AE category from words of the condition's name (contract categories).
 _CATEGORY_WORDS = (
     ("infusion_reaction", ("infusion",)),
@@ -443,7 +442,7 @@ def _tables(persons, labs_rows, drugs, conds, cohort, concepts, cutoff, cdm_sche
     aes = ingest._Raw(f"{cdm_schema}.condition_occurrence", aframe,
                       ae["id"].to_numpy(dtype=np.int64), False, {c: c for c in aframe.columns})
     return {"patients": patients, "labs": labs_raw, "adverse_events": aes, "drugs": drug,
-            "pid_of": pid_of}
+            "pid_of": pid_of, "start_of": start_of}
 
 
 # UCUM codes of OMOP unit concepts → spellings mapping.canon_unit() reads.
@@ -458,8 +457,7 @@ def _ucum(code) -> str | None:
     return _UCUM.get(str(code).lower(), str(code))
 
 
-def _prednisone(visits: ingest._Raw, drug: pd.DataFrame, pid_of: dict, starts: dict,
-                sink) -> None:
+def _prednisone(visits: ingest._Raw, drug: pd.DataFrame, pid_of: dict, starts: dict) -> None:
     """prednisone_mg_day of each visit: glucocorticoid daily doses covering its nominal day."""
     gc = drug[drug["kind"] == "gc"] if len(drug) else drug
     if not len(gc):
@@ -476,7 +474,6 @@ def _prednisone(visits: ingest._Raw, drug: pd.DataFrame, pid_of: dict, starts: d
                      * endpoints.PREDNISONE_FACTORS.get(r.name, np.nan))
     gc = gc.assign(daily=daily)
     f = visits.frame
-    person_of = {v: k for k, v in pid_of.items()}
     vis = pd.DataFrame({"person_id": f["patient_id"].map(person_of),
                         "week": pd.to_numeric(f["visit_week"], errors="coerce")})
     vis["row"] = np.arange(len(vis))
@@ -511,18 +508,15 @@ def read_omop(dsn: str, cdm_schema: str, cohort: str, *, concepts: str | Path | 
     source = f"OMOP CDM {cdm_schema} ({_safe_dsn(dsn)})"
     if sink.problems or info.n_patients == 0:
         return ingest.ReadResult({}, sink.problems, sink.warnings, None, source), info
-    sched = ingest.parse_schedule(schedule, sink)
-    wins = ingest.parse_windows(week_windows, sink)
+    # Parsed here for the labs' weeks; _read_validated parses them again and reports them.
+    quiet = ingest._Sink()
+    sched = ingest.parse_schedule(schedule, quiet)
+    wins = ingest.parse_windows(week_windows, quiet)
     raws = {"patients": tables["patients"], "adverse_events": tables["adverse_events"]}
     opts = {"date_format": "auto"}
     labs.merge_into(raws, tables["labs"], None, sink, opts, sched, wins)
     if "visits" in raws:
-        person_of = tables["pid_of"]
-        frame = tables["patients"].frame
-        start_of = {p: pd.Timestamp(d).date() for p, d in
-                    zip(frame["patient_id"], frame["treatment_start_date"], strict=True)}
-        starts = {k: start_of.get(v) for k, v in person_of.items()}
-        _prednisone(raws["visits"], tables["drugs"], person_of, starts, sink)
+        _prednisone(raws["visits"], tables["drugs"], tables["pid_of"], tables["start_of"])
     sink.warn(cdm_schema, None, None, None,
               "SLEDAI-2K (and its descriptors) and PGA are not in the OMOP CDM extraction: "
               "left empty, never invented; LLDAS and DORIS remission cannot be evaluated")

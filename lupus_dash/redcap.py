@@ -39,10 +39,6 @@ ID_FIELDS = ("record_id", "redcap_event_name", "redcap_repeat_instrument",
 DICT_FIELD = "variable_/_field_name"
 
 
-def _dict_key(h: str) -> str:
-    return re.sub(r"[\s\-]+", "_", str(h).strip().lower())
-
-
 def detect(found) -> tuple[str, str] | None:
     """(records file, dictionary file) among (name, raw) tables, if they look like REDCap."""
     records = dictionary = None
@@ -247,7 +243,6 @@ def read_raws(path: Path, m: mapping.Mapping, sink) -> dict:
                            f"({event.iloc[i2]})")
             pdata[c].append(vals[0][0] if vals else "")
     pframe = pd.DataFrame(pdata, dtype=object)
-    pframe = pframe.loc[:, ~pframe.columns.duplicated()]
     if "cohort" not in [cm.to for cm in by_table["patients"]]:
         pframe["cohort"] = str(rc.get("cohort", "redcap"))
     raws["patients"] = ingest._Raw(label, pframe, np.asarray(prow, dtype=np.int64), False,

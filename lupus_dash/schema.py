@@ -260,6 +260,12 @@ INPUT_TABLES: dict[str, tuple[Column, ...]] = {
     "adverse_events": AE_COLUMNS,
 }
 REQUIRED_TABLES = ("patients", "visits")
+# Input columns of visits the importer reads besides the contract's (ingest.py): a row's unit
+# of C3/C4 and creatinine, and a glucocorticoid dose it converts to prednisone.
+EXTRA_VISIT_COLUMNS = ("c3_unit", "c4_unit", "creatinine_unit", "glucocorticoid_drug",
+                       "glucocorticoid_mg_day")
+# Missing-value markers statistical software writes (R's write.csv: NA), compared lower-case.
+NA_MARKERS = frozenset({"na", "n/a", "nan", "null"})
 
 # --- Derived columns, computed on import (store.py / derive.py) -------------
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 from importlib.resources import files
 
-import numpy as np
 import pandas as pd
 
 from . import synth
@@ -240,7 +239,3 @@ def load_demo(dsn: str, schema: str = "cdm", cohort: str = synth.CSLE) -> dict[s
             copy_rows(con, schema, table, rows)
         add_indices(con, schema)
     return {t: len(r) for t, r in tables.items()}
-
-
-def measurement_values(tables: dict) -> np.ndarray:
-    return np.array([r[5] for r in tables["measurement"]])

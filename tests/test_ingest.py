@@ -570,6 +570,18 @@ P1,12,110,18,0.8
     assert any("look like mg/dL" in w.reason for w in res.warnings)  # creatinine median < 20
 
 
+def test_unit_option_of_another_measure_is_reported_not_raised():
+    # µmol/L is a unit, but not one of complement: a located option problem, not a KeyError.
+    res = ingest.read_cohort(ROOT / "tests" / "fixtures" / "messy_clean", complement_unit="umol/L")
+    assert [(p.file, p.value, p.reason) for p in res.problems
+            if p.file.startswith("--")] == [
+        ("--complement-unit", "umol/L", "unknown unit; use g/L or mg/dL")]
+    res = ingest.read_cohort(ROOT / "tests" / "fixtures" / "messy_clean", creatinine_unit="g/L")
+    assert [(p.file, p.value, p.reason) for p in res.problems
+            if p.file.startswith("--")] == [
+        ("--creatinine-unit", "g/L", "unknown unit; use µmol/L or mg/dL")]
+
+
 def test_unit_columns_per_row_and_range_after_conversion(tmp_path):
     visits = """patient_id,visit_week,c3_g_l,c3_unit,creatinine_umol_l,creatinine_unit
 P1,0,0.9,g/L,80,umol/L
@@ -814,3 +826,9 @@ def test_date_format_on_the_command_line(tmp_path, capsys):
     assert cli.main(["validate", str(folder)]) == 2
     assert "ambiguous date" in capsys.readouterr().err
     assert cli.main(["validate", str(folder), "--date-format", "DD/MM/YYYY"]) == 0
+
+
+def test_unit_columns_are_extra_visit_columns():
+    # The per-row unit columns the importer converts by are input columns it keeps (and the
+    # mapping offers them as visits targets).
+    assert tuple(ingest.UNIT_COLUMNS) == schema.EXTRA_VISIT_COLUMNS[:len(ingest.UNIT_COLUMNS)]

@@ -139,6 +139,35 @@ def test_mapping_names_local_codes(tmp_path):
     assert res.tables["visits"]["c4_g_l"].iloc[0] == 0.08
 
 
+def test_labs_on_a_workbook_sheet_as_suggested(tmp_path):
+    # suggest names a long-format sheet as book.xlsx[Sheet]; the import reads that sheet.
+    import datetime as dt
+
+    import openpyxl
+
+    from lupus_dash import mapping
+
+    folder = _write(tmp_path / "x", patients=PATIENTS, visits=VISITS)
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Lab results"
+    lines = LABS.splitlines()
+    ws.append(lines[0].split(","))
+    for line in lines[1:]:
+        pid, date, code, test, value, unit = line.split(",")
+        ws.append([pid, dt.datetime.fromisoformat(date), code or None, test, float(value),
+                   unit])
+    wb.save(folder / "book.xlsx")
+    m = mapping.suggest(folder)
+    assert m.files["labs"] == "book.xlsx[Lab results]"
+    res = ingest.read_cohort(folder, mapping=m)
+    assert res.ok, res.problems
+    want = ingest.read_cohort(_write(tmp_path / "c", patients=PATIENTS, visits=VISITS,
+                                     labs=LABS))
+    pd.testing.assert_frame_equal(res.tables["visits"], want.tables["visits"],
+                                  check_exact=True)
+
+
 def test_cli_and_suggest(tmp_path, capsys):
     folder = _write(tmp_path / "l", patients=PATIENTS, visits=VISITS, labs=LABS)
     assert cli.main(["import", str(folder), "--db", str(tmp_path / "x.duckdb")]) == 0

@@ -265,3 +265,21 @@ def test_workbook_with_its_own_sheet_names(tmp_path):
     for t in ("patients", "visits", "adverse_events"):
         pd.testing.assert_frame_equal(got.tables[t].reset_index(drop=True),
                                       want.tables[t].reset_index(drop=True), check_exact=True)
+
+
+def test_corrupt_workbook_is_a_located_problem(tmp_path, capsys):
+    # A corrupt .xlsx beside the files: suggest leaves it out and says so (it raised before).
+    folder = tmp_path / "f"
+    shutil.copytree(MESSY, folder)
+    book = folder / "old export.xlsx"
+    book.write_bytes(b"PK\x03\x04 not a workbook")
+    sink = ingest._Sink()
+    assert mapping.suggest(folder, sink) == mapping.suggest(MESSY)
+    assert [(p.file, p.row, p.reason.split(":")[0]) for p in sink.problems] == [
+        ("old export.xlsx", None, "not a readable .xlsx workbook")]
+    assert mapping.suggest(book).columns == []
+    assert cli.main(["suggest-mapping", str(folder)]) == 2
+    assert "error: old export.xlsx: not a readable .xlsx workbook" in capsys.readouterr().err
+    res = ingest.read_cohort(book)
+    assert [(p.file, p.reason.split(":")[0]) for p in res.problems] == [
+        ("old export.xlsx", "not a readable .xlsx workbook")]

@@ -161,6 +161,13 @@ def test_unknown_concept_is_located(demo_cdm, tmp_path):
     assert [(p.file, p.value) for p in res.problems] == [("concepts.toml", "sledai_total")]
 
 
+def test_bad_schedule_and_windows_are_reported_once(demo_cdm):
+    dsn, _ = demo_cdm
+    res, _ = omop.read_omop(dsn, "cdm", synth.CSLE, schedule="0,x", week_windows="4:40:10")
+    assert [(p.file, p.value) for p in res.problems if p.file.startswith("--")] == [
+        ("--schedule", "x"), ("--week-windows", "4:40:10")]
+
+
 def test_unit_that_cannot_convert_is_located(pg):
     # A dsDNA result in kit units (U/mL) instead of IU/mL: named by its measurement_id.
     dsn = pg.create_database("bad_unit")
