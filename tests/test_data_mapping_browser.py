@@ -59,23 +59,30 @@ def test_mapping_editor_edit_validate_import(server):
                                     args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1920, "height": 1080})
         page.set_default_timeout(WAIT_MS)
-        page.goto(f"{base}/data")
-        page.wait_for_selector("input[type=file]", state="attached")
-        page.set_input_files("input[type=file]", [str(f) for f in sorted(MESSY.iterdir())])
-        page.wait_for_selector("text=Column mapping")
-        page.wait_for_selector("text=3 problem(s) found")  # the coded sex, 3 rows
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "data_mapping_suggested.png"))
         valid = "text=Valid: 1 cohort(s) (MESSY), 3 patients, 6 visits, 2 adverse events."
-        for attempt in range(3):  # a loaded machine may swallow keys while the app reruns
+        ARTIFACTS.mkdir(exist_ok=True)
+        for attempt in range(3):
+            # Each attempt in a fresh session: on a loaded machine the grid may swallow an
+            # arrow key, and the value map then lands in the wrong cell of that session.
+            page.goto(f"{base}/data")
+            page.wait_for_selector("input[type=file]", state="attached")
+            page.set_input_files("input[type=file]",
+                                 [str(f) for f in sorted(MESSY.iterdir())])
+            page.wait_for_selector("text=Column mapping")
+            page.wait_for_selector("text=3 problem(s) found")  # the coded sex, 3 rows
+            if attempt == 0:
+                page.screenshot(path=str(ARTIFACTS / "data_mapping_suggested.png"))
             settle(page)
             grid = page.locator("[data-testid=stDataFrame]").first  # patients
             grid.scroll_into_view_if_needed()
+            time.sleep(0.5)
             box = grid.bounding_box()
             # Row 3 (Geschlecht), column 4 (values): header and rows are 35 px high.
             page.mouse.click(box["x"] + 20, box["y"] + 35 + 35 * 2 + 17)
             for _ in range(3):
+                time.sleep(0.3)
                 page.keyboard.press("ArrowRight")
+            time.sleep(0.3)
             page.keyboard.press("Enter")
             time.sleep(1)
             page.keyboard.type("1 → F; 2 → M")
@@ -87,7 +94,6 @@ def test_mapping_editor_edit_validate_import(server):
             except sync_api.Error:
                 page.screenshot(path=str(ARTIFACTS / f"data_mapping_attempt{attempt}.png"),
                                 full_page=True)
-                continue
         page.wait_for_selector(valid)
         settle(page)
         page.get_by_text("a new database file").click()
