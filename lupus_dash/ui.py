@@ -9,6 +9,7 @@ and a "Reproduce" expander written from the calls that ran.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -187,11 +188,14 @@ def _audit_log(cfg: HostingConfig) -> audit.AuditLog | None:
 
 def record(event: str, who: Principal | None = None, **fields) -> None:
     """Append an audit record for this session (no-op when no log is configured)."""
-    cfg = st.session_state.get("_hosting") or hosting()
+    _record(st.session_state.get("_hosting") or hosting(),
+            who or st.session_state.get("_who"), event, **fields)
+
+
+def _record(cfg: HostingConfig, who: Principal | None, event: str, **fields) -> None:
     log = _audit_log(cfg)
     if log is None:
         return
-    who = who or st.session_state.get("_who")
     ident = who.audit_fields() if who else {"subject": None, "email": None, "role": None}
     log.record(event, ident, **fields)
 
@@ -214,11 +218,17 @@ def may_open(page_file: str) -> bool:
 
 
 def audited(file_name: str, fmt: str, data):
-    """A download's data callable that records the download when it is fetched."""
+    """A download's data callable that records the download when it is fetched.
+
+    Streamlit calls it on the click, outside any script run (no session state then): the
+    session's settings, person and filter are read now, when the button is drawn."""
+    ctx = st.session_state.get("_ctx")
+    flt = json.loads(ctx.flt.to_json()) if ctx else None
+    cfg = st.session_state.get("_hosting") or hosting()
+    person = st.session_state.get("_who")
+
     def fetch():
-        ctx = st.session_state.get("_ctx")
-        record("download", file=file_name, format=fmt,
-               filter=json.loads(ctx.flt.to_json()) if ctx else None)
+        _record(cfg, person, "download", file=file_name, format=fmt, filter=flt)
         return data() if callable(data) else data
     return fetch
 
@@ -938,7 +948,8 @@ def table(df: pd.DataFrame, name: str, calls=None, then: str | None = None,
         if docx is not None:
             # An editable Word table (journal conventions), the same cells as the CSV.
             row.download_button(
-                "Word", data=lambda: _docx(docx), file_name=f"{slug}.docx",
+                "Word", data=functools.partial(_docx, docx, ctx.db, _preset()),
+                file_name=f"{slug}.docx",
                 mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
                 key=f"dl_{slug}_docx", on_click="ignore",
             )
@@ -1199,7 +1210,8 @@ def _presenting_panel(ctx: Context, slug: str) -> None:
             st.download_button("Deck (TOML)", data=scenes.dumps(deck), file_name="deck.toml",
                                mime="application/toml", key="deck_toml", on_click="ignore")
             st.download_button(
-                "Slides (PowerPoint)", data=lambda: _pptx(deck), file_name="deck.pptx",
+                "Slides (PowerPoint)", data=functools.partial(_pptx, deck, ctx.db, _policy()),
+                file_name="deck.pptx",
                 mime="application/vnd.openxmlformats-officedocument.presentationml."
                      "presentation", key="deck_pptx", on_click="ignore")
         # Filled by finish() after the page ran, so it counts the tests this page showed.
@@ -1226,16 +1238,27 @@ def finish() -> None:
                                     on_click="ignore")
 
 
-def _docx(lay: layouts.Layout) -> bytes:
+# The Word and PowerPoint downloads are built when clicked, by Streamlit outside any script
+# run (no session state then): the database, layout, preset and policy are bound when the
+# button is drawn.
+
+
+def _docx(lay: layouts.Layout, db: Database, preset: str) -> bytes:
     from . import office
 
-    return office.layout_docx(current().db, lay, export_context().preset)
+    return office.layout_docx(db, lay, preset)
 
 
-def _pptx(deck: scenes.Deck) -> bytes:
+def _pptx(deck: scenes.Deck, db: Database, policy: results.Policy) -> bytes:
     from . import office
 
-    return office.build_deck(current().db, deck, policy=_policy()).pptx
+    return office.build_deck(db, deck, policy=policy).pptx
+
+
+def _preset() -> str:
+    """The definitions preset the page's widgets chose (standard when it has none)."""
+    return next((str(st.session_state[k]) for k in ("rem_preset", "t2t_preset", "pt_preset")
+                 if k in st.session_state), "standard")
 
 
 def export_context() -> charts.ExportContext:
@@ -1245,8 +1268,6 @@ def export_context() -> charts.ExportContext:
     ctx = current()
     slug = st.session_state.get("_page_slug", "")
     status, _ = _current_scene_status(slug, ctx)
-    preset = next((str(st.session_state[k]) for k in ("rem_preset", "t2t_preset", "pt_preset")
-                   if k in st.session_state), "standard")
-    return charts.ExportContext(ctx.flt.sentence(ctx.k, ctx.n), ctx.k, preset,
+    return charts.ExportContext(ctx.flt.sentence(ctx.k, ctx.n), ctx.k, _preset(),
                                 ctx.db.data_version(), dt.date.today().isoformat(), status,
                                 comparison_log().summary()["m"])
