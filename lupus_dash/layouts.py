@@ -343,7 +343,7 @@ def table2(summ: Result, lon: Result, dispersion: Mapping[str, str] | None = Non
         present = [isinstance(s.at[w, "n"], str) or s.at[w, "n"] > 0 for w in weeks]
         if ep.kind == "binary":
             add(name, "n (%) positive", [
-                fmt_count(s.at[w, "n_positive"], None, _pct(s.at[w, "rate"]))
+                fmt_count(s.at[w, "n_positive"], None, rate_pct(s.at[w, "rate"]))
                 if ok else MISSING_TEXT for w, ok in zip(weeks, present, strict=True)])
             _test_rows(add, l_all, col, "fisher", "baseline", weeks, None, "P (Fisher's exact)")
             _test_rows(add, l_all, col, "mcnemar_exact", "baseline", weeks, None,
@@ -374,7 +374,9 @@ def table2(summ: Result, lon: Result, dispersion: Mapping[str, str] | None = Non
     return Layout("Table 2. Endpoints by visit", out, footnotes=notes)
 
 
-def _pct(rate):
+def rate_pct(rate) -> float | None:
+    """A proportion (0–1) as a percentage number for `fmt_count`; None when missing or
+    withheld (text)."""
     return None if isinstance(rate, str) or is_missing(rate) else rate * 100
 
 
@@ -462,7 +464,7 @@ def statistics_table(rows: pd.DataFrame, summ: pd.DataFrame, display: str) -> pd
         if cur is None or isinstance(cur["n"], str) or not cur["n"]:
             shown = MISSING_TEXT if cur is None else fmt_num(cur["n"])
         elif cur["kind"] == "binary":
-            shown = fmt_count(cur["n_positive"], cur["n"], _pct(cur["rate"]))
+            shown = fmt_count(cur["n_positive"], cur["n"], rate_pct(cur["rate"]))
         elif display == "median":
             shown = (f"{fmt_num(cur['median'], d)} ({fmt_num(cur['p25'], d)}, "
                      f"{fmt_num(cur['p75'], d)})")

@@ -46,10 +46,6 @@ def _p(p) -> str:
     return layouts.fmt_p(p)
 
 
-def _rate_pct(rate) -> float | None:
-    return None if layouts.is_missing(rate) else float(rate) * 100
-
-
 # --- scene views: what a slide shows for a scene --------------------------------------------
 # Each view runs the calls its page makes (through the seam, `results.run`) with the
 # scene's widget values, defaults as on the page, and draws the page's chart.
@@ -65,6 +61,7 @@ class View:
     note: str = ""
     tests: list[tuple[pd.DataFrame, dict]] = field(default_factory=list)
     preset: str = "standard"
+    message: str = ""  # said in place of picture and table (shared mode's gate)
 
 
 class _Run:
@@ -95,7 +92,7 @@ def view_patient_flow(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> V
         r = at.loc[d]
         rows.append({"Measure": f"{REMISSION_LABELS[d]} at week {final}",
                      "Patients": layouts.fmt_count(r["n_achieved"], r["n_denominator"],
-                                                   _rate_pct(r["rate"]))})
+                                                   layouts.rate_pct(r["rate"]))})
     rows.append({"Measure": "With adverse events",
                  "Patients": layouts.fmt_count(t3["n_patients"].iloc[0], t3["n"].iloc[0],
                                                t3["pct"].iloc[0])})
@@ -155,8 +152,8 @@ def view_trajectory(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> Vie
     else:
         display, y, lo, hi, what = "mean", "mean", "ci_low", "ci_high", "mean (95 % CI)"
     pv = rows[["visit_week", "p_adjusted"]].rename(columns={"p_adjusted": "p_value"})
-    chart = charts.trajectory(summ[summ["n"] > 0], y, lo, hi, y_title=_label(ep),
-                              p_values=pv, title="")
+    chart = charts.trajectory(summ[layouts.has_value(summ["n"])], y, lo, hi,
+                              y_title=_label(ep), p_values=pv, title="")
     st = layouts.statistics_table(rows.assign(endpoint=col), summ, display)
     keep = ["Week", "n", "Summary", "Method", "p"] + (["p adjusted"] if adjust != "none" else [])
     v = View(f"{ep.label}: {what}; {layouts.method_words(method)} vs {comparator}", chart,
@@ -238,8 +235,8 @@ def view_remission_rates(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -
             if len(r) and not layouts.is_missing(r["rate"].iloc[0]):
                 r = r.iloc[0]
                 count = layouts.fmt_count(r["n_achieved"], r["n_denominator"],
-                                          _rate_pct(r["rate"]))
-                row[head] = f"{count}; {layouts.fmt_ci(r['ci_low'] * 100, r['ci_high'] * 100, 1)}"
+                                          layouts.rate_pct(r["rate"]))
+                row[head] = f"{count}; {layouts.fmt_pct_ci(r['ci_low'], r['ci_high'], 1)}"
             else:
                 row[head] = "—"
         rows.append(row)
@@ -253,7 +250,7 @@ def view_disease_states(run: _Run, flt: Filter, w: scenes.Scene, preset: str) ->
     p, _, _ = _remission_widgets(w, preset)
     states = run(remission.states, flt, preset=p).table
     chart = charts.stacked_states(states, title="")
-    wide = states.assign(cell=[f"{int(n)} ({pc:.0f} %)" for n, pc in
+    wide = states.assign(cell=[layouts.fmt_count(n, None, pc, 0) for n, pc in
                                zip(states["n"], states["pct"], strict=True)])
     table = wide.pivot_table(index="visit_week", columns="state", values="cell",
                              aggfunc="first").reset_index()
@@ -408,18 +405,28 @@ def render_scene(run: _Run, scene: scenes.Scene, log: ComparisonLog, version: st
                  date: str, preset: str = "standard") -> tuple[View | None, charts.ExportContext]:
     """Compute a scene's view through the seam, log the tests it displays, and its context."""
     flt = scene.filter
-    cnt = run(cohort.patient_count, flt).table.iloc[0]
-    k, n = int(cnt["n_match"]), int(cnt["n_cohort"])
-    sentence = flt.sentence(k, n)
+    counted = run(cohort.patient_count, flt)
     view_name = scene.slide_view
     view = None
-    if view_name is not None and k > 0:
+    if counted.table.empty:
+        # Shared mode's denominator gate: nothing of this filter leaves, not even its count;
+        # the slide says why (as the page does).
+        k = n = None
+        view = View(scene.name, preset=preset,
+                    message=counted.notes[0] if counted.notes else "Not shown.")
+    else:
+        cnt = counted.table.iloc[0]
+        # A count the output policy withheld stays its text ("<11"), as on the page.
+        k, n = (v if isinstance(v, str) else int(v) for v in (cnt["n_match"], cnt["n_cohort"]))
+    sentence = flt.sentence(k, n)
+    if view is None and view_name is not None and (isinstance(k, str) or k > 0):
         view = VIEW_BUILDERS[view_name](run, flt, scene, preset)
         for df, extra in view.tests:
             log.add_frame(df, flt, sentence, page=scene.page, scene=scene.name,
                           prespecified=scene.prespecified, **extra)
     used = view.preset if view else preset
-    ctx = charts.ExportContext(sentence, k, used, version, date, scene.status)
+    ctx = charts.ExportContext(sentence, "not shown" if k is None else k, used, version, date,
+                               scene.status)
     return view, ctx
 
 
@@ -571,8 +578,9 @@ def _scene_slide(slide, s: SlideContent, summ: dict):
         _text(slide, Inches(0.4), Inches(0.95), Inches(10.0), Inches(0.4), sub, 16,
               rgb=(0x44, 0x44, 0x44))
     top, bottom = 1.45, 6.0
-    if v is None:
-        why = ("No patient matches this scene's filter." if s.context.n == 0 else
+    if v is None or v.message:
+        why = (v.message if v is not None else
+               "No patient matches this scene's filter." if s.context.n == 0 else
                f"The {s.scene.page} page has no slide view; present it live.")
         _text(slide, Inches(0.4), Inches(2.5), Inches(12.5), Inches(1.0), why, 20)
     elif s.png is not None and v.table is not None and len(v.table):
