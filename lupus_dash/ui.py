@@ -924,11 +924,12 @@ def table(df: pd.DataFrame, name: str, calls=None, then: str | None = None,
     browser: 100,000 patients would be megabytes per rerun); the downloads hold all.
     """
     ctx = current()
-    shown = _text_where_mixed(df)
+    shown = df
     if max_rows is not None and len(df) > max_rows:
         shown = df.head(max_rows)
         st.caption(f"Showing the first {max_rows:,} of {len(df):,} rows; the downloads below "
                    "hold every row.")
+    shown = _text_where_mixed(shown)  # on the rows shown only (a listing may be long)
     if ctx.presenter and len(shown) <= 120:
         st.table(shown.set_index(shown.columns[0]) if len(shown.columns) else shown)
     else:
