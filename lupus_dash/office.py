@@ -455,7 +455,7 @@ def build_deck(db: Database, deck: scenes.Deck, preset: str = "standard",
     finally:
         for d in opened.values():
             d.close()
-    m = log.summary()["m"]
+    m = log.tested()
     for s in slides:
         s.context = charts.ExportContext(s.context.filter_sentence, s.context.n,
                                          s.context.preset, s.context.data_version,

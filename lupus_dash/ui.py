@@ -1153,7 +1153,7 @@ def _scene_bar(ctx: Context, slug: str) -> None:
     if deck is None and not ctx.presenter:
         return
     colour = "#009E73" if status == scenes.STATUS_PRESPECIFIED else "#D55E00"
-    m = comparison_log().summary()["m"]
+    m = comparison_log().tested()
     left, prev_col, next_col = st.columns([6, 1, 1], vertical_alignment="center")
     where = ""
     index = st.session_state.get("_scene_index")
@@ -1227,7 +1227,7 @@ def finish() -> None:
     log = comparison_log()
     with box:
         st.caption(log.sentence())
-        if log.summary()["logged"]:
+        if len(log):
             with st.expander("Comparisons looked at"):
                 tbl = log.table()
                 st.dataframe(tbl, hide_index=True, height=240)
@@ -1271,4 +1271,4 @@ def export_context() -> charts.ExportContext:
     status, _ = _current_scene_status(slug, ctx)
     return charts.ExportContext(ctx.flt.sentence(ctx.k, ctx.n), ctx.k, _preset(),
                                 ctx.db.data_version(), dt.date.today().isoformat(), status,
-                                comparison_log().summary()["m"])
+                                comparison_log().tested())
