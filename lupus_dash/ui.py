@@ -1132,7 +1132,7 @@ def _apply_pending_scene() -> None:
         st.session_state["db_path_override"] = restore or None
     path = db_path()
     try:
-        current_version = Database(path).data_version() if path.exists() else ""
+        current_version = get_db().data_version() if path.exists() else ""
     except DatabaseError:
         current_version = ""
     pin = scenes.check_pin(scene, current_version, scenes.version_candidates(path))
