@@ -330,7 +330,7 @@ def small_multiples(
     """All endpoints side by side, each with its own y scale (the paper's Figure 1)."""
     df = _numeric(df)
     _check(df, "visit_week", facet, y, lo, hi)
-    enc_x = alt.X("visit_week:O", title="Week", axis=alt.Axis(labelAngle=0))
+    enc_x = _week_axis()
     tips = [
         alt.Tooltip(f"{facet}:N", title="Endpoint"),
         alt.Tooltip("visit_week:O", title="Week"),
@@ -388,7 +388,7 @@ def figure1_panel(
     df = _numeric(df)
     _check(df, "visit_week", "label", y, lo, hi)
     title = str(df["label"].iloc[0]).split("\n") if len(df) else ""
-    enc_x = alt.X("visit_week:O", title="Week", axis=alt.Axis(labelAngle=0))
+    enc_x = _week_axis()
     tips = [alt.Tooltip("visit_week:O", title="Week"),
             alt.Tooltip(f"{y}:Q", title="value", format=".3g"),
             alt.Tooltip(f"{lo}:Q", title="lower", format=".3g"),

@@ -38,10 +38,6 @@ REMISSION_LABELS = remission.LABELS
 REMISSION_DEFAULT = ["lldas", "remission", "renal_complete", "renal_partial"]
 
 
-def _pct(x) -> str:
-    return layouts.fmt_pct(x)
-
-
 def _p(p) -> str:
     return layouts.fmt_p(p)
 

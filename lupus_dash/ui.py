@@ -130,10 +130,6 @@ def get_db() -> Snapshot:
     return store.snapshot()
 
 
-def forget_db(path: Path) -> None:
-    """Kept for callers written before DataStore: a rewritten file is picked up by itself."""
-
-
 def ensure_demo() -> None:
     """Build the demo database on first start when the default file is missing."""
     path = db_path()
@@ -707,7 +703,6 @@ def start() -> Context:
         if st.button("Rebuild the derived tables now", key="rederive"):
             from . import store
 
-            forget_db(db.path)
             with st.spinner("Rebuilding the derived tables…"):
                 store.rederive(db.path)
             st.rerun()
