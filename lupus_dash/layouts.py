@@ -306,7 +306,8 @@ def table2_calls(flt: Filter) -> dict[str, Call]:
             "lon": Call.of(biomarkers.longitudinal, flt)}
 
 
-def _endpoint_name(ep: schema.Endpoint) -> str:
+def endpoint_name(ep: schema.Endpoint) -> str:
+    """'C3 (g/L)': the label with its unit (a yes/no endpoint has none)."""
     return f"{ep.label} ({ep.unit})" if ep.unit and ep.kind != "binary" else ep.label
 
 
@@ -338,7 +339,7 @@ def table2(summ: Result, lon: Result, dispersion: Mapping[str, str] | None = Non
         if not (s["n"].apply(lambda v: isinstance(v, str) or v > 0)).any():
             continue
         d = DECIMALS.get(col, 2)
-        name = _endpoint_name(ep)
+        name = endpoint_name(ep)
         add(name, "n", [fmt_num(s.at[w, "n"], 0) for w in weeks])
         present = [isinstance(s.at[w, "n"], str) or s.at[w, "n"] > 0 for w in weeks]
         if ep.kind == "binary":
@@ -411,16 +412,16 @@ def _test_rows(add, lon, endpoint, method, comparator, weeks, stat_label, p_labe
         n_txt = (f"complete cases, n = {fmt_num(next(iter(ns)), 0)}" if len(ns) == 1
                  else "complete cases")
         add_label = f"MD (95% CI), {n_txt}"
-        endpoint_name = _endpoint_name(schema.ENDPOINTS_BY_COLUMN[endpoint])
-        add(endpoint_name, add_label, stat_vals)
-        add(endpoint_name, p_label, p_vals)
+        row_name = endpoint_name(schema.ENDPOINTS_BY_COLUMN[endpoint])
+        add(row_name, add_label, stat_vals)
+        add(row_name, p_label, p_vals)
         return
-    endpoint_name = _endpoint_name(schema.ENDPOINTS_BY_COLUMN[endpoint])
+    row_name = endpoint_name(schema.ENDPOINTS_BY_COLUMN[endpoint])
     if pairs_row:
-        add(endpoint_name, "pairs" + ("*" if comparator == "previous" else ""), n_vals)
+        add(row_name, "pairs" + ("*" if comparator == "previous" else ""), n_vals)
     if stat_label:
-        add(endpoint_name, stat_label, stat_vals)
-    add(endpoint_name, p_label, p_vals)
+        add(row_name, stat_label, stat_vals)
+    add(row_name, p_label, p_vals)
 
 
 # --- Table 3 ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ of each P named in a lettered footnote, p as `<0.001`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import math
@@ -36,10 +37,6 @@ DECKS_DIR = ROOT / "decks"
 
 REMISSION_LABELS = remission.LABELS
 REMISSION_DEFAULT = ["lldas", "remission", "renal_complete", "renal_partial"]
-
-
-def _p(p) -> str:
-    return layouts.fmt_p(p)
 
 
 # --- scene views: what a slide shows for a scene --------------------------------------------
@@ -123,10 +120,6 @@ def _endpoint_choice(run: _Run, flt: Filter, value: str | None):
     return col, schema.ENDPOINTS_BY_COLUMN[col]
 
 
-def _label(ep) -> str:
-    return f"{ep.label} ({ep.unit})" if ep.unit and ep.kind != "binary" else ep.label
-
-
 def view_trajectory(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> View:
     """Biomarkers, one endpoint: trajectory with stars and the statistics table (as the page)."""
     col, ep = _endpoint_choice(run, flt, w.widget("bio_endpoint"))
@@ -149,7 +142,7 @@ def view_trajectory(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> Vie
         display, y, lo, hi, what = "mean", "mean", "ci_low", "ci_high", "mean (95 % CI)"
     pv = rows[["visit_week", "p_adjusted"]].rename(columns={"p_adjusted": "p_value"})
     chart = charts.trajectory(summ[layouts.has_value(summ["n"])], y, lo, hi,
-                              y_title=_label(ep), p_values=pv, title="")
+                              y_title=layouts.endpoint_name(ep), p_values=pv, title="")
     st = layouts.statistics_table(rows.assign(endpoint=col), summ, display)
     keep = ["Week", "n", "Summary", "Method", "p"] + (["p adjusted"] if adjust != "none" else [])
     v = View(f"{ep.label}: {what}; {layouts.method_words(method)} vs {comparator}", chart,
@@ -175,7 +168,7 @@ def view_figure1(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> View:
             "Test": sub["method"].iloc[0],
             "Baseline": layouts.fmt_num(b["centre"].iloc[0]) if len(b) else "—",
             f"Week {final}": layouts.fmt_num(f["centre"].iloc[0]) if len(f) else "—",
-            "P": _p(f["p_value"].iloc[0]) if len(f) else "—",
+            "P": layouts.fmt_p(f["p_value"].iloc[0]) if len(f) else "—",
         })
     lon = res["lon"].table
     # The tests behind Figure 1's stars, as logged comparisons (raw p of each method row).
@@ -299,17 +292,17 @@ def view_subgroup_trajectory(run: _Run, flt: Filter, w: scenes.Scene, preset: st
     adjust = w.widget("sub_adjust", "holm")
     ss = run(subgroups.summary, flt, group_by=group_by, endpoint=col, outcome=outcome).table
     chart = charts.trajectory(ss.dropna(subset=["mean"]), "mean", "ci_low", "ci_high",
-                              color="group", y_title=_label(ep), title="")
+                              color="group", y_title=layouts.endpoint_name(ep), title="")
     tests = run(subgroups.tests, flt, group_by=group_by, endpoints=[col], outcome=outcome,
                 adjust=adjust).table
     table = pd.DataFrame({
         "Week": tests["visit_week"].astype(str),
         "Test": [layouts.method_words(m, pm) for m, pm in
                  zip(tests["method"], tests["p_method"], strict=True)],
-        "P": tests["p_value"].map(_p),
+        "P": tests["p_value"].map(layouts.fmt_p),
     })
     if adjust != "none":
-        table[f"P ({adjust})"] = tests["p_adjusted"].map(_p)
+        table[f"P ({adjust})"] = tests["p_adjusted"].map(layouts.fmt_p)
     what = "change from baseline" if outcome == "change" else "value"
     v = View(f"{ep.label} ({what}) by {_group_label(group_by).lower()}", chart, table,
              note="Mean ± 95 % CI per group; tests compare the groups at each visit.",
@@ -331,7 +324,8 @@ def view_forest(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> View:
     ok = at.dropna(subset=["ci_low", "ci_high"])
     chart = (charts.forest(ok.assign(group=[f"{g} (n = {n})" for g, n in
                                             zip(ok["group"], ok["n"], strict=True)]),
-                           x_title=f"Change in {_label(ep)} at week {week} (mean, 95 % CI)")
+                           x_title=f"Change in {layouts.endpoint_name(ep)} at week {week} "
+                                   "(mean, 95 % CI)")
              if len(ok) else None)
     table = pd.DataFrame({
         "Group": at["group"].astype(str), "n": [layouts.fmt_num(n, 0) for n in at["n"]],
@@ -453,9 +447,7 @@ def build_deck(db: Database, deck: scenes.Deck, preset: str = "standard",
             d.close()
     m = log.tested()
     for s in slides:
-        s.context = charts.ExportContext(s.context.filter_sentence, s.context.n,
-                                         s.context.preset, s.context.data_version,
-                                         s.context.date, s.context.status, m)
+        s.context = dataclasses.replace(s.context, comparisons=m)
         if s.view is not None and s.view.chart is not None:
             s.png = slide_png(s.view.chart)
             if projector:
@@ -723,8 +715,9 @@ def _log_slide(slide, log: ComparisonLog, summ: dict, ctx: charts.ExportContext 
         return
     shown = pd.DataFrame({
         "Endpoint": t["endpoint"], "Visit": t["visit"], "Group by": t["group_by"],
-        "Test": t["method"], "Filter": t["filter"], "P": t["p_value"].map(_p),
-        "Holm": t["p_holm"].map(_p), "BH": t["p_bh"].map(_p), "": t["status"],
+        "Test": t["method"], "Filter": t["filter"], "P": t["p_value"].map(layouts.fmt_p),
+        "Holm": t["p_holm"].map(layouts.fmt_p), "BH": t["p_bh"].map(layouts.fmt_p),
+        "": t["status"],
     }).head(max_rows)
     _native_table(slide, shown, 0.4, 1.95, 12.5, 4.5)
     more = len(t) - len(shown)

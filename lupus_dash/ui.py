@@ -1012,8 +1012,7 @@ def report_command(flt: Filter, *extra: str) -> str:
 
 def endpoint_label(col: str) -> str:
     """'C3 (g/L)' for an endpoint column."""
-    e = schema.ENDPOINTS_BY_COLUMN[col]
-    return f"{e.label} ({e.unit})" if e.unit and e.kind != "binary" else e.label
+    return layouts.endpoint_name(schema.ENDPOINTS_BY_COLUMN[col])
 
 
 def metric(box, label: str, value, help: str | None = None) -> None:

@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from lupus_dash import charts, cli, office, report, results, scenes, store
+from lupus_dash import charts, cli, layouts, office, report, results, scenes, store
 from lupus_dash.analyses import biomarkers, cohort, common, remission
 from lupus_dash.db import Database
 from lupus_dash.filters import Filter
@@ -209,8 +209,8 @@ def test_default_deck_slides_equal_the_report(db, default_export):
     # The log slide names the smallest p with its Holm and BH values.
     t = out.log.table().sort_values("p_value", kind="stable")
     first = slides[-1]["tables"][0][1]
-    assert first[5:8] == [office._p(t["p_value"].iloc[0]), office._p(t["p_holm"].iloc[0]),
-                          office._p(t["p_bh"].iloc[0])]
+    assert first[5:8] == [layouts.fmt_p(t["p_value"].iloc[0]), layouts.fmt_p(t["p_holm"].iloc[0]),
+                          layouts.fmt_p(t["p_bh"].iloc[0])]
     assert out.log.sentence() in slides[-1]["text"]
 
 
@@ -255,7 +255,7 @@ def test_prespecified_scene_is_labelled_and_its_tests_logged_so(db):
     summ = out.log.summary()
     assert summ["m"] == summ["prespecified"] == len(want) == 4
     table = s["tables"][0]
-    assert [r[4] for r in table[1:]] == [office._p(p) for p in want["p_value"]]
+    assert [r[4] for r in table[1:]] == [layouts.fmt_p(p) for p in want["p_value"]]
 
 
 def test_pinned_scene_shows_the_numbers_of_its_version(demo_path, tmp_path):
