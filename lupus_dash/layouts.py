@@ -453,6 +453,17 @@ def table3(t3: Result) -> Layout:
 # --- statistics table and Figure 1 (Biomarkers page) -------------------------------------
 
 
+def summary_columns(kind: str, method: str) -> tuple[str, str, str, str, str]:
+    """The summary that matches a test, as (statistics_table display, y, lower, upper,
+    words): the share positive of a yes/no endpoint, median (P25, P75) beside a rank test,
+    mean (95 % CI) beside a t-test or a model (the trajectory and its statistics table)."""
+    if kind == "binary":
+        return "rate", "rate", "ci_low", "ci_high", "share positive"
+    if method == "wilcoxon":
+        return "median", "median", "p25", "p75", "median (P25, P75)"
+    return "mean", "mean", "ci_low", "ci_high", "mean (95 % CI)"
+
+
 def statistics_table(rows: pd.DataFrame, summ: pd.DataFrame, display: str) -> pd.DataFrame:
     """Per visit: the summary matching the test (mean ± SD with t, median (P25, P75) with
     Wilcoxon), the method in words, n, estimate with its CI, statistic, p (text cells)."""

@@ -134,12 +134,7 @@ def view_trajectory(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> Vie
     lon = run(biomarkers.longitudinal, flt, endpoints=[col], comparators=[comparator],
               adjust=adjust, include_mixed=method == "mixed_model").table
     rows = lon[lon["method"] == method].reset_index(drop=True)
-    if ep.kind == "binary":
-        display, y, lo, hi, what = "rate", "rate", "ci_low", "ci_high", "share positive"
-    elif method == "wilcoxon":
-        display, y, lo, hi, what = "median", "median", "p25", "p75", "median (P25, P75)"
-    else:
-        display, y, lo, hi, what = "mean", "mean", "ci_low", "ci_high", "mean (95 % CI)"
+    display, y, lo, hi, what = layouts.summary_columns(ep.kind, method)
     pv = rows[["visit_week", "p_adjusted"]].rename(columns={"p_adjusted": "p_value"})
     chart = charts.trajectory(summ[layouts.has_value(summ["n"])], y, lo, hi,
                               y_title=layouts.endpoint_name(ep), p_values=pv, title="")
