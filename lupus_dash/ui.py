@@ -583,11 +583,9 @@ def _facet_caption(col: str, options, counts: dict | None) -> None:
     if not counts:
         return
     fmt = _fmt_option(col)
-    def n(v):
-        c = counts.get(v, 0)
-        return c if isinstance(c, str) else layouts.fmt_num(c, 0)  # "<11" in shared mode
-
-    st.caption(" · ".join(f"{fmt(v)} {n(v)}" for v in options))
+    # fmt_num passes text through ("<11" in shared mode)
+    st.caption(" · ".join(f"{fmt(v)} {layouts.fmt_num(counts.get(v, 0), 0)}"
+                          for v in options))
 
 
 def filter_panel(db: Database) -> tuple[Filter, object, object]:
@@ -1017,7 +1015,7 @@ def endpoint_label(col: str) -> str:
 
 def metric(box, label: str, value, help: str | None = None) -> None:
     """A headline number in `box` (a column); text from the seam (e.g. "<11") passes through."""
-    box.metric(label, value if isinstance(value, str) else layouts.fmt_num(value), help=help)
+    box.metric(label, layouts.fmt_num(value), help=help)
 
 
 def cmd(*parts: str) -> str:
