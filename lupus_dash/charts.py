@@ -12,7 +12,6 @@ import copy
 import functools
 import hashlib
 import io
-import math
 import pickle
 import textwrap
 import threading
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 import altair as alt
 import pandas as pd
 
-from .layouts import fmt_p, stars
+from .layouts import fmt_p, is_missing, stars
 
 # Okabe & Ito (2008) colour-blind-safe palette, ordered so the first two
 # colours (blue, orange) stay distinct under every common colour deficiency.
@@ -250,11 +249,9 @@ def trajectory(
                                                alt.Tooltip(f"{end}:Q", title="interval cut at",
                                                            format=".3g")], **offset))
     if points is not None and len(points):
-        pt_color = (alt.Color(f"{color}:N", scale=cscale, title=None)
-                    if color else alt.ColorValue(OKABE_ITO[0]))
         layers.append(alt.Chart(points).mark_point(shape="diamond", size=60, filled=False,
                                                     strokeWidth=2)
-                      .encode(x=enc_x, y=alt.Y("value:Q", scale=scale), color=pt_color,
+                      .encode(x=enc_x, y=alt.Y("value:Q", scale=scale), color=col_enc,
                               tooltip=[alt.Tooltip(f"{x}:O", title="Week"),
                                        alt.Tooltip("value:Q", title="value", format=".3g")],
                               **offset))
@@ -314,6 +311,25 @@ def spaghetti(
     )
 
 
+def _figure1_layers(base: alt.Chart, y: str, lo: str, hi: str, stars_col: str | None, tips,
+                    *, scale=alt.Undefined, star_size=alt.Undefined) -> list:
+    """Figure 1's marks on the week axis: the interval, the centre line with its points, and
+    the stars above the interval (small_multiples and figure1_panel)."""
+    enc_x = _week_axis()
+    layers = [
+        base.mark_errorbar(ticks=alt.TickConfig(size=10), color=OKABE_ITO[0]).encode(
+            x=enc_x, y=alt.Y(f"{lo}:Q", title=None, scale=scale), y2=alt.Y2(f"{hi}:Q"),
+            tooltip=tips),
+        base.mark_line(point=True, color=OKABE_ITO[0]).encode(
+            x=enc_x, y=alt.Y(f"{y}:Q", title=None, scale=scale), tooltip=tips),
+    ]
+    if stars_col:
+        layers.append(base.mark_text(dy=-10, fontSize=star_size, fontWeight="bold",
+                                     color="#222222").encode(
+            x=enc_x, y=alt.Y(f"{hi}:Q", scale=scale), text=alt.Text(f"{stars_col}:N")))
+    return layers
+
+
 @memoised
 def small_multiples(
     df: pd.DataFrame,
@@ -330,7 +346,6 @@ def small_multiples(
     """All endpoints side by side, each with its own y scale (the paper's Figure 1)."""
     df = _numeric(df)
     _check(df, "visit_week", facet, y, lo, hi)
-    enc_x = alt.X("visit_week:O", title="Week", axis=alt.Axis(labelAngle=0))
     tips = [
         alt.Tooltip(f"{facet}:N", title="Endpoint"),
         alt.Tooltip("visit_week:O", title="Week"),
@@ -343,21 +358,9 @@ def small_multiples(
     if "method" in df.columns:
         tips += [alt.Tooltip("method:N", title="test"),
                  alt.Tooltip("p_value:Q", title="p", format=".3g")]
-    base = alt.Chart()
-    layers = [
-        base.mark_errorbar(ticks=alt.TickConfig(size=10), color=OKABE_ITO[0]).encode(
-            x=enc_x, y=alt.Y(f"{lo}:Q", title=None), y2=alt.Y2(f"{hi}:Q"), tooltip=tips
-        ),
-        base.mark_line(point=True, color=OKABE_ITO[0]).encode(
-            x=enc_x, y=alt.Y(f"{y}:Q", title=None), tooltip=tips
-        ),
-    ]
-    if stars_col and stars_col in df.columns:
-        layers.append(
-            base.mark_text(dy=-10, fontSize=14, fontWeight="bold", color="#222222").encode(
-                x=enc_x, y=alt.Y(f"{hi}:Q"), text=alt.Text(f"{stars_col}:N")
-            )
-        )
+    layers = _figure1_layers(alt.Chart(), y, lo, hi,
+                             stars_col if stars_col in df.columns else None, tips,
+                             star_size=14)
     return (
         alt.layer(*layers, data=df)
         .properties(width=width, height=height)
@@ -388,7 +391,6 @@ def figure1_panel(
     df = _numeric(df)
     _check(df, "visit_week", "label", y, lo, hi)
     title = str(df["label"].iloc[0]).split("\n") if len(df) else ""
-    enc_x = alt.X("visit_week:O", title="Week", axis=alt.Axis(labelAngle=0))
     tips = [alt.Tooltip("visit_week:O", title="Week"),
             alt.Tooltip(f"{y}:Q", title="value", format=".3g"),
             alt.Tooltip(f"{lo}:Q", title="lower", format=".3g"),
@@ -398,18 +400,9 @@ def figure1_panel(
             tips.append(alt.Tooltip(f"{col}:{'Q' if col == 'n' else 'N'}", title=t))
     if "p_value" in df.columns:
         tips.append(alt.Tooltip("p_value:Q", title="p", format=".3g"))
-    scale = alt.Scale(zero=False, nice=True)
-    base = alt.Chart(df)
-    layers = [
-        base.mark_errorbar(ticks=alt.TickConfig(size=10), color=OKABE_ITO[0]).encode(
-            x=enc_x, y=alt.Y(f"{lo}:Q", title=None, scale=scale), y2=alt.Y2(f"{hi}:Q"),
-            tooltip=tips),
-        base.mark_line(point=True, color=OKABE_ITO[0]).encode(
-            x=enc_x, y=alt.Y(f"{y}:Q", title=None, scale=scale), tooltip=tips),
-    ]
-    if stars_col and stars_col in df.columns:
-        layers.append(base.mark_text(dy=-10, fontWeight="bold", color="#222222").encode(
-            x=enc_x, y=alt.Y(f"{hi}:Q", scale=scale), text=alt.Text(f"{stars_col}:N")))
+    layers = _figure1_layers(alt.Chart(df), y, lo, hi,
+                             stars_col if stars_col in df.columns else None, tips,
+                             scale=alt.Scale(zero=False, nice=True))
     return alt.layer(*layers).properties(title=alt.TitleParams(title, anchor="start"),
                                          width="container", height=height)
 
@@ -1275,7 +1268,7 @@ def km_risk(
         parts = []
         for r in medians.itertuples(index=False):
             def f(v):
-                return "NR" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:g}"
+                return "NR" if is_missing(v) else f"{v:g}"
             parts.append(f"{r.group}: {f(r.median)} ({f(r.ci_low)}–{f(r.ci_high)})")
         sub.append(f"Median {x_title.lower()}s (95 % CI): " + "; ".join(parts)
                    + " (NR = not reached)")
@@ -1326,8 +1319,7 @@ def forest_t2t(
         return s + ")"
 
     def num(v):
-        return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else \
-            format(float(v), est_format)
+        return "–" if is_missing(v) else format(float(v), est_format)
 
     d["_left"] = [left(r) for _, r in d.iterrows()]
     # Zero-width spaces keep equal texts apart (the right axis is a band scale of labels).

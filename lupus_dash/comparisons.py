@@ -147,9 +147,8 @@ class ComparisonLog:
         """Every logged comparison with its raw, Holm and BH p across the whole log."""
         # Each rerun shows the panel (sentence, summary, table): built once per change of
         # the log, not four times per rerun (a long session's log has hundreds of rows).
-        key = (self._changes, len(self._entries))
-        if self._table is None or self._table[0] != key:
-            self._table = (key, self._build_table())
+        if self._table is None or self._table[0] != self._changes:
+            self._table = (self._changes, self._build_table())
         return self._table[1].copy()
 
     def _build_table(self) -> pd.DataFrame:
@@ -174,6 +173,10 @@ class ComparisonLog:
             df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
         df["n"] = df["n"].astype("Int64")
         return df
+
+    def tested(self) -> int:
+        """How many logged comparisons have a p (summary()'s m, without building the table)."""
+        return sum(e.comparison.p_value is not None for e in self._entries.values())
 
     def summary(self) -> dict:
         """m tested comparisons, the number expected 'significant' by chance, and the counts."""
@@ -236,6 +239,7 @@ class ComparisonLog:
             )
             log._entries[c.key] = _Entry(c, views=int(r.get("views") or 1),
                                          first_seen=r.get("first_seen") or "")
+            log._changes += 1
         return log
 
     def merge(self, comparisons: Iterable[Comparison]) -> int:

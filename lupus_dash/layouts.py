@@ -306,7 +306,8 @@ def table2_calls(flt: Filter) -> dict[str, Call]:
             "lon": Call.of(biomarkers.longitudinal, flt)}
 
 
-def _endpoint_name(ep: schema.Endpoint) -> str:
+def endpoint_name(ep: schema.Endpoint) -> str:
+    """'C3 (g/L)': the label with its unit (a yes/no endpoint has none)."""
     return f"{ep.label} ({ep.unit})" if ep.unit and ep.kind != "binary" else ep.label
 
 
@@ -338,12 +339,12 @@ def table2(summ: Result, lon: Result, dispersion: Mapping[str, str] | None = Non
         if not (s["n"].apply(lambda v: isinstance(v, str) or v > 0)).any():
             continue
         d = DECIMALS.get(col, 2)
-        name = _endpoint_name(ep)
+        name = endpoint_name(ep)
         add(name, "n", [fmt_num(s.at[w, "n"], 0) for w in weeks])
         present = [isinstance(s.at[w, "n"], str) or s.at[w, "n"] > 0 for w in weeks]
         if ep.kind == "binary":
             add(name, "n (%) positive", [
-                fmt_count(s.at[w, "n_positive"], None, _pct(s.at[w, "rate"]))
+                fmt_count(s.at[w, "n_positive"], None, rate_pct(s.at[w, "rate"]))
                 if ok else MISSING_TEXT for w, ok in zip(weeks, present, strict=True)])
             _test_rows(add, l_all, col, "fisher", "baseline", weeks, None, "P (Fisher's exact)")
             _test_rows(add, l_all, col, "mcnemar_exact", "baseline", weeks, None,
@@ -374,7 +375,9 @@ def table2(summ: Result, lon: Result, dispersion: Mapping[str, str] | None = Non
     return Layout("Table 2. Endpoints by visit", out, footnotes=notes)
 
 
-def _pct(rate):
+def rate_pct(rate) -> float | None:
+    """A proportion (0–1) as a percentage number for `fmt_count`; None when missing or
+    withheld (text)."""
     return None if isinstance(rate, str) or is_missing(rate) else rate * 100
 
 
@@ -409,16 +412,16 @@ def _test_rows(add, lon, endpoint, method, comparator, weeks, stat_label, p_labe
         n_txt = (f"complete cases, n = {fmt_num(next(iter(ns)), 0)}" if len(ns) == 1
                  else "complete cases")
         add_label = f"MD (95% CI), {n_txt}"
-        endpoint_name = _endpoint_name(schema.ENDPOINTS_BY_COLUMN[endpoint])
-        add(endpoint_name, add_label, stat_vals)
-        add(endpoint_name, p_label, p_vals)
+        row_name = endpoint_name(schema.ENDPOINTS_BY_COLUMN[endpoint])
+        add(row_name, add_label, stat_vals)
+        add(row_name, p_label, p_vals)
         return
-    endpoint_name = _endpoint_name(schema.ENDPOINTS_BY_COLUMN[endpoint])
+    row_name = endpoint_name(schema.ENDPOINTS_BY_COLUMN[endpoint])
     if pairs_row:
-        add(endpoint_name, "pairs" + ("*" if comparator == "previous" else ""), n_vals)
+        add(row_name, "pairs" + ("*" if comparator == "previous" else ""), n_vals)
     if stat_label:
-        add(endpoint_name, stat_label, stat_vals)
-    add(endpoint_name, p_label, p_vals)
+        add(row_name, stat_label, stat_vals)
+    add(row_name, p_label, p_vals)
 
 
 # --- Table 3 ------------------------------------------------------------------------
@@ -450,6 +453,17 @@ def table3(t3: Result) -> Layout:
 # --- statistics table and Figure 1 (Biomarkers page) -------------------------------------
 
 
+def summary_columns(kind: str, method: str) -> tuple[str, str, str, str, str]:
+    """The summary that matches a test, as (statistics_table display, y, lower, upper,
+    words): the share positive of a yes/no endpoint, median (P25, P75) beside a rank test,
+    mean (95 % CI) beside a t-test or a model (the trajectory and its statistics table)."""
+    if kind == "binary":
+        return "rate", "rate", "ci_low", "ci_high", "share positive"
+    if method == "wilcoxon":
+        return "median", "median", "p25", "p75", "median (P25, P75)"
+    return "mean", "mean", "ci_low", "ci_high", "mean (95 % CI)"
+
+
 def statistics_table(rows: pd.DataFrame, summ: pd.DataFrame, display: str) -> pd.DataFrame:
     """Per visit: the summary matching the test (mean ± SD with t, median (P25, P75) with
     Wilcoxon), the method in words, n, estimate with its CI, statistic, p (text cells)."""
@@ -462,7 +476,7 @@ def statistics_table(rows: pd.DataFrame, summ: pd.DataFrame, display: str) -> pd
         if cur is None or isinstance(cur["n"], str) or not cur["n"]:
             shown = MISSING_TEXT if cur is None else fmt_num(cur["n"])
         elif cur["kind"] == "binary":
-            shown = fmt_count(cur["n_positive"], cur["n"], _pct(cur["rate"]))
+            shown = fmt_count(cur["n_positive"], cur["n"], rate_pct(cur["rate"]))
         elif display == "median":
             shown = (f"{fmt_num(cur['median'], d)} ({fmt_num(cur['p25'], d)}, "
                      f"{fmt_num(cur['p75'], d)})")

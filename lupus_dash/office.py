@@ -14,6 +14,7 @@ of each P named in a lettered footnote, p as `<0.001`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import math
@@ -38,18 +39,6 @@ REMISSION_LABELS = remission.LABELS
 REMISSION_DEFAULT = ["lldas", "remission", "renal_complete", "renal_partial"]
 
 
-def _pct(x) -> str:
-    return layouts.fmt_pct(x)
-
-
-def _p(p) -> str:
-    return layouts.fmt_p(p)
-
-
-def _rate_pct(rate) -> float | None:
-    return None if layouts.is_missing(rate) else float(rate) * 100
-
-
 # --- scene views: what a slide shows for a scene --------------------------------------------
 # Each view runs the calls its page makes (through the seam, `results.run`) with the
 # scene's widget values, defaults as on the page, and draws the page's chart.
@@ -65,6 +54,7 @@ class View:
     note: str = ""
     tests: list[tuple[pd.DataFrame, dict]] = field(default_factory=list)
     preset: str = "standard"
+    message: str = ""  # said in place of picture and table (shared mode's gate)
 
 
 class _Run:
@@ -95,7 +85,7 @@ def view_patient_flow(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> V
         r = at.loc[d]
         rows.append({"Measure": f"{REMISSION_LABELS[d]} at week {final}",
                      "Patients": layouts.fmt_count(r["n_achieved"], r["n_denominator"],
-                                                   _rate_pct(r["rate"]))})
+                                                   layouts.rate_pct(r["rate"]))})
     rows.append({"Measure": "With adverse events",
                  "Patients": layouts.fmt_count(t3["n_patients"].iloc[0], t3["n"].iloc[0],
                                                t3["pct"].iloc[0])})
@@ -130,10 +120,6 @@ def _endpoint_choice(run: _Run, flt: Filter, value: str | None):
     return col, schema.ENDPOINTS_BY_COLUMN[col]
 
 
-def _label(ep) -> str:
-    return f"{ep.label} ({ep.unit})" if ep.unit and ep.kind != "binary" else ep.label
-
-
 def view_trajectory(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> View:
     """Biomarkers, one endpoint: trajectory with stars and the statistics table (as the page)."""
     col, ep = _endpoint_choice(run, flt, w.widget("bio_endpoint"))
@@ -148,15 +134,10 @@ def view_trajectory(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> Vie
     lon = run(biomarkers.longitudinal, flt, endpoints=[col], comparators=[comparator],
               adjust=adjust, include_mixed=method == "mixed_model").table
     rows = lon[lon["method"] == method].reset_index(drop=True)
-    if ep.kind == "binary":
-        display, y, lo, hi, what = "rate", "rate", "ci_low", "ci_high", "share positive"
-    elif method == "wilcoxon":
-        display, y, lo, hi, what = "median", "median", "p25", "p75", "median (P25, P75)"
-    else:
-        display, y, lo, hi, what = "mean", "mean", "ci_low", "ci_high", "mean (95 % CI)"
+    display, y, lo, hi, what = layouts.summary_columns(ep.kind, method)
     pv = rows[["visit_week", "p_adjusted"]].rename(columns={"p_adjusted": "p_value"})
-    chart = charts.trajectory(summ[summ["n"] > 0], y, lo, hi, y_title=_label(ep),
-                              p_values=pv, title="")
+    chart = charts.trajectory(summ[layouts.has_value(summ["n"])], y, lo, hi,
+                              y_title=layouts.endpoint_name(ep), p_values=pv, title="")
     st = layouts.statistics_table(rows.assign(endpoint=col), summ, display)
     keep = ["Week", "n", "Summary", "Method", "p"] + (["p adjusted"] if adjust != "none" else [])
     v = View(f"{ep.label}: {what}; {layouts.method_words(method)} vs {comparator}", chart,
@@ -182,7 +163,7 @@ def view_figure1(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> View:
             "Test": sub["method"].iloc[0],
             "Baseline": layouts.fmt_num(b["centre"].iloc[0]) if len(b) else "—",
             f"Week {final}": layouts.fmt_num(f["centre"].iloc[0]) if len(f) else "—",
-            "P": _p(f["p_value"].iloc[0]) if len(f) else "—",
+            "P": layouts.fmt_p(f["p_value"].iloc[0]) if len(f) else "—",
         })
     lon = res["lon"].table
     # The tests behind Figure 1's stars, as logged comparisons (raw p of each method row).
@@ -238,8 +219,8 @@ def view_remission_rates(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -
             if len(r) and not layouts.is_missing(r["rate"].iloc[0]):
                 r = r.iloc[0]
                 count = layouts.fmt_count(r["n_achieved"], r["n_denominator"],
-                                          _rate_pct(r["rate"]))
-                row[head] = f"{count}; {layouts.fmt_ci(r['ci_low'] * 100, r['ci_high'] * 100, 1)}"
+                                          layouts.rate_pct(r["rate"]))
+                row[head] = f"{count}; {layouts.fmt_pct_ci(r['ci_low'], r['ci_high'], 1)}"
             else:
                 row[head] = "—"
         rows.append(row)
@@ -253,7 +234,7 @@ def view_disease_states(run: _Run, flt: Filter, w: scenes.Scene, preset: str) ->
     p, _, _ = _remission_widgets(w, preset)
     states = run(remission.states, flt, preset=p).table
     chart = charts.stacked_states(states, title="")
-    wide = states.assign(cell=[f"{int(n)} ({pc:.0f} %)" for n, pc in
+    wide = states.assign(cell=[layouts.fmt_count(n, None, pc, 0) for n, pc in
                                zip(states["n"], states["pct"], strict=True)])
     table = wide.pivot_table(index="visit_week", columns="state", values="cell",
                              aggfunc="first").reset_index()
@@ -306,17 +287,17 @@ def view_subgroup_trajectory(run: _Run, flt: Filter, w: scenes.Scene, preset: st
     adjust = w.widget("sub_adjust", "holm")
     ss = run(subgroups.summary, flt, group_by=group_by, endpoint=col, outcome=outcome).table
     chart = charts.trajectory(ss.dropna(subset=["mean"]), "mean", "ci_low", "ci_high",
-                              color="group", y_title=_label(ep), title="")
+                              color="group", y_title=layouts.endpoint_name(ep), title="")
     tests = run(subgroups.tests, flt, group_by=group_by, endpoints=[col], outcome=outcome,
                 adjust=adjust).table
     table = pd.DataFrame({
         "Week": tests["visit_week"].astype(str),
         "Test": [layouts.method_words(m, pm) for m, pm in
                  zip(tests["method"], tests["p_method"], strict=True)],
-        "P": tests["p_value"].map(_p),
+        "P": tests["p_value"].map(layouts.fmt_p),
     })
     if adjust != "none":
-        table[f"P ({adjust})"] = tests["p_adjusted"].map(_p)
+        table[f"P ({adjust})"] = tests["p_adjusted"].map(layouts.fmt_p)
     what = "change from baseline" if outcome == "change" else "value"
     v = View(f"{ep.label} ({what}) by {_group_label(group_by).lower()}", chart, table,
              note="Mean ± 95 % CI per group; tests compare the groups at each visit.",
@@ -338,7 +319,8 @@ def view_forest(run: _Run, flt: Filter, w: scenes.Scene, preset: str) -> View:
     ok = at.dropna(subset=["ci_low", "ci_high"])
     chart = (charts.forest(ok.assign(group=[f"{g} (n = {n})" for g, n in
                                             zip(ok["group"], ok["n"], strict=True)]),
-                           x_title=f"Change in {_label(ep)} at week {week} (mean, 95 % CI)")
+                           x_title=f"Change in {layouts.endpoint_name(ep)} at week {week} "
+                                   "(mean, 95 % CI)")
              if len(ok) else None)
     table = pd.DataFrame({
         "Group": at["group"].astype(str), "n": [layouts.fmt_num(n, 0) for n in at["n"]],
@@ -408,18 +390,28 @@ def render_scene(run: _Run, scene: scenes.Scene, log: ComparisonLog, version: st
                  date: str, preset: str = "standard") -> tuple[View | None, charts.ExportContext]:
     """Compute a scene's view through the seam, log the tests it displays, and its context."""
     flt = scene.filter
-    cnt = run(cohort.patient_count, flt).table.iloc[0]
-    k, n = int(cnt["n_match"]), int(cnt["n_cohort"])
-    sentence = flt.sentence(k, n)
+    counted = run(cohort.patient_count, flt)
     view_name = scene.slide_view
     view = None
-    if view_name is not None and k > 0:
+    if counted.table.empty:
+        # Shared mode's denominator gate: nothing of this filter leaves, not even its count;
+        # the slide says why (as the page does).
+        k = n = None
+        view = View(scene.name, preset=preset,
+                    message=counted.notes[0] if counted.notes else "Not shown.")
+    else:
+        cnt = counted.table.iloc[0]
+        # A count the output policy withheld stays its text ("<11"), as on the page.
+        k, n = (v if isinstance(v, str) else int(v) for v in (cnt["n_match"], cnt["n_cohort"]))
+    sentence = flt.sentence(k, n)
+    if view is None and view_name is not None and (isinstance(k, str) or k > 0):
         view = VIEW_BUILDERS[view_name](run, flt, scene, preset)
         for df, extra in view.tests:
             log.add_frame(df, flt, sentence, page=scene.page, scene=scene.name,
                           prespecified=scene.prespecified, **extra)
     used = view.preset if view else preset
-    ctx = charts.ExportContext(sentence, k, used, version, date, scene.status)
+    ctx = charts.ExportContext(sentence, "not shown" if k is None else k, used, version, date,
+                               scene.status)
     return view, ctx
 
 
@@ -448,11 +440,9 @@ def build_deck(db: Database, deck: scenes.Deck, preset: str = "standard",
     finally:
         for d in opened.values():
             d.close()
-    m = log.summary()["m"]
+    m = log.tested()
     for s in slides:
-        s.context = charts.ExportContext(s.context.filter_sentence, s.context.n,
-                                         s.context.preset, s.context.data_version,
-                                         s.context.date, s.context.status, m)
+        s.context = dataclasses.replace(s.context, comparisons=m)
         if s.view is not None and s.view.chart is not None:
             s.png = slide_png(s.view.chart)
             if projector:
@@ -571,8 +561,9 @@ def _scene_slide(slide, s: SlideContent, summ: dict):
         _text(slide, Inches(0.4), Inches(0.95), Inches(10.0), Inches(0.4), sub, 16,
               rgb=(0x44, 0x44, 0x44))
     top, bottom = 1.45, 6.0
-    if v is None:
-        why = ("No patient matches this scene's filter." if s.context.n == 0 else
+    if v is None or v.message:
+        why = (v.message if v is not None else
+               "No patient matches this scene's filter." if s.context.n == 0 else
                f"The {s.scene.page} page has no slide view; present it live.")
         _text(slide, Inches(0.4), Inches(2.5), Inches(12.5), Inches(1.0), why, 20)
     elif s.png is not None and v.table is not None and len(v.table):
@@ -719,8 +710,9 @@ def _log_slide(slide, log: ComparisonLog, summ: dict, ctx: charts.ExportContext 
         return
     shown = pd.DataFrame({
         "Endpoint": t["endpoint"], "Visit": t["visit"], "Group by": t["group_by"],
-        "Test": t["method"], "Filter": t["filter"], "P": t["p_value"].map(_p),
-        "Holm": t["p_holm"].map(_p), "BH": t["p_bh"].map(_p), "": t["status"],
+        "Test": t["method"], "Filter": t["filter"], "P": t["p_value"].map(layouts.fmt_p),
+        "Holm": t["p_holm"].map(layouts.fmt_p), "BH": t["p_bh"].map(layouts.fmt_p),
+        "": t["status"],
     }).head(max_rows)
     _native_table(slide, shown, 0.4, 1.95, 12.5, 4.5)
     more = len(t) - len(shown)

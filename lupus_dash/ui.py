@@ -9,6 +9,7 @@ and a "Reproduce" expander written from the calls that ran.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -129,10 +130,6 @@ def get_db() -> Snapshot:
     return store.snapshot()
 
 
-def forget_db(path: Path) -> None:
-    """Kept for callers written before DataStore: a rewritten file is picked up by itself."""
-
-
 def ensure_demo() -> None:
     """Build the demo database on first start when the default file is missing."""
     path = db_path()
@@ -187,11 +184,14 @@ def _audit_log(cfg: HostingConfig) -> audit.AuditLog | None:
 
 def record(event: str, who: Principal | None = None, **fields) -> None:
     """Append an audit record for this session (no-op when no log is configured)."""
-    cfg = st.session_state.get("_hosting") or hosting()
+    _record(st.session_state.get("_hosting") or hosting(),
+            who or st.session_state.get("_who"), event, **fields)
+
+
+def _record(cfg: HostingConfig, who: Principal | None, event: str, **fields) -> None:
     log = _audit_log(cfg)
     if log is None:
         return
-    who = who or st.session_state.get("_who")
     ident = who.audit_fields() if who else {"subject": None, "email": None, "role": None}
     log.record(event, ident, **fields)
 
@@ -214,11 +214,17 @@ def may_open(page_file: str) -> bool:
 
 
 def audited(file_name: str, fmt: str, data):
-    """A download's data callable that records the download when it is fetched."""
+    """A download's data callable that records the download when it is fetched.
+
+    Streamlit calls it on the click, outside any script run (no session state then): the
+    session's settings, person and filter are read now, when the button is drawn."""
+    ctx = st.session_state.get("_ctx")
+    flt = json.loads(ctx.flt.to_json()) if ctx else None
+    cfg = st.session_state.get("_hosting") or hosting()
+    person = st.session_state.get("_who")
+
     def fetch():
-        ctx = st.session_state.get("_ctx")
-        record("download", file=file_name, format=fmt,
-               filter=json.loads(ctx.flt.to_json()) if ctx else None)
+        _record(cfg, person, "download", file=file_name, format=fmt, filter=flt)
         return data() if callable(data) else data
     return fetch
 
@@ -577,11 +583,9 @@ def _facet_caption(col: str, options, counts: dict | None) -> None:
     if not counts:
         return
     fmt = _fmt_option(col)
-    def n(v):
-        c = counts.get(v, 0)
-        return c if isinstance(c, str) else layouts.fmt_num(c, 0)  # "<11" in shared mode
-
-    st.caption(" · ".join(f"{fmt(v)} {n(v)}" for v in options))
+    # fmt_num passes text through ("<11" in shared mode)
+    st.caption(" · ".join(f"{fmt(v)} {layouts.fmt_num(counts.get(v, 0), 0)}"
+                          for v in options))
 
 
 def filter_panel(db: Database) -> tuple[Filter, object, object]:
@@ -697,7 +701,6 @@ def start() -> Context:
         if st.button("Rebuild the derived tables now", key="rederive"):
             from . import store
 
-            forget_db(db.path)
             with st.spinner("Rebuilding the derived tables…"):
                 store.rederive(db.path)
             st.rerun()
@@ -914,11 +917,12 @@ def table(df: pd.DataFrame, name: str, calls=None, then: str | None = None,
     browser: 100,000 patients would be megabytes per rerun); the downloads hold all.
     """
     ctx = current()
-    shown = _text_where_mixed(df)
+    shown = df
     if max_rows is not None and len(df) > max_rows:
         shown = df.head(max_rows)
         st.caption(f"Showing the first {max_rows:,} of {len(df):,} rows; the downloads below "
                    "hold every row.")
+    shown = _text_where_mixed(shown)  # on the rows shown only (a listing may be long)
     if ctx.presenter and len(shown) <= 120:
         st.table(shown.set_index(shown.columns[0]) if len(shown.columns) else shown)
     else:
@@ -938,7 +942,8 @@ def table(df: pd.DataFrame, name: str, calls=None, then: str | None = None,
         if docx is not None:
             # An editable Word table (journal conventions), the same cells as the CSV.
             row.download_button(
-                "Word", data=lambda: _docx(docx), file_name=f"{slug}.docx",
+                "Word", data=functools.partial(_docx, docx, ctx.db, _preset()),
+                file_name=f"{slug}.docx",
                 mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
                 key=f"dl_{slug}_docx", on_click="ignore",
             )
@@ -1005,13 +1010,12 @@ def report_command(flt: Filter, *extra: str) -> str:
 
 def endpoint_label(col: str) -> str:
     """'C3 (g/L)' for an endpoint column."""
-    e = schema.ENDPOINTS_BY_COLUMN[col]
-    return f"{e.label} ({e.unit})" if e.unit and e.kind != "binary" else e.label
+    return layouts.endpoint_name(schema.ENDPOINTS_BY_COLUMN[col])
 
 
 def metric(box, label: str, value, help: str | None = None) -> None:
     """A headline number in `box` (a column); text from the seam (e.g. "<11") passes through."""
-    box.metric(label, value if isinstance(value, str) else layouts.fmt_num(value), help=help)
+    box.metric(label, layouts.fmt_num(value), help=help)
 
 
 def cmd(*parts: str) -> str:
@@ -1120,7 +1124,7 @@ def _apply_pending_scene() -> None:
         st.session_state["db_path_override"] = restore or None
     path = db_path()
     try:
-        current_version = Database(path).data_version() if path.exists() else ""
+        current_version = get_db().data_version() if path.exists() else ""
     except DatabaseError:
         current_version = ""
     pin = scenes.check_pin(scene, current_version, scenes.version_candidates(path))
@@ -1141,7 +1145,7 @@ def _scene_bar(ctx: Context, slug: str) -> None:
     if deck is None and not ctx.presenter:
         return
     colour = "#009E73" if status == scenes.STATUS_PRESPECIFIED else "#D55E00"
-    m = comparison_log().summary()["m"]
+    m = comparison_log().tested()
     left, prev_col, next_col = st.columns([6, 1, 1], vertical_alignment="center")
     where = ""
     index = st.session_state.get("_scene_index")
@@ -1199,7 +1203,8 @@ def _presenting_panel(ctx: Context, slug: str) -> None:
             st.download_button("Deck (TOML)", data=scenes.dumps(deck), file_name="deck.toml",
                                mime="application/toml", key="deck_toml", on_click="ignore")
             st.download_button(
-                "Slides (PowerPoint)", data=lambda: _pptx(deck), file_name="deck.pptx",
+                "Slides (PowerPoint)", data=functools.partial(_pptx, deck, ctx.db, _policy()),
+                file_name="deck.pptx",
                 mime="application/vnd.openxmlformats-officedocument.presentationml."
                      "presentation", key="deck_pptx", on_click="ignore")
         # Filled by finish() after the page ran, so it counts the tests this page showed.
@@ -1214,7 +1219,7 @@ def finish() -> None:
     log = comparison_log()
     with box:
         st.caption(log.sentence())
-        if log.summary()["logged"]:
+        if len(log):
             with st.expander("Comparisons looked at"):
                 tbl = log.table()
                 st.dataframe(tbl, hide_index=True, height=240)
@@ -1226,16 +1231,27 @@ def finish() -> None:
                                     on_click="ignore")
 
 
-def _docx(lay: layouts.Layout) -> bytes:
+# The Word and PowerPoint downloads are built when clicked, by Streamlit outside any script
+# run (no session state then): the database, layout, preset and policy are bound when the
+# button is drawn.
+
+
+def _docx(lay: layouts.Layout, db: Database, preset: str) -> bytes:
     from . import office
 
-    return office.layout_docx(current().db, lay, export_context().preset)
+    return office.layout_docx(db, lay, preset)
 
 
-def _pptx(deck: scenes.Deck) -> bytes:
+def _pptx(deck: scenes.Deck, db: Database, policy: results.Policy) -> bytes:
     from . import office
 
-    return office.build_deck(current().db, deck, policy=_policy()).pptx
+    return office.build_deck(db, deck, policy=policy).pptx
+
+
+def _preset() -> str:
+    """The definitions preset the page's widgets chose (standard when it has none)."""
+    return next((str(st.session_state[k]) for k in ("rem_preset", "t2t_preset", "pt_preset")
+                 if k in st.session_state), "standard")
 
 
 def export_context() -> charts.ExportContext:
@@ -1245,8 +1261,6 @@ def export_context() -> charts.ExportContext:
     ctx = current()
     slug = st.session_state.get("_page_slug", "")
     status, _ = _current_scene_status(slug, ctx)
-    preset = next((str(st.session_state[k]) for k in ("rem_preset", "t2t_preset", "pt_preset")
-                   if k in st.session_state), "standard")
-    return charts.ExportContext(ctx.flt.sentence(ctx.k, ctx.n), ctx.k, preset,
+    return charts.ExportContext(ctx.flt.sentence(ctx.k, ctx.n), ctx.k, _preset(),
                                 ctx.db.data_version(), dt.date.today().isoformat(), status,
-                                comparison_log().summary()["m"])
+                                comparison_log().tested())

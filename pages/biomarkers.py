@@ -56,13 +56,9 @@ with tab_one:
 
     # The summary matches the test: median (P25, P75) beside a rank test, mean (95 % CI)
     # beside a t-test or a model, the share positive for a yes/no endpoint.
+    display, y, lo, hi, what = layouts.summary_columns(ep.kind, method)
     if ep.kind == "binary":
-        display, y, lo, hi = "rate", "rate", "ci_low", "ci_high"
-        what = "share positive (Wilson 95 % CI)"
-    elif method == "wilcoxon":
-        display, y, lo, hi, what = "median", "median", "p25", "p75", "median (P25, P75)"
-    else:
-        display, y, lo, hi, what = "mean", "mean", "ci_low", "ci_high", "mean (95 % CI)"
+        what += " (Wilson 95 % CI)"
     pv = rows[["visit_week", "p_adjusted"]].rename(columns={"p_adjusted": "p_value"})
     shown_summ = summ[layouts.has_value(summ["n"])]
     fixed = ui.url_widget("toggle", "Fixed axes", None, "bio_fixed", default=True,

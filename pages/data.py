@@ -199,8 +199,6 @@ with tab_import:
                 mode = "create"
             if st.button("Import", type="primary", key="import_go"):
                 try:
-                    if path == ctx.db.path:
-                        ui.forget_db(path)  # DuckDB allows one writer: close our reader first
                     summary = store.write_database(path, res.tables, mode=mode,
                                                    schedules=res.schedules, source=res.source)
                 except (store.StoreError, ValueError) as exc:

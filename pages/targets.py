@@ -29,22 +29,25 @@ st.markdown(f"**Strategy in force:** {treat_to_target.STRATEGY_LABELS[strategy]}
 st.subheader("Time in target")
 tit = ui.run(targets.time_in_target, flt, preset=preset, strategy=strategy)
 t = tit.table
+
+
+def _share(k_col: str, share_col: str, lo_col: str, hi_col: str) -> list[str]:
+    """'k/n (p %; 95 % CI lo to hi %)' per row; a withheld share stays its text."""
+    return [f"{layouts.fmt_count(k, n)} ({layouts.fmt_pct(r)}; 95 % CI "
+            f"{layouts.fmt_pct_ci(lo, hi, 0)} %)" if not isinstance(r, str) else r
+            for k, n, r, lo, hi in zip(t[k_col], t["n"], t[share_col], t[lo_col], t[hi_col],
+                                       strict=True)]
+
+
 ui.table(t.assign(**{
     "Target": [treat_to_target.DEFINITION_LABELS[d] for d in t["definition"]],
     "Patients (n)": [layouts.fmt_num(x, 0) for x in t["n"]],
     "Time in target, median (P25, P75)": [
         f"{layouts.fmt_pct(m, 0)} ({layouts.fmt_pct(a, 0)}, {layouts.fmt_pct(b, 0)})"
         for m, a, b in zip(t["median"], t["p25"], t["p75"], strict=True)],
-    "≥ 50 % of observed time": [
-        f"{layouts.fmt_count(k, n)} ({layouts.fmt_pct(r)}; 95 % CI "
-        f"{layouts.fmt_pct_ci(lo, hi, 0)} %)" if not isinstance(r, str) else r
-        for k, n, r, lo, hi in zip(t["n_ge_50pct"], t["n"], t["share_ge_50pct"], t["ci_low"],
-                                   t["ci_high"], strict=True)],
-    "Sustained": [
-        f"{layouts.fmt_count(k, n)} ({layouts.fmt_pct(r)}; 95 % CI "
-        f"{layouts.fmt_pct_ci(lo, hi, 0)} %)" if not isinstance(r, str) else r
-        for k, n, r, lo, hi in zip(t["n_sustained"], t["n"], t["share_sustained"],
-                                   t["sustained_ci_low"], t["sustained_ci_high"], strict=True)],
+    "≥ 50 % of observed time": _share("n_ge_50pct", "share_ge_50pct", "ci_low", "ci_high"),
+    "Sustained": _share("n_sustained", "share_sustained", "sustained_ci_low",
+                        "sustained_ci_high"),
     "Reached": [layouts.fmt_num(x, 0) for x in t["n_reached"]],
     "Flare after target": [layouts.fmt_num(x, 0) for x in t["n_flare"]],
     "Lost by stopping": [layouts.fmt_num(x, 0) for x in t["n_lost_by_stop"]],

@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -130,11 +129,6 @@ def exceptions_on_page(page) -> int:
     return page.locator('[data-testid="stException"]').count()
 
 
-def _labelled(option: str) -> re.Pattern:
-    """An option's accessible name, with or without its count ("female (21)")."""
-    return re.compile(rf"^{re.escape(option)}( \(\d+\))?$")
-
-
 class Widgets:
     """The sidebar filter widgets by their labels (ui.filter_panel)."""
 
@@ -152,17 +146,16 @@ class Widgets:
             time.sleep(0.3)
             box.locator("input").first.click()
             self.page.keyboard.type(option)
-            # Options carry their facet count: "female (21)".
-            self.page.get_by_role("option", name=_labelled(option)).click(timeout=10_000)
+            # Option labels are the plain values (ui._fmt_option: no counts).
+            self.page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
         finally:
             # An open listbox hides the rest of the page from the accessibility tree.
             self.page.keyboard.press("Escape")
 
     def multiselect_remove(self, label: str, option: str) -> None:
         box = self.side.locator('[data-testid="stMultiSelect"]').filter(has_text=label)
-        # The chip's remove control is labelled, not a button: "Remove female (21)".
-        box.locator(f'[aria-label="Remove {option}"], [aria-label^="Remove {option} ("]'
-                    ).first.click()
+        # The chip's remove control (a button) is labelled with the plain option.
+        box.locator(f'[aria-label="Remove {option}"]').click()
 
     def reset(self) -> None:
         self.side.get_by_role("button", name="Reset filters").click()

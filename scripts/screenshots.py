@@ -12,42 +12,19 @@ are for a person to look at before calling UI work done.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_browser import CHROMIUM, CHROMIUM_ARGS
+from servers import streamlit_server
+
 PAGES = {"overview": "", "biomarkers": "biomarkers", "remission": "remission",
          "targets": "targets", "subgroups": "subgroups", "patient": "patient",
          "safety": "safety", "data": "data", "methods": "methods"}
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def start_server(db: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT, env={**os.environ, "LUPUS_DASH_DB": str(db)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/_stcore/health", timeout=2)
-            return proc, base
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("streamlit did not start") from None
-            time.sleep(0.5)
 
 
 def settle(pg, timeout: float = 90) -> None:
@@ -86,43 +63,35 @@ def main(argv: list[str] | None = None) -> int:
         synth.build_demo(db)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    proc, base = start_server(db)
     failures = 0
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-            for width in (int(w) for w in a.widths.split(",")):
-                height = 1080 if width >= 1920 else 800
-                pg = browser.new_page(viewport={"width": width, "height": height})
-                pg.set_default_timeout(90_000)
-                for cohort in a.cohorts.split(","):
-                    for mode in a.modes.split(","):
-                        for page in a.pages.split(","):
-                            q = f"cohort={cohort}" + ("&present=1" if mode == "presenter"
-                                                      else "")
-                            if a.extra:
-                                q += "&" + a.extra
-                            pg.goto(f"{base}/{PAGES[page]}?{q}")
-                            settle(pg)
-                            errors = pg.locator('[data-testid="stException"]').count()
-                            name = f"{page}_{cohort}_{width}_{mode}.png"
-                            # The first screen as a person sees it, then the whole page (the
-                            # app scrolls inside its own container, so a tall viewport).
-                            pg.screenshot(path=str(out / f"first_{name}"))
-                            pg.set_viewport_size({"width": width, "height": a.tall})
-                            settle(pg)
-                            pg.screenshot(path=str(out / name))
-                            pg.set_viewport_size({"width": width, "height": height})
-                            failures += bool(errors)
-                            print(f"{name}: {'EXCEPTION' if errors else 'ok'}", flush=True)
-                pg.close()
-            browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with streamlit_server(db, out / "server.log") as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for width in (int(w) for w in a.widths.split(",")):
+            height = 1080 if width >= 1920 else 800
+            pg = browser.new_page(viewport={"width": width, "height": height})
+            pg.set_default_timeout(90_000)
+            for cohort in a.cohorts.split(","):
+                for mode in a.modes.split(","):
+                    for page in a.pages.split(","):
+                        q = f"cohort={cohort}" + ("&present=1" if mode == "presenter"
+                                                  else "")
+                        if a.extra:
+                            q += "&" + a.extra
+                        pg.goto(f"{base}/{PAGES[page]}?{q}")
+                        settle(pg)
+                        errors = pg.locator('[data-testid="stException"]').count()
+                        name = f"{page}_{cohort}_{width}_{mode}.png"
+                        # The first screen as a person sees it, then the whole page (the
+                        # app scrolls inside its own container, so a tall viewport).
+                        pg.screenshot(path=str(out / f"first_{name}"))
+                        pg.set_viewport_size({"width": width, "height": a.tall})
+                        settle(pg)
+                        pg.screenshot(path=str(out / name))
+                        pg.set_viewport_size({"width": width, "height": height})
+                        failures += bool(errors)
+                        print(f"{name}: {'EXCEPTION' if errors else 'ok'}", flush=True)
+            pg.close()
+        browser.close()
     return 1 if failures else 0
 
 

@@ -192,6 +192,55 @@ def test_a_choice_survives_changes_of_the_other_filters(page, server, demo_path)
     assert re.search(r"[?&]sex=F(&|$)", page.url)
 
 
+def _download(pg, button) -> tuple[str, bytes]:
+    """Click a download button; the file's name and bytes (the data is built on the click,
+    outside the script run that drew the button)."""
+    button.scroll_into_view_if_needed()
+    with pg.expect_download(timeout=WAIT_MS * 2) as dl:
+        button.click()
+    return dl.value.suggested_filename, Path(dl.value.path()).read_bytes()
+
+
+def test_word_table_and_powerpoint_slides_download(page, server):
+    """Table 1 as Word and the deck as PowerPoint: both are built on the click, outside the
+    script run (they failed there when they read the page context at that point)."""
+    import io
+
+    from docx import Document
+    from pptx import Presentation
+
+    page.goto(f"{server}/?cohort=csle_belimumab&completer=true")
+    settle(page)
+    main = page.locator('[data-testid="stMain"]')
+    name, data = _download(page, main.locator('[data-testid="stDownloadButton"]').filter(
+        has_text="Word").first)
+    assert name == "table1.docx"
+    doc = Document(io.BytesIO(data))
+    assert doc.paragraphs[0].text.startswith("Table 1")
+    assert any("csle_belimumab: completers" in p.text for p in doc.paragraphs)
+    assert len(doc.tables) == 1 and len(doc.tables[0].rows) > 5
+
+    # A new session (on a fresh server the first session's first click drops the link's
+    # filters: a separate fault, not what this test is about).
+    page.goto(f"{server}/?cohort=csle_belimumab&completer=true")
+    settle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    box = sidebar.get_by_label("Name this view")
+    box.scroll_into_view_if_needed()
+    box.fill("Completers overview")
+    box.press("Enter")
+    settle(page)
+    sidebar.get_by_role("button", name="Save this view").click()
+    settle(page)
+    name, data = _download(page, sidebar.locator('[data-testid="stDownloadButton"]').filter(
+        has_text="PowerPoint"))
+    assert name == "deck.pptx"
+    slides = list(Presentation(io.BytesIO(data)).slides)
+    assert len(slides) == 3  # title, the scene, the comparison log
+    texts = " ".join(sh.text_frame.text for sh in slides[1].shapes if sh.has_text_frame)
+    assert "Completers overview" in texts and "csle_belimumab: completers" in texts
+
+
 def test_presenter_mode_hides_the_sidebar(page, server):
     page.goto(f"{server}/biomarkers?cohort=csle_belimumab&present=1")
     settle(page)

@@ -77,3 +77,34 @@ def test_on_the_whole_cohort_small_counts_are_shown_as_less_than_k(page, viewer_
     assert any(r[n_col] == f"<{K}" for r in body)  # the demo has small rows: shown as <k
     page.screenshot(path=str(ROOT / "artifacts" / "browser_shared_safety.png"),
                     full_page=True)
+
+
+def test_a_viewers_slides_keep_small_counts_withheld(page, viewer_server):
+    """The PowerPoint of a viewer's deck is built on the click, outside the script run: it
+    still passes the viewer's disclosure rules (small counts shown as <k)."""
+    from pptx import Presentation
+
+    page.goto(f"{viewer_server}/?cohort=csle_belimumab")
+    settle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    box = sidebar.get_by_label("Name this view")
+    box.scroll_into_view_if_needed()
+    box.fill("Patient flow")
+    box.press("Enter")
+    settle(page)
+    sidebar.get_by_role("button", name="Save this view").click()
+    settle(page)
+    button = sidebar.locator('[data-testid="stDownloadButton"]').filter(has_text="PowerPoint")
+    button.scroll_into_view_if_needed()
+    with page.expect_download(timeout=WAIT_MS * 2) as dl:
+        button.click()
+    slides = list(Presentation(dl.value.path()).slides)
+    table = next(sh.table for sh in slides[1].shapes if sh.has_table)
+    flow = {r.cells[0].text: r.cells[1].text for r in list(table.rows)[1:]}
+    assert flow["Enrolled"] == "26"
+    assert f"<{K}" in flow.values()  # the demo's few who stopped: withheld
+    for cell in flow.values():
+        if cell.startswith("<") or cell in ("—", "–"):
+            continue
+        n = int(re.match(r"\d+", cell).group())
+        assert n == 0 or n >= K, flow

@@ -130,6 +130,19 @@ def test_bad_p_is_refused_and_nan_is_not_computable():
     assert "No test" in ComparisonLog().sentence()
 
 
+def test_tested_counts_what_summary_calls_m():
+    log = ComparisonLog()
+    for i, p in enumerate([0.01, float("nan"), None, 0.5, 1.0, 0.0], start=1):
+        log.add(_comparison(i, p))
+        assert log.tested() == log.summary()["m"]
+    assert (log.tested(), len(log)) == (4, 6)
+    back = ComparisonLog.from_json(log.to_json())
+    assert back.tested() == back.summary()["m"] == 4
+    back.table()
+    back.add(_comparison(7, 0.2))  # the cached table follows the log
+    assert back.tested() == back.summary()["m"] == 5 and len(back.table()) == 7
+
+
 def test_add_frame_logs_raw_p_of_a_real_result(demo_db):
     lon = results.run(demo_db, biomarkers.longitudinal, FLT, endpoints=["c3_g_l", "sledai2k"],
                       comparators=["baseline"], adjust="holm", include_mixed=False).table

@@ -3,6 +3,7 @@ allow-list / signed out / session too old), what each is computed, and the audit
 
 import json
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -249,6 +250,34 @@ def test_downloads_are_recorded_when_fetched(log_path):
     dl = [r for r in audit.read(log_path) if r["event"] == "download"]
     assert [(r["email"], r["file"], r["format"]) for r in dl] == [
         ("ann@partner.org", "table_1.csv", "csv")]
+
+
+CLICK_SCRIPT = """
+import streamlit as st
+from lupus_dash import ui
+ui.auth_gate()
+st.session_state["fetch"] = ui.audited("table_1.csv", "csv", lambda: b"a,b")
+"""
+
+
+def test_a_download_fetched_outside_the_script_run_is_recorded(log_path):
+    # Streamlit runs a download's data callable on the click, outside any script run (no
+    # session state there): the person and settings are bound when the button is drawn.
+    at = AppTest.from_string(CLICK_SCRIPT, default_timeout=60)
+    at.secrets["auth"] = AUTH
+    at.secrets["lupus_dash"] = {"allow": ALLOW, "audit_log": str(log_path)}
+    at.user = ANALYST
+    at.run()
+    assert_clean(at)
+    fetch = at.session_state["fetch"]
+    out = []
+    t = threading.Thread(target=lambda: out.append(fetch()))  # no script run context
+    t.start()
+    t.join(30)
+    assert out == [b"a,b"]
+    dl = [r for r in audit.read(log_path) if r["event"] == "download"]
+    assert [(r["email"], r["role"], r["file"]) for r in dl] == [
+        ("ann@partner.org", "analyst", "table_1.csv")]
 
 
 def test_bad_hosting_settings_are_a_plain_error(log_path):

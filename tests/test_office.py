@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from lupus_dash import charts, cli, office, report, results, scenes, store
+from lupus_dash import charts, cli, layouts, office, report, results, scenes, store
 from lupus_dash.analyses import biomarkers, cohort, common, remission
 from lupus_dash.db import Database
 from lupus_dash.filters import Filter
@@ -209,9 +209,36 @@ def test_default_deck_slides_equal_the_report(db, default_export):
     # The log slide names the smallest p with its Holm and BH values.
     t = out.log.table().sort_values("p_value", kind="stable")
     first = slides[-1]["tables"][0][1]
-    assert first[5:8] == [office._p(t["p_value"].iloc[0]), office._p(t["p_holm"].iloc[0]),
-                          office._p(t["p_bh"].iloc[0])]
+    assert first[5:8] == [layouts.fmt_p(t["p_value"].iloc[0]), layouts.fmt_p(t["p_holm"].iloc[0]),
+                          layouts.fmt_p(t["p_bh"].iloc[0])]
     assert out.log.sentence() in slides[-1]["text"]
+
+
+def test_a_viewers_deck_passes_the_disclosure_rules(db):
+    """Shared mode's slides (a viewer's PowerPoint): withheld counts stay "<k" text, and a
+    scene whose filter the denominator gate refuses says so instead of any number."""
+    from lupus_dash.shared import SharedPolicy
+
+    k = 5
+    deck = scenes.default_deck(Filter("csle_belimumab"), "standard")
+    three = Filter.build("csle_belimumab", immunosuppressant=["TAC", "MMF+TAC"])
+    deck.scenes.append(scenes.Scene("Three patients", "overview", three, view="patient_flow"))
+    out = office.build_deck(db, deck, date="2026-12-01", policy=SharedPolicy(k))
+    slides = _pptx_slides(out.pptx)
+    assert len(slides) == len(deck.scenes) + 2
+    gated = slides[-2]
+    assert f"Fewer than {k} patients match this filter." in gated["text"]
+    assert "n = not shown" in gated["text"] and "3 of" not in gated["text"]
+    assert not gated["tables"] and gated["pictures"] == 0
+    flow, states = slides[1]["tables"][0], slides[5]["tables"][0]
+    assert flow[0] == ["Measure", "Patients"] and states[0][0] == "Week"
+    cells = [c for r in flow[1:] for c in r[1:]] + [c for r in states[1:] for c in r[1:]]
+    assert f"<{k}" in cells
+    for c in cells:
+        if c in (f"<{k}", "—"):
+            continue
+        n = int(c.split("/")[0].split(" ")[0])
+        assert n == 0 or n >= k, c
 
 
 def test_prespecified_scene_is_labelled_and_its_tests_logged_so(db):
@@ -228,7 +255,7 @@ def test_prespecified_scene_is_labelled_and_its_tests_logged_so(db):
     summ = out.log.summary()
     assert summ["m"] == summ["prespecified"] == len(want) == 4
     table = s["tables"][0]
-    assert [r[4] for r in table[1:]] == [office._p(p) for p in want["p_value"]]
+    assert [r[4] for r in table[1:]] == [layouts.fmt_p(p) for p in want["p_value"]]
 
 
 def test_pinned_scene_shows_the_numbers_of_its_version(demo_path, tmp_path):
