@@ -229,6 +229,15 @@ def audited(file_name: str, fmt: str, data):
     return fetch
 
 
+def download(where, label: str, data, file_name: str, mime: str, key: str,
+             help: str | None = None) -> None:
+    """Every download button of the app: its file is built on the click and, in hosted
+    mode, the download is recorded in the audit log (who, file, format, filter)."""
+    where.download_button(label, data=audited(file_name, file_name.rsplit(".", 1)[-1], data),
+                          file_name=file_name, mime=mime, key=key, on_click="ignore",
+                          help=help)
+
+
 def audit_view(page_title: str) -> None:
     """Record a page view when the page or the filter changed since the last record."""
     ctx = st.session_state.get("_ctx")
@@ -855,15 +864,12 @@ def _chart_downloads(ch, final, slug: str) -> None:
     date, pre-specified or exploratory), and a 1920×1080 PNG for a projector."""
     ectx = export_context()
     row = st.container(horizontal=True, gap="small")
-    row.download_button("PNG", data=lambda: charts.to_png_stamped(final, ectx),
-                        file_name=f"{slug}.png", mime="image/png", key=f"dl_{slug}_png",
-                        on_click="ignore")
-    row.download_button("SVG", data=lambda: charts.to_svg_stamped(final, ectx),
-                        file_name=f"{slug}.svg", mime="image/svg+xml", key=f"dl_{slug}_svg",
-                        on_click="ignore")
-    row.download_button("Projector PNG", data=lambda: charts.to_projector_png(ch, ectx),
-                        file_name=f"{slug}_1920x1080.png", mime="image/png",
-                        key=f"dl_{slug}_proj", on_click="ignore")
+    download(row, "PNG", lambda: charts.to_png_stamped(final, ectx), f"{slug}.png",
+             "image/png", f"dl_{slug}_png")
+    download(row, "SVG", lambda: charts.to_svg_stamped(final, ectx), f"{slug}.svg",
+             "image/svg+xml", f"dl_{slug}_svg")
+    download(row, "Projector PNG", lambda: charts.to_projector_png(ch, ectx),
+             f"{slug}_1920x1080.png", "image/png", f"dl_{slug}_proj")
 
 
 def chart_grid(panels: list, whole: alt.TopLevelMixin, name: str, columns: int, calls=None,
@@ -930,23 +936,18 @@ def table(df: pd.DataFrame, name: str, calls=None, then: str | None = None,
     slug = _slug(name)
     with _actions(slug):
         row = st.container(horizontal=True, gap="small")
-        row.download_button("CSV", data=lambda: df.to_csv(index=False).encode("utf-8"),
-                            file_name=f"{slug}.csv", mime="text/csv", key=f"dl_{slug}_csv",
-                            on_click="ignore")
+        download(row, "CSV", lambda: df.to_csv(index=False).encode("utf-8"), f"{slug}.csv",
+                 "text/csv", f"dl_{slug}_csv")
         if xlsx:
-            row.download_button(
-                "Excel", data=lambda: to_xlsx(df, slug[:31]), file_name=f"{slug}.xlsx",
-                mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                key=f"dl_{slug}_xlsx", on_click="ignore",
-            )
+            download(row, "Excel", lambda: to_xlsx(df, slug[:31]), f"{slug}.xlsx",
+                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                     f"dl_{slug}_xlsx")
         if docx is not None:
             # An editable Word table (journal conventions), the same cells as the CSV.
-            row.download_button(
-                "Word", data=functools.partial(_docx, docx, ctx.db, _preset()),
-                file_name=f"{slug}.docx",
-                mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-                key=f"dl_{slug}_docx", on_click="ignore",
-            )
+            download(row, "Word", functools.partial(_docx, docx, ctx.db, _preset()),
+                     f"{slug}.docx",
+                     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                     f"dl_{slug}_docx")
         reproduce(calls, then, cli, sql, key=slug, code=code)
 
 
@@ -1200,13 +1201,11 @@ def _presenting_panel(ctx: Context, slug: str) -> None:
             st.caption(f"Deck: {deck.title} — {len(deck.scenes)} scene(s)")
             st.button("Present the deck", key="deck_present", on_click=_goto_scene, args=(0,),
                       width="stretch")
-            st.download_button("Deck (TOML)", data=scenes.dumps(deck), file_name="deck.toml",
-                               mime="application/toml", key="deck_toml", on_click="ignore")
-            st.download_button(
-                "Slides (PowerPoint)", data=functools.partial(_pptx, deck, ctx.db, _policy()),
-                file_name="deck.pptx",
-                mime="application/vnd.openxmlformats-officedocument.presentationml."
-                     "presentation", key="deck_pptx", on_click="ignore")
+            download(st, "Deck (TOML)", scenes.dumps(deck), "deck.toml", "application/toml",
+                     "deck_toml")
+            download(st, "Slides (PowerPoint)", functools.partial(_pptx, deck, ctx.db, _policy()),
+                     "deck.pptx", "application/vnd.openxmlformats-officedocument."
+                     "presentationml.presentation", "deck_pptx")
         # Filled by finish() after the page ran, so it counts the tests this page showed.
         st.session_state["_log_box"] = st.container()
 
@@ -1224,11 +1223,9 @@ def finish() -> None:
                 tbl = log.table()
                 st.dataframe(tbl, hide_index=True, height=240)
                 row = st.container(horizontal=True, gap="small")
-                row.download_button("CSV", data=log.to_csv, file_name="comparisons.csv",
-                                    mime="text/csv", key="log_csv", on_click="ignore")
-                row.download_button("JSON", data=log.to_json, file_name="comparisons.json",
-                                    mime="application/json", key="log_json",
-                                    on_click="ignore")
+                download(row, "CSV", log.to_csv, "comparisons.csv", "text/csv", "log_csv")
+                download(row, "JSON", log.to_json, "comparisons.json", "application/json",
+                         "log_json")
 
 
 # The Word and PowerPoint downloads are built when clicked, by Streamlit outside any script

@@ -114,9 +114,8 @@ def mapping_editor(src: Path, saved: list[Path]) -> mapping.Mapping | None:
                         path="mapping (this page)")
     text = mapping.dumps(m)
     c1, c2 = st.columns([1, 3])
-    c1.download_button("Save mapping (MAP.toml)", text, file_name="MAP.toml",
-                       mime="application/toml", key="map_download",
-                       help="Upload it with the next export to start from this mapping")
+    ui.download(c1, "Save mapping (MAP.toml)", text, "MAP.toml", "application/toml",
+                "map_download", help="Upload it with the next export to start from this mapping")
     c2.caption(ui.cmd("python", "-m", "lupus_dash", "import", "FOLDER", "--mapping",
                       "MAP.toml", "--db", "FILE") + " imports with the same mapping.")
     return m

@@ -176,11 +176,19 @@ def test_analyst_by_group_claim_sees_the_dashboard(browser, stack):
     assert pg.locator("h1").first.inner_text().strip() == "Overview"
     # An analyst may open the Patient page (registered for this role only).
     assert sidebar.locator('[data-testid="stSidebarNav"]').get_by_text("Patient").count() == 1
+    # Every download is recorded (issue 12: who, the file, the filter).
+    with pg.expect_download() as dl:
+        pg.locator('[data-testid="stDownloadButton"]').filter(has_text="CSV").first.click()
+    name = dl.value.suggested_filename
+    assert name.endswith(".csv") and dl.value.path().stat().st_size > 0
     pg.context.close()
     recs = audit.read(log)
     assert ("sign_in", "ann@partner.org", "analyst") in {
         (r["event"], r["email"], r["role"]) for r in recs}
     assert any(r["event"] == "view" and r["email"] == "ann@partner.org" for r in recs)
+    got = [r for r in recs if r["event"] == "download" and r["email"] == "ann@partner.org"]
+    assert [(r["file"], r["format"], r["filter"]) for r in got] == [
+        (name, "csv", {"cohort": "csle_belimumab"})]
 
 
 def test_user_outside_the_allow_list_is_refused(browser, stack):
